@@ -1,0 +1,160 @@
+"""The ``embedq`` command: producer commands run light; worker commands import the worker lazily.
+
+A producer-only install (no torch) can run ``embedq routes`` and ``embedq embed``; ``embedq
+worker`` and ``embedq up`` need the ``worker`` extra and say so when it is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+
+from embedq.config.errors import EmbedqError
+from embedq.config.registry import Registry, load_registry
+from embedq.config.settings import Settings, load_settings
+from embedq.tasks.names import route_queue
+
+
+def _context() -> tuple[Settings, Registry]:
+    settings = load_settings()
+    return settings, load_registry(settings.config_dir)
+
+
+@click.group()
+def main() -> None:
+    """embedq: text embeddings on Redis-backed Celery queues, routed by use case."""
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def routes(as_json: bool) -> None:
+    """Print the routing table: use case -> model, precision, dim, queue."""
+    _, registry = _context()
+    rows = [
+        {
+            "use_case": r.name,
+            "model": r.model,
+            "precision": r.precision.value,
+            "dim": registry.output_dim(r),
+            "normalize": r.normalize,
+            "dtype": r.output_dtype.value,
+            "queue": route_queue(r),
+            "default": r.name == registry.default_route,
+        }
+        for r in registry.routes.values()
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    header = ["use_case", "model", "precision", "dim", "normalize", "dtype", "queue"]
+    table = [header] + [
+        [str(row[h]) + ("*" if h == "use_case" and row["default"] else "") for h in header]
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    for line in table:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)))
+    click.echo("(* default use case)")
+
+
+def _read_texts(input_file: Path | None, texts: tuple[str, ...]) -> list[str]:
+    if input_file is None:
+        return list(texts)
+    handle = sys.stdin if str(input_file) == "-" else input_file.open(encoding="utf-8")
+    with handle:
+        return [line.rstrip("\n") for line in handle if line.strip()]
+
+
+@main.command()
+@click.argument("texts", nargs=-1)
+@click.option("--use-case", "-u", default=None, help="Route to use (default: the default route).")
+@click.option("--input", "input_file", type=click.Path(path_type=Path), default=None,
+              help="File with one text per line ('-' for stdin).")
+@click.option("--output", type=click.Path(path_type=Path), default=None,
+              help="Write the vectors as a .npy file instead of printing JSON.")
+@click.option("--chunk-size", type=int, default=None, help="Texts per task.")
+@click.option("--timeout", type=float, default=None, help="Seconds to wait per chunk.")
+def embed(
+    texts: tuple[str, ...],
+    use_case: str | None,
+    input_file: Path | None,
+    output: Path | None,
+    chunk_size: int | None,
+    timeout: float | None,
+) -> None:
+    """Embed TEXTS (or --input lines) through the workers of a use case."""
+    from embedq.producer.client import EmbeddingClient
+
+    items = _read_texts(input_file, texts)
+    if not items:
+        raise click.UsageError("give texts as arguments or --input FILE")
+    client = EmbeddingClient()
+    blocks = list(client.embed_many(items, use_case, chunk_size=chunk_size, timeout=timeout))
+    vectors = np.concatenate(blocks)
+    if output is not None:
+        np.save(output, vectors)
+        click.echo(f"wrote {vectors.shape[0]} x {vectors.shape[1]} {vectors.dtype} to {output}",
+                   err=True)
+    else:
+        click.echo(json.dumps({"shape": list(vectors.shape), "vectors": vectors.tolist()}))
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option("--model", "-m", required=True, help="Model name from models.json.")
+@click.option("--precision", "-p", default="fp32", show_default=True,
+              help="Weight precision: fp32, fp16, bf16, int8.")
+@click.option("--concurrency", "-c", type=int, default=None,
+              help="Pool processes (default: one per core).")
+@click.option("--pool", "-P", default="prefork", show_default=True,
+              type=click.Choice(["prefork", "solo", "threads"]))
+@click.option("--threads", type=int, default=None, help="torch threads per pool process.")
+@click.option("--loglevel", "-l", default="INFO", show_default=True)
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def worker(
+    model: str,
+    precision: str,
+    concurrency: int | None,
+    pool: str,
+    threads: int | None,
+    loglevel: str,
+    celery_args: tuple[str, ...],
+) -> None:
+    """Run a Celery worker for one model at one precision (extra args go to Celery)."""
+    from embedq.worker.cli import run_worker
+
+    run_worker(model, precision, concurrency=concurrency, pool=pool, threads=threads,
+               loglevel=loglevel, extra=list(celery_args))
+
+
+@main.command()
+@click.option("--flower/--no-flower", default=True, show_default=True,
+              help="Also start Flower on 127.0.0.1:5555.")
+@click.option("--flower-port", type=int, default=5555, show_default=True)
+@click.option("--concurrency", "-c", type=int, default=None, help="Pool processes per worker.")
+def up(flower: bool, flower_port: int, concurrency: int | None) -> None:
+    """Run the embedded default: a private Redis and one worker per configured queue.
+
+    Everything runs in the foreground and stops on Ctrl-C or SIGTERM. Other shells reach it by
+    setting EMBEDQ_REDIS_URL to the URL printed at start.
+    """
+    from embedq.worker.stack import run_stack
+
+    run_stack(flower=flower, flower_port=flower_port, concurrency=concurrency)
+
+
+def run() -> None:
+    """Console entry point: embedq's own errors print as one line, not a traceback."""
+    try:
+        main(standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except EmbedqError as exc:
+        click.echo(f"embedq: {type(exc).__name__}: {exc}", err=True)
+        sys.exit(2)

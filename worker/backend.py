@@ -1,0 +1,30 @@
+"""What the worker needs from a model: count tokens, and one forward pass over one batch.
+
+Everything else (sorting, batching, truncating dimensions, normalising, caching) is the
+worker's own and is shared by every backend, the deterministic hashing model included.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+
+class Backend(Protocol):
+    """A loaded model at one weight precision."""
+
+    #: Native output dimension.
+    dim: int
+    #: Inputs longer than this many tokens (special tokens included) are truncated.
+    max_tokens: int
+    #: Where the weights came from and which version they are: part of every cache key.
+    revision: str
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """Token counts without truncation, special tokens included."""
+        ...
+
+    def encode_batch(self, texts: list[str]) -> np.ndarray:
+        """One forward pass: float32 ``(len(texts), dim)``, pooled, not normalised."""
+        ...

@@ -56,6 +56,7 @@ class EmbedJob:
         self.route = route
         self._parts = parts
         self.size = size
+        self._results: list[EmbedResult] | None = None  # results are read from Redis once
 
     @property
     def ids(self) -> list[str]:
@@ -64,7 +65,7 @@ class EmbedJob:
 
     def ready(self) -> bool:
         """True once every chunk has a result (or an error)."""
-        return all(part.ready() for part in self._parts)
+        return self._results is not None or all(part.ready() for part in self._parts)
 
     def get(self, timeout: float | None = None) -> np.ndarray:
         """The vectors, one row per input text, in input order."""
@@ -72,9 +73,11 @@ class EmbedJob:
 
     def get_detailed(self, timeout: float | None = None) -> Embeddings:
         """The vectors with per-item metadata; raises `EmbeddingFailedError` on bad items."""
-        limit = self._client.settings.timeout_s if timeout is None else timeout
-        deadline = time.monotonic() + limit
-        results = [self._collect(part, deadline) for part in self._parts]
+        if self._results is None:
+            limit = self._client.settings.timeout_s if timeout is None else timeout
+            deadline = time.monotonic() + limit
+            self._results = [self._collect(part, deadline) for part in self._parts]
+        results = self._results
         vectors = np.concatenate([r.vectors for r in results]) if results else np.empty((0, 0))
         errors: dict[int, str] = {}
         offset = 0

@@ -8,7 +8,7 @@ from embedq.config.errors import (
     InvalidTextError,
     UnknownUseCaseError,
 )
-from embedq.producer.client import EmbeddingClient, EmbedJob, Embeddings
+from embedq.producer.client import EmbeddingClient, Embeddings, EmbedJob
 
 __all__ = [
     "EmbedJob",

@@ -26,10 +26,10 @@ from embedq.config.errors import (
 )
 from embedq.config.registry import Registry, RouteSpec, load_registry
 from embedq.config.settings import Settings, load_settings
+from embedq.producer.progress import progress_bar
 from embedq.tasks.app import create_app
 from embedq.tasks.names import EMBED_TASK, route_queue
 from embedq.tasks.schema import EmbedRequest, EmbedResult
-from embedq.producer.progress import progress_bar
 from embedq.tasks.validation import text_problem
 
 

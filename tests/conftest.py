@@ -6,6 +6,7 @@ HF_HUB_OFFLINE=1 and load models from installed packages.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -69,15 +70,16 @@ def redis_server() -> Iterator[RedisServer]:
     """A private redis-server per test module."""
     with RedisServer() as server:
         yield server
+        # Celery's AsyncResult unsubscribes in __del__; collect them while Redis still answers.
+        gc.collect()
 
 
 class WorkerProcess:
     """A real `embedq worker` process; stopped with Celery's warm shutdown."""
 
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+    def __init__(self, command: list[str], env: dict[str, str]) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "embedq.cli", *args],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
 
     def stop(self) -> str:
@@ -95,7 +97,7 @@ class WorkerProcess:
         """SIGKILL the worker and its pool processes (a crash, not a shutdown)."""
         subprocess.run(["pkill", "-9", "-P", str(self.process.pid)], check=False)
         self.process.kill()
-        self.process.wait()
+        self.process.communicate()
 
 
 def worker_env(redis_url: str, config_dir: Path | None, **extra: str) -> dict[str, str]:
@@ -113,8 +115,9 @@ def start_worker(redis_server: RedisServer) -> Iterator[object]:
 
     def _start(model: str, precision: str, config_dir: Path | None, *extra_args: str,
                **env: str) -> WorkerProcess:
-        args = ["worker", "-m", model, "-p", precision, *extra_args]
-        worker = WorkerProcess(args, worker_env(redis_server.url, config_dir, **env))
+        command = [sys.executable, "-m", "embedq.cli", "worker", "-m", model, "-p", precision,
+                   *extra_args]
+        worker = WorkerProcess(command, worker_env(redis_server.url, config_dir, **env))
         started.append(worker)
         return worker
 

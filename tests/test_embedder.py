@@ -50,7 +50,8 @@ def _request(texts, **overrides) -> EmbedRequest:
 
 def test_same_text_same_vector_across_requests(service):
     a, b = service.handle([_request(["hello world", "other"]), _request(["x", "hello world"])])
-    assert isinstance(a, EmbedResult) and isinstance(b, EmbedResult)
+    assert isinstance(a, EmbedResult)
+    assert isinstance(b, EmbedResult)
     np.testing.assert_array_equal(a.vectors[0], b.vectors[1])
     np.testing.assert_allclose(np.linalg.norm(a.vectors, axis=1), 1.0, rtol=1e-6)
 

@@ -8,6 +8,8 @@ unigrams and bigrams, so texts that share words are similar, as a toy embedding 
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import xxhash
 
@@ -36,7 +38,7 @@ class HashingBackend:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for row, text in enumerate(texts):
             words = self._words(text)[: self.max_tokens - 2]
-            features = words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]
+            features = words + [f"{a} {b}" for a, b in itertools.pairwise(words)]
             for feature in features or [""]:
                 h = xxhash.xxh64_intdigest(feature.encode("utf-8", "surrogatepass"), self._seed)
                 out[row, h % self.dim] += 1.0 if (h >> 63) else -1.0

@@ -1,0 +1,14 @@
+# One image for producers, workers and Flower. The CPU build of torch is pinned in pyproject.
+FROM python:3.11-slim
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 HF_HUB_OFFLINE=1
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY cli cli
+COPY config config
+COPY tasks tasks
+COPY producer producer
+COPY worker worker
+RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu ".[worker]"
+RUN useradd --create-home embedq
+USER embedq
+CMD ["embedq", "routes"]

@@ -1,0 +1,39 @@
+"""docker-compose.yml follows the routes (Docker itself does not run here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from embedq.config import load_registry
+from embedq.worker.stack import queues_of
+
+COMPOSE = Path(__file__).resolve().parents[1] / "docker-compose.yml"
+
+
+def _compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def test_one_worker_service_per_configured_queue():
+    services = _compose()["services"]
+    served = set()
+    for name, service in services.items():
+        command = service.get("command", [])
+        if command[:2] == ["embedq", "worker"]:
+            model = command[command.index("--model") + 1]
+            precision = command[command.index("--precision") + 1]
+            served.add(f"embed.{model}.{precision}")
+            assert name == f"worker-{model}-{precision}"
+            assert "healthcheck" in service
+    assert served == set(queues_of(load_registry()))
+
+
+def test_services_have_healthchecks_and_flower_needs_credentials():
+    services = _compose()["services"]
+    assert all("healthcheck" in s for s in services.values())
+    flower = " ".join(services["flower"]["command"])
+    assert "--basic-auth=${FLOWER_BASIC_AUTH:?" in flower
+    assert "noeviction" in services["redis"]["command"]
+    assert "allkeys-lfu" in services["redis-cache"]["command"]

@@ -51,6 +51,31 @@ class Settings(BaseSettings):
     torch_threads: int | None = Field(default=None, ge=1, description="Per pool process.")
     visibility_timeout_s: int = Field(default=3600, ge=1, description="Redelivery after loss.")
 
+    # Vector cache (both sides): a per-process memory tier in workers, a shared Redis tier.
+    cache_enabled: bool = Field(default=True, description="Use the vector cache at all.")
+    cache_memory_bytes: int = Field(
+        default=64 * 2**20, ge=0, description="Memory tier per worker process (0: none)."
+    )
+    cache_ttl_s: int = Field(default=7 * 86400, ge=1, description="Redis entry lifetime.")
+    cache_storage_dtype: Literal["float16", "float32"] = Field(
+        default="float16", description="How cached vectors are stored (float16 halves them)."
+    )
+    cache_read_through: bool = Field(
+        default=True, description="Producers answer cached texts without enqueueing."
+    )
+    cache_socket_timeout_s: float = Field(
+        default=0.25, gt=0, description="Longest wait on a cache Redis reply."
+    )
+    cache_connect_timeout_s: float = Field(
+        default=0.25, gt=0, description="Longest wait to connect to the cache Redis."
+    )
+    cache_backoff_max_s: float = Field(
+        default=30.0, gt=0, description="Longest pause between retries of a down cache Redis."
+    )
+    cache_model_info_ttl_s: float = Field(
+        default=5.0, ge=0, description="How long a producer trusts a worker's published revision."
+    )
+
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
 

@@ -8,6 +8,8 @@ be mixed, and the model name stays readable so one model's entries can be droppe
 
 from __future__ import annotations
 
+import re
+
 import xxhash
 
 from embedq.config.registry import RouteSpec
@@ -16,6 +18,10 @@ EMBED_TASK = "embedq.embed"
 QUEUE_PREFIX = "embed"
 KEY_PREFIX = "embedq:v1"
 CACHE_NAMESPACE = f"{KEY_PREFIX}:vec"
+MODEL_INFO_NAMESPACE = f"{KEY_PREFIX}:model"
+CACHE_STATS_NAMESPACE = f"{KEY_PREFIX}:cachestats"
+_HEX = "[0-9a-f]"
+_GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
 
 def queue_name(model: str, precision: str) -> str:
@@ -63,5 +69,31 @@ def cache_key(model: str, space: str, text: str) -> str:
 
 
 def cache_pattern(model: str | None = None) -> str:
-    """A SCAN pattern for all cached vectors, or those of one model."""
-    return f"{CACHE_NAMESPACE}:{model or '*'}:*"
+    """A SCAN pattern for all cached vectors, or exactly those of one model.
+
+    The per-model pattern spells out the hex space id and text hash and escapes glob characters,
+    so clearing model ``a`` can never match the keys of a model named ``a:b`` or ``a*``.
+    """
+    if model is None:
+        return f"{CACHE_NAMESPACE}:*"
+    literal = _GLOB_SPECIAL.sub(r"\\\1", model)
+    return f"{CACHE_NAMESPACE}:{literal}:{_HEX * 16}:{_HEX * 32}"
+
+
+def model_info_key(model: str, precision: str) -> str:
+    """Where a worker publishes the revision and token limit its cache keys are built with.
+
+    Only a worker knows the revision (it comes from the installed weights), and a producer needs
+    it to compute the same cache keys for its read-through lookup.
+    """
+    return f"{MODEL_INFO_NAMESPACE}:{model}:{precision}"
+
+
+def cache_stats_key(worker: str) -> str:
+    """Where one worker process publishes its cache counters for ``embedq cache stats``."""
+    return f"{CACHE_STATS_NAMESPACE}:{worker}"
+
+
+def cache_stats_pattern() -> str:
+    """A SCAN pattern for every worker process's published cache counters."""
+    return f"{CACHE_STATS_NAMESPACE}:*"

@@ -4,10 +4,15 @@ Requests that share a model and precision are embedded together: their texts are
 by one, deduplicated, and sent through the model in token-budget batches once; each request then
 gets its own post-processing (dimension, normalisation, dtype). A bad item costs only itself
 (its row is NaN and its error is listed); a bad request costs only itself.
+
+With the vector cache on, every item is looked up in both tiers first (one Redis round trip per
+flush), only the misses go through the model, and they are written back in one pipelined call;
+each item's ``cached`` flag says which it was. A cache problem never fails a request.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections import defaultdict
 
@@ -17,8 +22,11 @@ import structlog
 from embedq.config.errors import EmbedqError, PayloadError, UnknownModelError
 from embedq.config.registry import OutputDtype, Precision, Registry
 from embedq.config.settings import Settings
+from embedq.tasks.cache_codec import CachedVector, ModelInfo
+from embedq.tasks.names import cache_key
 from embedq.tasks.schema import EmbedRequest, EmbedResult
 from embedq.tasks.validation import text_problem
+from embedq.worker.cache_tiered import TieredCache
 from embedq.worker.embedder import Embedder, Encoded, postprocess
 from embedq.worker.pool import ModelPool
 
@@ -30,10 +38,32 @@ Outcome = EmbedResult | EmbedqError
 class EmbedService:
     """The worker's request handling, free of Celery so it can be tested and reused."""
 
-    def __init__(self, registry: Registry, settings: Settings, pool: ModelPool) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        settings: Settings,
+        pool: ModelPool,
+        cache: TieredCache | None = None,
+    ) -> None:
         self.registry = registry
         self.settings = settings
         self.pool = pool
+        self._cache = cache
+        self._cache_pid = os.getpid() if cache is not None else None
+
+    def cache(self) -> TieredCache | None:
+        """This process's vector cache, None when disabled.
+
+        Built on first use in the process that uses it: the service is created in the worker's
+        parent, and a Redis connection or a cache's contents must not be shared across fork.
+        """
+        if self._cache_pid == os.getpid():
+            return self._cache
+        if not self.settings.cache_enabled:
+            return None
+        self._cache = TieredCache.from_settings(self.settings)
+        self._cache_pid = os.getpid()
+        return self._cache
 
     def check(self, request: EmbedRequest) -> Precision:
         """Refuse a request for anything the registry does not define."""
@@ -77,34 +107,98 @@ class EmbedService:
             {i: p for i, text in enumerate(r.texts) if (p := text_problem(text, limit))}
             for r in requests
         ]
-        unique: dict[str, int] = {}
-        for request, bad in zip(requests, problems, strict=True):
-            for i, text in enumerate(request.texts):
-                if i not in bad:
-                    unique.setdefault(text, len(unique))
-        encoded = embedder.encode(list(unique))
-        encode_ms = (time.perf_counter() - started) * 1e3
-        return [
-            self._result(embedder, request, bad, unique, encoded, encode_ms)
-            for request, bad in zip(requests, problems, strict=True)
+        cache = self.cache()
+        info = ModelInfo(embedder.backend.revision, embedder.backend.max_tokens)
+        keys = [
+            {i: cache_key(r.model, info.space(r), t) for i, t in enumerate(r.texts) if i not in bad}
+            for r, bad in zip(requests, problems, strict=True)
         ]
+        hits = self._lookup(cache, requests, keys)
+        looked_up = time.perf_counter()
+        unique: dict[str, int] = {}
+        for request, bad, found in zip(requests, problems, hits, strict=True):
+            for i, text in enumerate(request.texts):
+                if i not in bad and i not in found:
+                    unique.setdefault(text, len(unique))
+        encoded = embedder.encode(list(unique)) if unique else None
+        timings = {
+            "cache_lookup": round((looked_up - started) * 1e3, 3),
+            "encode": round((time.perf_counter() - looked_up) * 1e3, 3),
+            "batches": len(encoded.batch_sizes) if encoded else 0,
+        }
+        results = [
+            self._result(embedder, request, bad, found, unique, encoded, timings)
+            for request, bad, found in zip(requests, problems, hits, strict=True)
+        ]
+        if cache is not None:
+            self._write_back(cache, results, keys, hits)
+            cache.announce(requests[0].model, requests[0].precision, info)
+            cache.report()
+        return results
+
+    @staticmethod
+    def _lookup(
+        cache: TieredCache | None, requests: list[EmbedRequest], keys: list[dict[int, str]]
+    ) -> list[dict[int, CachedVector]]:
+        """Per request, the positions found in the cache (one lookup for the whole group)."""
+        if cache is None:
+            return [{} for _ in requests]
+        wanted = {key: r.dim for r, per_item in zip(requests, keys, strict=True)
+                  for key in per_item.values()}
+        found = dict(zip(wanted, cache.get_many(list(wanted), list(wanted.values())), strict=True))
+        return [
+            {i: entry for i, key in per_item.items() if (entry := found[key]) is not None}
+            for per_item in keys
+        ]
+
+    @staticmethod
+    def _write_back(
+        cache: TieredCache,
+        results: list[EmbedResult],
+        keys: list[dict[int, str]],
+        hits: list[dict[int, CachedVector]],
+    ) -> None:
+        """Store every freshly computed vector in both tiers, in one pipelined write."""
+        fresh: dict[str, CachedVector] = {}
+        for result, per_item, found in zip(results, keys, hits, strict=True):
+            for i, key in per_item.items():
+                if i not in found:
+                    fresh[key] = CachedVector(
+                        result.vectors[i], result.tokens[i], result.truncated[i]
+                    )
+        started = time.perf_counter()
+        cache.set_many(fresh)
+        for result in results:
+            result.timings_ms["cache_write"] = round((time.perf_counter() - started) * 1e3, 3)
 
     def _result(
         self,
         embedder: Embedder,
         request: EmbedRequest,
         bad: dict[int, str],
+        found: dict[int, CachedVector],
         unique: dict[str, int],
-        encoded: Encoded,
-        encode_ms: float,
+        encoded: Encoded | None,
+        timings: dict[str, float],
     ) -> EmbedResult:
-        rows = [unique[t] if i not in bad else -1 for i, t in enumerate(request.texts)]
-        raw = np.full((len(rows), embedder.backend.dim), np.nan, dtype=np.float32)
-        good = [i for i, row in enumerate(rows) if row >= 0]
-        raw[good] = encoded.vectors[[rows[i] for i in good]]
-        vectors = postprocess(
-            raw, dim=request.dim, normalize=request.normalize, dtype=request.output_dtype
-        )
+        rows = {
+            i: unique[text]
+            for i, text in enumerate(request.texts)
+            if i not in bad and i not in found
+        }
+        vectors = np.full((len(request.texts), request.dim), np.nan, dtype=request.output_dtype)
+        tokens = [0] * len(request.texts)
+        truncated = [False] * len(request.texts)
+        if rows and encoded is not None:
+            vectors[list(rows)] = postprocess(
+                encoded.vectors[list(rows.values())], dim=request.dim,
+                normalize=request.normalize, dtype=request.output_dtype,
+            )
+            for i, row in rows.items():
+                tokens[i], truncated[i] = encoded.tokens[row], encoded.truncated[row]
+        for i, entry in found.items():
+            vectors[i] = entry.vector
+            tokens[i], truncated[i] = entry.tokens, entry.truncated
         return EmbedResult(
             id=request.id,
             model=request.model,
@@ -113,9 +207,9 @@ class EmbedService:
             dim=request.dim,
             normalize=request.normalize,
             vectors=vectors,
-            cached=[False] * len(rows),
-            truncated=[row >= 0 and encoded.truncated[row] for row in rows],
-            tokens=[encoded.tokens[row] if row >= 0 else 0 for row in rows],
+            cached=[i in found for i in range(len(request.texts))],
+            truncated=truncated,
+            tokens=tokens,
             errors=sorted(bad.items()),
-            timings_ms={"encode": round(encode_ms, 3), "batches": len(encoded.batch_sizes)},
+            timings_ms=dict(timings),
         )

@@ -1,0 +1,87 @@
+"""A connection to the cache Redis that never fails a job and never hangs one.
+
+Shared by the worker's Redis tier and the producer's read-through. Every call has bounded socket
+timeouts and no client-side retries; a failure is counted, logged once per outage (not per
+request), and the cache is skipped until a backoff (doubling, with jitter, up to
+``EMBEDQ_CACHE_BACKOFF_MAX_S``) has passed; the next call after that tries again, so the cache
+comes back by itself when Redis does. Callers get a default value instead of an exception.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import redis
+import structlog
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from embedq.config.settings import Settings
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+_FIRST_BACKOFF_S = 0.05
+
+
+def cache_client(settings: Settings) -> redis.Redis:
+    """A client for the cache Redis with the settings' bounded timeouts and no retries."""
+    return redis.Redis.from_url(
+        settings.cache,
+        socket_timeout=settings.cache_socket_timeout_s,
+        socket_connect_timeout=settings.cache_connect_timeout_s,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=0,
+    )
+
+
+class CacheGuard:
+    """Runs operations on the cache Redis, turning outages into defaults and a backoff."""
+
+    def __init__(self, client: redis.Redis, *, backoff_max_s: float) -> None:
+        self.client = client
+        self.errors = 0
+        self._backoff_max_s = backoff_max_s
+        self._backoff_s = 0.0
+        self._retry_at = 0.0
+        self._down_since: float | None = None
+
+    @property
+    def down(self) -> bool:
+        """True while an outage is being waited out."""
+        return self._down_since is not None
+
+    def run(self, operation: Callable[[redis.Redis], T], default: T) -> T:
+        """``operation(client)``, or ``default`` if Redis failed now or is in backoff."""
+        now = time.monotonic()
+        if now < self._retry_at:
+            return default
+        try:
+            result = operation(self.client)
+        except (redis.RedisError, OSError) as exc:
+            self._failed(exc, now)
+            return default
+        if self._down_since is not None:
+            log.info("cache_redis_recovered", where=self._where(),
+                     down_s=round(now - self._down_since, 3), errors=self.errors)
+            self._down_since = None
+            self._backoff_s = 0.0
+        return result
+
+    def _failed(self, exc: Exception, now: float) -> None:
+        self.errors += 1
+        self._backoff_s = min(self._backoff_max_s, max(_FIRST_BACKOFF_S, self._backoff_s * 2))
+        self._retry_at = now + self._backoff_s * random.uniform(0.5, 1.0)
+        if self._down_since is None:
+            self._down_since = now
+            log.warning("cache_redis_unavailable", where=self._where(), error=repr(exc),
+                        note="serving without the Redis cache; retrying with backoff")
+        self.client.connection_pool.disconnect()  # a half-read reply must not be reused
+
+    def _where(self) -> str:
+        kwargs = self.client.connection_pool.connection_kwargs
+        if kwargs.get("path"):
+            return str(kwargs["path"])
+        return f"{kwargs.get('host')}:{kwargs.get('port')}/{kwargs.get('db')}"

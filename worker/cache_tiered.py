@@ -1,0 +1,90 @@
+"""The two-tier vector cache: this process's memory tier in front of the shared Redis tier.
+
+It has the same ``get_many`` / ``set_many`` interface as each tier and is only their
+composition: a lookup asks memory, then Redis for what memory lacked (one round trip), and
+promotes Redis hits into memory; a write goes to both, in the storage dtype, so a vector reads
+back the same from either tier. It also publishes what producers and operators need: each
+model's revision and token limit (for producers' cache keys) and the per-tier counters.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Mapping, Sequence
+
+import structlog
+
+from embedq.config.settings import Settings
+from embedq.tasks.cache_codec import CachedVector, ModelInfo, TierStats, as_stored
+from embedq.tasks.names import cache_stats_key, model_info_key
+from embedq.worker.cache_memory import MemoryCache
+from embedq.worker.cache_redis import RedisCache
+
+log = structlog.get_logger(__name__)
+STATS_EVERY_S = 10.0
+_STATS_TTL_S = 300  # a stopped worker's counters disappear from `embedq cache stats`
+
+
+class TieredCache:
+    """Memory first, then Redis; writes to both; counters per tier."""
+
+    def __init__(self, memory: MemoryCache, shared: RedisCache, *, storage_dtype: str) -> None:
+        self.memory = memory
+        self.shared = shared
+        self.storage_dtype = storage_dtype
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        self._announced: set[tuple[str, str]] = set()
+        self._reported_at = time.monotonic()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TieredCache:
+        """Both tiers as configured; build it in the process that uses it (after fork)."""
+        return cls(MemoryCache(settings.cache_memory_bytes), RedisCache.from_settings(settings),
+                   storage_dtype=settings.cache_storage_dtype)
+
+    def get_many(self, keys: Sequence[str], dims: Sequence[int]) -> list[CachedVector | None]:
+        """Entries in order, None for misses in both tiers; Redis hits move into memory."""
+        found = self.memory.get_many(keys, dims)
+        missing = [i for i, entry in enumerate(found) if entry is None]
+        if not missing:
+            return found
+        fetched = self.shared.get_many([keys[i] for i in missing], [dims[i] for i in missing])
+        promoted: dict[str, CachedVector] = {}
+        for i, entry in zip(missing, fetched, strict=True):
+            if entry is not None:
+                found[i] = promoted[keys[i]] = entry
+        self.memory.set_many(promoted)
+        return found
+
+    def set_many(self, entries: Mapping[str, CachedVector]) -> None:
+        """Store entries in both tiers, converted to the storage dtype."""
+        stored = {key: as_stored(entry, self.storage_dtype) for key, entry in entries.items()}
+        self.memory.set_many(stored)
+        self.shared.set_many(stored)
+
+    def announce(self, model: str, precision: str, info: ModelInfo) -> None:
+        """Publish a loaded model's facts once per process (retried until Redis takes it)."""
+        if (model, precision) in self._announced:
+            return
+        if self.shared.put(model_info_key(model, precision), info.encode()):
+            self._announced.add((model, precision))
+
+    def stats(self) -> dict[str, TierStats]:
+        """Counters of each tier in this process."""
+        return {"memory": self.memory.stats(), "redis": self.shared.stats()}
+
+    def report(self, *, force: bool = False) -> None:
+        """Log and publish the counters, at most every `STATS_EVERY_S` unless forced."""
+        now = time.monotonic()
+        if not force and now - self._reported_at < STATS_EVERY_S:
+            return
+        self._reported_at = now
+        tiers = self.stats()
+        log.info("cache_stats", **{
+            f"{tier}_{name}": value
+            for tier, stats in tiers.items()
+            for name, value in {**stats.as_fields(), "hit_rate": round(stats.hit_rate, 4)}.items()
+        })
+        self.shared.publish_stats(cache_stats_key(self.worker_id), tiers, _STATS_TTL_S)

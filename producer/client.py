@@ -3,6 +3,10 @@
 The producer knows use cases, not models: the route table decides model, precision, dimension
 and queue, so a web app can never make a worker load a path or a class. Texts are checked here,
 before anything is enqueued, with the same rules the worker applies.
+
+Repeated texts in one request are sent once. With read-through on (the default), texts whose
+vectors are in the shared Redis cache are answered from it with one MGET and never enqueued;
+only the misses go to the queue, and `EmbedJob` merges both back in input order.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ from embedq.config.errors import (
 from embedq.config.registry import Registry, RouteSpec, load_registry
 from embedq.config.settings import Settings, load_settings
 from embedq.producer.progress import progress_bar
+from embedq.producer.read_through import ReadThrough
 from embedq.tasks.app import create_app
+from embedq.tasks.cache_codec import CachedVector
 from embedq.tasks.names import EMBED_TASK, route_queue
 from embedq.tasks.schema import EmbedRequest, EmbedResult
 from embedq.tasks.validation import text_problem
@@ -46,16 +52,29 @@ class Embeddings:
     tokens: list[int]
 
 
+@dataclass(frozen=True, slots=True)
+class Merge:
+    """Where each input's vector comes from: its distinct text, a cache hit or a queued chunk."""
+
+    texts: list[str]  # the distinct texts, in first-seen order
+    positions: list[int]  # input position -> index into texts
+    hits: dict[int, CachedVector]  # index into texts -> cached entry
+    revision: str  # the model revision of the hits
+    chunks: list[list[int]]  # indices into texts of each enqueued chunk, in order
+    dim: int
+
+
 class EmbedJob:
     """A submitted request: its chunks are on the queue; `get` gathers them in input order."""
 
     def __init__(
-        self, client: EmbeddingClient, route: RouteSpec, parts: list[AsyncResult], size: int
+        self, client: EmbeddingClient, route: RouteSpec, parts: list[AsyncResult], merge: Merge
     ) -> None:
         self._client = client
         self.route = route
         self._parts = parts
-        self.size = size
+        self._merge = merge
+        self.size = len(merge.positions)
         self._results: list[EmbedResult] | None = None  # results are read from Redis once
 
     @property
@@ -77,25 +96,40 @@ class EmbedJob:
             limit = self._client.settings.timeout_s if timeout is None else timeout
             deadline = time.monotonic() + limit
             self._results = [self._collect(part, deadline) for part in self._parts]
-        results = self._results
-        vectors = np.concatenate([r.vectors for r in results]) if results else np.empty((0, 0))
+        merge, route = self._merge, self.route
+        count = len(merge.texts)
+        vectors = np.full((count, merge.dim), np.nan, dtype=route.output_dtype.value)
+        facts: dict[str, list[object]] = {
+            "model": [route.model] * count, "revision": [merge.revision] * count,
+            "precision": [route.precision.value] * count, "cached": [True] * count,
+            "truncated": [False] * count, "tokens": [0] * count,
+        }
+        for index, entry in merge.hits.items():
+            vectors[index] = entry.vector
+            facts["truncated"][index], facts["tokens"][index] = entry.truncated, entry.tokens
+        errors = self._place(vectors, facts)
+        order = merge.positions
+        if any(index in errors for index in order):
+            failed = {p: errors[index] for p, index in enumerate(order) if index in errors}
+            raise EmbeddingFailedError(failed, vectors[order])
+        per_input = {name: [values[index] for index in order] for name, values in facts.items()}
+        # The facts lists hold str, bool and int by name; one dict keeps the merge in one place.
+        return Embeddings(vectors=vectors[order], **per_input)  # type: ignore[arg-type]
+
+    def _place(self, vectors: np.ndarray, facts: dict[str, list[object]]) -> dict[int, str]:
+        """Put each chunk's vectors and facts at their texts' rows; the errors by text index."""
         errors: dict[int, str] = {}
-        offset = 0
-        for result in results:
-            errors.update({offset + index: message for index, message in result.errors})
-            offset += len(result.cached)
-        if errors:
-            raise EmbeddingFailedError(errors, vectors)
-        per_item = [(r, n) for r in results for n in range(len(r.cached))]
-        return Embeddings(
-            vectors=vectors,
-            model=[r.model for r, _ in per_item],
-            revision=[r.revision for r, _ in per_item],
-            precision=[r.precision for r, _ in per_item],
-            cached=[c for r in results for c in r.cached],
-            truncated=[t for r in results for t in r.truncated],
-            tokens=[t for r in results for t in r.tokens],
-        )
+        for result, chunk in zip(self._results or [], self._merge.chunks, strict=True):
+            vectors[chunk] = result.vectors
+            for row, index in enumerate(chunk):
+                for name, value in (
+                    ("model", result.model), ("revision", result.revision),
+                    ("precision", result.precision), ("cached", result.cached[row]),
+                    ("truncated", result.truncated[row]), ("tokens", result.tokens[row]),
+                ):
+                    facts[name][index] = value
+            errors.update({chunk[row]: message for row, message in result.errors})
+        return errors
 
     def _collect(self, part: AsyncResult, deadline: float) -> EmbedResult:
         remaining = max(0.001, deadline - time.monotonic())
@@ -143,10 +177,26 @@ class EmbeddingClient:
         settings: Settings | None = None,
         registry: Registry | None = None,
         app: Celery | None = None,
+        *,
+        read_through: bool | None = None,
     ) -> None:
         self.settings = settings or load_settings()
         self.registry = registry or load_registry(self.settings.config_dir)
         self.app = app or create_app(self.settings)
+        if read_through is None:
+            read_through = self.settings.cache_enabled and self.settings.cache_read_through
+        self.read_through = ReadThrough(self.settings) if read_through else None
+
+    def _request(self, route: RouteSpec, texts: list[str]) -> EmbedRequest:
+        return EmbedRequest(
+            texts=texts,
+            route=route.name,
+            model=route.model,
+            precision=route.precision.value,
+            dim=self.registry.output_dim(route),
+            normalize=route.normalize,
+            output_dtype=route.output_dtype.value,
+        )
 
     def submit(
         self, texts: Sequence[str], use_case: str | None = None, *, chunk_size: int | None = None
@@ -157,26 +207,24 @@ class EmbeddingClient:
         size = chunk_size or self.settings.chunk_size
         if size < 1:
             raise InvalidInputError(f"chunk_size must be at least 1, got {size}")
-        dim = self.registry.output_dim(route)
+        index = {text: i for i, text in enumerate(dict.fromkeys(items))}
+        texts = list(index)
+        request = self._request(route, texts)
+        info, found = (None, []) if self.read_through is None else self.read_through.lookup(request)
+        hits = {i: entry for i, entry in enumerate(found) if entry is not None}
+        misses = [i for i in range(len(texts)) if i not in hits]
+        chunks = [misses[start : start + size] for start in range(0, len(misses), size)]
         parts = [
             self.app.send_task(
                 EMBED_TASK,
-                args=[
-                    EmbedRequest(
-                        texts=items[start : start + size],
-                        route=route.name,
-                        model=route.model,
-                        precision=route.precision.value,
-                        dim=dim,
-                        normalize=route.normalize,
-                        output_dtype=route.output_dtype.value,
-                    ).to_wire()
-                ],
+                args=[self._request(route, [texts[i] for i in chunk]).to_wire()],
                 queue=route_queue(route),
             )
-            for start in range(0, len(items), size)
+            for chunk in chunks
         ]
-        return EmbedJob(self, route, parts, len(items))
+        merge = Merge(texts, [index[text] for text in items], hits,
+                      info.revision if info else "", chunks, request.dim)
+        return EmbedJob(self, route, parts, merge)
 
     def embed(
         self, texts: Sequence[str], use_case: str | None = None, *, timeout: float | None = None

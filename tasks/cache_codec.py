@@ -23,6 +23,7 @@ from typing import Any
 
 import msgpack
 import numpy as np
+import structlog
 import zstandard
 
 from embedq.config.errors import PayloadError
@@ -35,6 +36,7 @@ _KNOWN = {dtype.str: dtype for dtype in STORAGE_DTYPES.values()}
 _ZSTD_LEVEL = 1  # higher levels measured no smaller on vector bytes, only slower
 _FIELDS = 6
 _contexts = threading.local()  # zstd contexts are not thread-safe; producers may be threaded
+log = structlog.get_logger(__name__)
 
 
 class CacheValueError(PayloadError):
@@ -126,6 +128,31 @@ def decode_entry(blob: bytes, dim: int) -> CachedVector:
     vector = np.frombuffer(out, dtype=dtype)
     vector.flags.writeable = False
     return CachedVector(vector, tokens, truncated)
+
+
+class ValueReader:
+    """Turns replies of the cache Redis into entries: a bad value is counted, logged once per
+    process (a flood of them must not flood the log), and read as a miss."""
+
+    def __init__(self) -> None:
+        self.corrupt = 0
+        self._logged = False
+
+    def read(self, key: str, reply: object, dim: int) -> CachedVector | None:
+        """The entry in ``reply`` (a GET's answer), or None for a missing or bad value."""
+        if reply is None:
+            return None
+        try:
+            if not isinstance(reply, bytes):
+                raise CacheValueError(f"cached value is not a string: {reply!r}")
+            return decode_entry(reply, dim)
+        except CacheValueError as exc:
+            self.corrupt += 1
+            if not self._logged:
+                self._logged = True
+                log.warning("cache_value_corrupt", key=key, error=str(exc),
+                            note="treated as a miss and overwritten; later ones are only counted")
+            return None
 
 
 @dataclass(frozen=True, slots=True)

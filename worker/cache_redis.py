@@ -13,19 +13,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis
-import structlog
 
 from embedq.config.settings import Settings
-from embedq.tasks.cache_codec import (
-    CachedVector,
-    CacheValueError,
-    TierStats,
-    decode_entry,
-    encode_entry,
-)
+from embedq.tasks.cache_codec import CachedVector, TierStats, ValueReader, encode_entry
 from embedq.tasks.cache_guard import CacheGuard, cache_client
-
-log = structlog.get_logger(__name__)
 
 
 class RedisCache:
@@ -35,7 +26,7 @@ class RedisCache:
         self.guard = guard
         self.ttl_s = ttl_s
         self._stats = TierStats()
-        self._corrupt_logged = False
+        self._reader = ValueReader()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisCache:
@@ -48,36 +39,22 @@ class RedisCache:
         if not keys:
             return []
 
-        def read(client: redis.Redis) -> list[object]:
+        def fetch(client: redis.Redis) -> list[object]:
             pipe = client.pipeline(transaction=False)
             for key in keys:
                 pipe.getex(key, ex=self.ttl_s)
             return list(pipe.execute(raise_on_error=False))
 
-        replies = self.guard.run(read, None)
+        replies = self.guard.run(fetch, None)
         if replies is None:
             self._stats.misses += len(keys)
             return [None] * len(keys)
-        found = [self._entry(k, d, r) for k, d, r in zip(keys, dims, replies, strict=True)]
+        decode = self._reader.read
+        found = [decode(k, r, d) for k, d, r in zip(keys, dims, replies, strict=True)]
         hits = sum(entry is not None for entry in found)
         self._stats.hits += hits
         self._stats.misses += len(keys) - hits
         return found
-
-    def _entry(self, key: str, dim: int, reply: object) -> CachedVector | None:
-        if reply is None:
-            return None
-        try:
-            if not isinstance(reply, bytes):
-                raise CacheValueError(f"cached value is not a string: {reply!r}")
-            return decode_entry(reply, dim)
-        except CacheValueError as exc:
-            self._stats.corrupt += 1
-            if not self._corrupt_logged:
-                self._corrupt_logged = True
-                log.warning("cache_value_corrupt", key=key, error=str(exc),
-                            note="treated as a miss and overwritten; later ones are only counted")
-            return None
 
     def set_many(self, entries: Mapping[str, CachedVector]) -> None:
         """Write entries with the TTL, in one round trip (skipped while Redis is down)."""
@@ -123,4 +100,5 @@ class RedisCache:
         """A snapshot of this process's counters (errors include connection failures)."""
         snapshot = TierStats(**self._stats.as_fields())
         snapshot.errors += self.guard.errors
+        snapshot.corrupt = self._reader.corrupt
         return snapshot

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from embedq.cli.cache_commands import cache
 from embedq.config.errors import EmbedqError
 from embedq.config.registry import Registry, load_registry
 from embedq.config.settings import Settings, load_settings
@@ -144,6 +145,9 @@ def up(flower: bool, flower_port: int, concurrency: int | None) -> None:
     from embedq.worker.stack import run_stack
 
     run_stack(flower=flower, flower_port=flower_port, concurrency=concurrency)
+
+
+main.add_command(cache)
 
 
 def run() -> None:

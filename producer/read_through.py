@@ -30,6 +30,10 @@ class ReadThrough:
         self._info_ttl_s = settings.cache_model_info_ttl_s
         self._infos: dict[tuple[str, str], tuple[float, ModelInfo | None]] = {}
 
+    def close(self) -> None:
+        """Close the connections to the cache Redis."""
+        self.guard.close()
+
     def model_info(self, model: str, precision: str) -> ModelInfo | None:
         """What a worker published for (model, precision), memoised for a short while."""
         now = time.monotonic()

@@ -70,6 +70,10 @@ class CacheGuard:
             self._backoff_s = 0.0
         return result
 
+    def close(self) -> None:
+        """Close the connections (a long-lived process may simply keep them)."""
+        self.client.close()
+
     def _failed(self, exc: Exception, now: float) -> None:
         self.errors += 1
         self._backoff_s = min(self._backoff_max_s, max(_FIRST_BACKOFF_S, self._backoff_s * 2))

@@ -96,6 +96,10 @@ class RedisCache:
 
         self.guard.run(write, None)
 
+    def close(self) -> None:
+        """Close the Redis connections."""
+        self.guard.close()
+
     def stats(self) -> TierStats:
         """A snapshot of this process's counters (errors include connection failures)."""
         snapshot = TierStats(**self._stats.as_fields())

@@ -71,6 +71,10 @@ class TieredCache:
         if self.shared.put(model_info_key(model, precision), info.encode()):
             self._announced.add((model, precision))
 
+    def close(self) -> None:
+        """Close the Redis tier's connections (the memory tier needs nothing)."""
+        self.shared.close()
+
     def stats(self) -> dict[str, TierStats]:
         """Counters of each tier in this process."""
         return {"memory": self.memory.stats(), "redis": self.shared.stats()}

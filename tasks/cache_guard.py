@@ -43,6 +43,7 @@ class CacheGuard:
     def __init__(self, client: redis.Redis, *, backoff_max_s: float) -> None:
         self.client = client
         self.errors = 0
+        self.recoveries = 0  # lets users re-publish what a restarted Redis lost
         self._backoff_max_s = backoff_max_s
         self._backoff_s = 0.0
         self._retry_at = 0.0
@@ -68,6 +69,7 @@ class CacheGuard:
                      down_s=round(now - self._down_since, 3), errors=self.errors)
             self._down_since = None
             self._backoff_s = 0.0
+            self.recoveries += 1
         return result
 
     def close(self) -> None:

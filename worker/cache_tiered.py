@@ -36,7 +36,8 @@ class TieredCache:
         self.storage_dtype = storage_dtype
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self._announced: set[tuple[str, str]] = set()
-        self._reported_at = time.monotonic()
+        self._recoveries = 0
+        self._reported_at = float("-inf")  # the first flush reports at once
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TieredCache:
@@ -65,7 +66,11 @@ class TieredCache:
         self.shared.set_many(stored)
 
     def announce(self, model: str, precision: str, info: ModelInfo) -> None:
-        """Publish a loaded model's facts once per process (retried until Redis takes it)."""
+        """Publish a model's facts for producers: on first use, again after a Redis outage (a
+        restarted Redis lost them) and with every report (an LFU Redis may have evicted them)."""
+        if self.shared.guard.recoveries != self._recoveries:
+            self._recoveries = self.shared.guard.recoveries
+            self._announced.clear()
         if (model, precision) in self._announced:
             return
         if self.shared.put(model_info_key(model, precision), info.encode()):
@@ -85,6 +90,7 @@ class TieredCache:
         if not force and now - self._reported_at < STATS_EVERY_S:
             return
         self._reported_at = now
+        self._announced.clear()
         tiers = self.stats()
         log.info("cache_stats", **{
             f"{tier}_{name}": value

@@ -147,6 +147,32 @@ def up(flower: bool, flower_port: int, concurrency: int | None) -> None:
     run_stack(flower=flower, flower_port=flower_port, concurrency=concurrency)
 
 
+@main.command()
+@click.option("--bulk", type=int, default=2000, show_default=True, help="Texts for embed_many.")
+@click.option("--storm", type=int, default=2000, show_default=True,
+              help="Single-text embed calls.")
+@click.option("--threads", type=int, default=16, show_default=True, help="Storm producer threads.")
+@click.option("--concurrency", "-c", type=int, default=2, show_default=True,
+              help="Worker pool processes.")
+@click.option("--batch-size", "batch_sizes", type=int, multiple=True, default=(8, 16, 32, 64),
+              show_default=True, help="Raw encode batch sizes to try (best one is the baseline).")
+@click.option("--mixed/--no-mixed", default=False, help="Also compare batching policies on "
+              "short queries mixed with long passages (in-process).")
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="Folder with stsb_dev.csv and scifact/ (default: ../shared/data).")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
+              help="Also write the figures as JSON.")
+def bench(bulk: int, storm: int, threads: int, concurrency: int, batch_sizes: tuple[int, ...],
+          mixed: bool, data: Path | None, json_out: Path | None) -> None:
+    """Raw in-process encode vs the same work through a private queue, in one run."""
+    from embedq.worker.bench import mixed_lengths, run_bench
+
+    run_bench(bulk=bulk, storm=storm, threads=threads, concurrency=concurrency, data=data,
+              json_out=json_out, batch_sizes=list(batch_sizes))
+    if mixed:
+        mixed_lengths(data)
+
+
 main.add_command(cache)
 
 

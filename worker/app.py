@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+import uuid
 from typing import Any
 
 import structlog
@@ -88,10 +89,11 @@ class WorkerRuntime:
             return
         elapsed_ms = round((time.perf_counter() - started) * 1e3, 3)
         batch_texts = sum(len(r.texts) for _, r in parsed)
+        flush_id = uuid.uuid4().hex[:12]
         for (message, request), outcome in zip(parsed, outcomes, strict=True):
             with structlog.contextvars.bound_contextvars(
                 task_id=message.id, route=request.route, model=request.model,
-                precision=request.precision,
+                precision=request.precision, flush_id=flush_id,
             ):
                 if isinstance(outcome, EmbedResult):
                     self._succeed(app, message, outcome, elapsed_ms, batch_texts)

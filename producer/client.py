@@ -33,7 +33,7 @@ from embedq.config.settings import Settings, load_settings
 from embedq.producer.progress import progress_bar
 from embedq.producer.read_through import ReadThrough
 from embedq.tasks.app import create_app
-from embedq.tasks.cache_codec import CachedVector
+from embedq.tasks.cache_codec import CachedVector, restore
 from embedq.tasks.names import EMBED_TASK, route_queue
 from embedq.tasks.schema import EmbedRequest, EmbedResult
 from embedq.tasks.validation import text_problem
@@ -104,8 +104,10 @@ class EmbedJob:
             "precision": [route.precision.value] * count, "cached": [True] * count,
             "truncated": [False] * count, "tokens": [0] * count,
         }
+        if merge.hits:
+            vectors[list(merge.hits)] = restore([entry.vector for entry in merge.hits.values()],
+                                                normalize=route.normalize, dtype=vectors.dtype.name)
         for index, entry in merge.hits.items():
-            vectors[index] = entry.vector
             facts["truncated"][index], facts["tokens"][index] = entry.truncated, entry.tokens
         errors = self._place(vectors, facts)
         order = merge.positions

@@ -10,8 +10,9 @@ stored as float16, neither zstd nor lz4 shrinks the value as a whole (+1 %: the 
 are noise, and zstd skips entropy coding when half the block is incompressible). The high byte of
 each number (sign and exponent) carries only ~5.5 bits, though, so the bytes are split into
 planes and the high plane alone is zstd-compressed (384 -> ~325 bytes); lz4 has no entropy stage
-and gains nothing there. That takes a value from 787 to ~730 bytes, under jemalloc's 768-byte
-size class, so one cached vector costs ~960 bytes of Redis memory instead of ~1,080.
+and gains nothing there. That takes a value from 782 to ~727 bytes, under jemalloc's 768-byte
+size class, so one cached vector costs ~960 bytes of Redis memory (key included) instead of
+~1,080. Decoding one costs ~9 µs, so a producer decodes 100 hits in about a millisecond.
 """
 
 from __future__ import annotations
@@ -71,6 +72,16 @@ def as_stored(entry: CachedVector, dtype: str) -> CachedVector:
     vector = entry.vector.astype(target)  # a copy: the cache must not alias a result's rows
     vector.flags.writeable = False
     return CachedVector(vector, entry.tokens, entry.truncated)
+
+
+def restore(vectors: list[np.ndarray], *, normalize: bool, dtype: str) -> np.ndarray:
+    """Stored vectors as result rows: float32 again, re-normalised when the route normalises
+    (float16 storage moves a unit vector's norm by up to ~1e-3), then the output dtype."""
+    out = np.stack(vectors).astype(np.float32)
+    if normalize:
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        np.divide(out, norms, out=out, where=norms > 0)
+    return out.astype(dtype, copy=False)
 
 
 def encode_entry(entry: CachedVector) -> bytes:

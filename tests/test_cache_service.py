@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import numpy as np
@@ -13,7 +14,7 @@ from embedq.config.settings import Settings
 from embedq.tasks.cache_codec import ModelInfo
 from embedq.tasks.names import cache_key, cache_pattern, model_info_key
 from embedq.tasks.schema import EmbedRequest
-from embedq.worker.cache_tiered import TieredCache
+from embedq.worker.cache_tiered import TieredCache, process_cache
 from embedq.worker.pool import ModelPool
 from embedq.worker.service import EmbedService
 from tests.conftest import HASHING_MODEL, write_config
@@ -38,7 +39,7 @@ def service_factory(redis_server, two_models) -> Iterator[object]:
         registry = load_registry(two_models)
         cache = TieredCache.from_settings(settings)
         made.append(cache)
-        return EmbedService(registry, settings, ModelPool(registry, settings), cache)
+        return EmbedService(registry, settings, ModelPool(registry, settings), lambda: cache)
 
     yield _make
     for cache in made:
@@ -67,6 +68,14 @@ def test_second_request_is_served_from_memory_then_redis(service_factory):
     again = other_process.handle([_request(["alpha beta"])])[0]
     assert again.cached == [True]
     assert other_process.cache().stats()["redis"].hits == 1
+
+
+def test_hits_are_unit_vectors_again(service_factory):
+    service = service_factory()
+    service.handle([_request(["norm check"])])
+    hit = service.handle([_request(["norm check"])])[0]
+    assert hit.cached == [True]
+    np.testing.assert_allclose(np.linalg.norm(hit.vectors, axis=1), 1.0, rtol=1e-6)
 
 
 def test_a_flush_looks_up_once_and_dedupes_across_requests(service_factory):
@@ -125,7 +134,21 @@ def test_worker_publishes_model_facts_for_producers(service_factory, redis_serve
 def test_disabled_cache_computes_everything(redis_server, two_models):
     settings = Settings(redis_url=redis_server.url, config_dir=two_models, cache_enabled=False)
     registry = load_registry(two_models)
-    service = EmbedService(registry, settings, ModelPool(registry, settings))
+    service = EmbedService(registry, settings, ModelPool(registry, settings),
+                           process_cache(settings))
     assert service.cache() is None
     for _ in range(2):
         assert service.handle([_request(["no cache"])])[0].cached == [False]
+
+
+def test_each_process_builds_its_own_cache(redis_server):
+    accessor = process_cache(Settings(redis_url=redis_server.url))
+    cache = accessor()
+    try:
+        assert accessor() is cache
+        child = os.fork()
+        if child == 0:  # the child must not reuse the parent's connection or memory tier
+            os._exit(0 if accessor() is not cache else 1)
+        assert os.waitpid(child, 0)[1] == 0
+    finally:
+        cache.close()

@@ -25,6 +25,7 @@ from embedq.tasks.app import create_app
 from embedq.tasks.names import EMBED_TASK, parse_queue
 from embedq.tasks.schema import EmbedRequest, EmbedResult
 from embedq.worker.batching import TextBatches
+from embedq.worker.cache_tiered import process_cache
 from embedq.worker.pool import ModelPool, check_model
 from embedq.worker.service import EmbedService
 
@@ -38,7 +39,7 @@ class WorkerRuntime:
         self.registry = registry
         self.settings = settings
         self.pool = ModelPool(registry, settings)
-        self.service = EmbedService(registry, settings, self.pool)
+        self.service = EmbedService(registry, settings, self.pool, process_cache(settings))
         self.preload: list[tuple[str, Precision]] = []
         self.concurrency = 1
 

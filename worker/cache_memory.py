@@ -23,7 +23,7 @@ from embedq.tasks.cache_codec import CachedVector, TierStats
 
 # Python objects around a vector's data and its key string, measured with tracemalloc in the
 # benchmark: the array header, the entry and its tuple, and the ordered-dict slot holding it.
-ENTRY_OVERHEAD_BYTES = 330
+ENTRY_OVERHEAD_BYTES = 680
 _TYPICAL_ENTRY_BYTES = 512  # sizes the sketch: 2-4 counters per entry measured best
 _WINDOW_FRACTION = 0.01
 _PROTECTED_FRACTION = 0.8

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import structlog
 
@@ -98,3 +98,28 @@ class TieredCache:
             for name, value in {**stats.as_fields(), "hit_rate": round(stats.hit_rate, 4)}.items()
         })
         self.shared.publish_stats(cache_stats_key(self.worker_id), tiers, _STATS_TTL_S)
+
+
+def no_cache() -> TieredCache | None:
+    """The cache accessor of a service that runs without a cache."""
+    return None
+
+
+def process_cache(settings: Settings) -> Callable[[], TieredCache | None]:
+    """An accessor of this process's cache, built on first use in each process.
+
+    A worker builds its service before forking its pool; a Redis connection and a memory tier
+    must not be shared across fork, so each pool process gets its own on first use.
+    """
+    if not settings.cache_enabled:
+        return no_cache
+    built: dict[int, TieredCache] = {}
+
+    def current() -> TieredCache:
+        pid = os.getpid()
+        if pid not in built:
+            built.clear()
+            built[pid] = TieredCache.from_settings(settings)
+        return built[pid]
+
+    return current

@@ -12,9 +12,9 @@ each item's ``cached`` flag says which it was. A cache problem never fails a req
 
 from __future__ import annotations
 
-import os
 import time
 from collections import defaultdict
+from collections.abc import Callable
 
 import numpy as np
 import structlog
@@ -22,11 +22,11 @@ import structlog
 from embedq.config.errors import EmbedqError, PayloadError, UnknownModelError
 from embedq.config.registry import OutputDtype, Precision, Registry
 from embedq.config.settings import Settings
-from embedq.tasks.cache_codec import CachedVector, ModelInfo
+from embedq.tasks.cache_codec import CachedVector, ModelInfo, restore
 from embedq.tasks.names import cache_key
 from embedq.tasks.schema import EmbedRequest, EmbedResult
 from embedq.tasks.validation import text_problem
-from embedq.worker.cache_tiered import TieredCache
+from embedq.worker.cache_tiered import TieredCache, no_cache
 from embedq.worker.embedder import Embedder, Encoded, postprocess
 from embedq.worker.pool import ModelPool
 
@@ -43,27 +43,14 @@ class EmbedService:
         registry: Registry,
         settings: Settings,
         pool: ModelPool,
-        cache: TieredCache | None = None,
+        cache: Callable[[], TieredCache | None] = no_cache,
     ) -> None:
         self.registry = registry
         self.settings = settings
         self.pool = pool
-        self._cache = cache
-        self._cache_pid = os.getpid() if cache is not None else None
-
-    def cache(self) -> TieredCache | None:
-        """This process's vector cache, None when disabled.
-
-        Built on first use in the process that uses it: the service is created in the worker's
-        parent, and a Redis connection or a cache's contents must not be shared across fork.
-        """
-        if self._cache_pid == os.getpid():
-            return self._cache
-        if not self.settings.cache_enabled:
-            return None
-        self._cache = TieredCache.from_settings(self.settings)
-        self._cache_pid = os.getpid()
-        return self._cache
+        #: This process's vector cache (see `process_cache`); none unless the caller wires one,
+        #: so a service built in a test or a script never opens a connection by itself.
+        self.cache = cache
 
     def check(self, request: EmbedRequest) -> Precision:
         """Refuse a request for anything the registry does not define."""
@@ -196,8 +183,10 @@ class EmbedService:
             )
             for i, row in rows.items():
                 tokens[i], truncated[i] = encoded.tokens[row], encoded.truncated[row]
+        if found:
+            vectors[list(found)] = restore([entry.vector for entry in found.values()],
+                                           normalize=request.normalize, dtype=request.output_dtype)
         for i, entry in found.items():
-            vectors[i] = entry.vector
             tokens[i], truncated[i] = entry.tokens, entry.truncated
         return EmbedResult(
             id=request.id,

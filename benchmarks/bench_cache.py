@@ -43,7 +43,7 @@ from embedq.tasks.cache_codec import CachedVector, as_stored, decode_entry, enco
 from embedq.tasks.schema import EmbedRequest
 from embedq.worker.cache_memory import MemoryCache, entry_weight
 from embedq.worker.cache_redis import RedisCache
-from embedq.worker.cache_tiered import TieredCache
+from embedq.worker.cache_tiered import TieredCache, process_cache
 from embedq.worker.pool import ModelPool
 from embedq.worker.redis_server import RedisServer, find_redis_server
 from embedq.worker.service import EmbedService
@@ -223,7 +223,8 @@ def producer_latency(url: str, config: Path, rounds: int) -> dict[str, Any]:
     settings = Settings(redis_url=url, config_dir=config)
     registry = load_registry(config)
     texts = [f"cached product title number {i}" for i in range(1000)]
-    service = EmbedService(registry, settings, ModelPool(registry, settings))
+    pool = ModelPool(registry, settings)
+    service = EmbedService(registry, settings, pool, process_cache(settings))
     request = EmbedRequest(texts=texts, route="bench", model="hashing", precision="fp32",
                            dim=DIM, normalize=True, output_dtype="float32")
     service.handle([request])  # what a worker does: compute, write back, publish model facts

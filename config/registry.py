@@ -74,6 +74,9 @@ class HashingSource(_Frozen):
 
     kind: Literal["hashing"]
     seed: int = 0
+    delay_ms: float = Field(
+        default=0.0, ge=0, description="Simulated forward-pass time per batch, to load-test "
+        "the queue machinery (batching, redelivery) without a real model.")
 
 
 Source = Annotated[

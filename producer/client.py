@@ -76,6 +76,7 @@ class EmbedJob:
         self._merge = merge
         self.size = len(merge.positions)
         self._results: list[EmbedResult] | None = None  # results are read from Redis once
+        self._failure: BaseException | None = None  # a chunk's error, kept to raise again
 
     @property
     def ids(self) -> list[str]:
@@ -84,7 +85,9 @@ class EmbedJob:
 
     def ready(self) -> bool:
         """True once every chunk has a result (or an error)."""
-        return self._results is not None or all(part.ready() for part in self._parts)
+        return self._results is not None or all(
+            part.backend is None or part.ready() for part in self._parts  # None: read already
+        )
 
     def get(self, timeout: float | None = None) -> np.ndarray:
         """The vectors, one row per input text, in input order."""
@@ -92,10 +95,18 @@ class EmbedJob:
 
     def get_detailed(self, timeout: float | None = None) -> Embeddings:
         """The vectors with per-item metadata; raises `EmbeddingFailedError` on bad items."""
+        if self._failure is not None:
+            raise self._failure
         if self._results is None:
             limit = self._client.settings.timeout_s if timeout is None else timeout
             deadline = time.monotonic() + limit
-            self._results = [self._collect(part, deadline) for part in self._parts]
+            try:
+                self._results = [self._collect(part, deadline) for part in self._parts]
+            except EmbedTimeoutError:
+                raise  # nothing was read for good: a later get() may still succeed
+            except Exception as exc:
+                self._failure = exc
+                raise
         merge, route = self._merge, self.route
         count = len(merge.texts)
         vectors = np.full((count, merge.dim), np.nan, dtype=route.output_dtype.value)
@@ -146,8 +157,21 @@ class EmbedJob:
             ) from None
         finally:
             if part.ready():
-                part.forget()  # results are read once; Redis must not grow with traffic
+                release_result(part)
         return EmbedResult.from_wire(payload)
+
+
+def release_result(part: AsyncResult) -> None:
+    """Forget a result that has been read, and drop its subscription now.
+
+    Results are read once, so Redis must not keep them. Celery's AsyncResult also unsubscribes
+    again in ``__del__``, whenever the garbage collector gets to it; if Redis is unreachable at
+    that moment, the collecting thread blocks in Celery's reconnect loop. Unsubscribing here,
+    while the connection is known to be good, and detaching the backend makes ``__del__`` a no-op.
+    """
+    part.forget()
+    part.backend.remove_pending_result(part)
+    part.backend = None
 
 
 def _check_texts(texts: object, max_chars: int) -> list[str]:

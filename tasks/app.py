@@ -31,6 +31,20 @@ def _ssl_options(url: str) -> dict[str, Any] | None:
     return {"ssl_cert_reqs": ssl.CERT_REQUIRED}
 
 
+def _broker_options(visibility_timeout: int) -> dict[str, Any]:
+    """Redelivery of a dead worker's unacknowledged messages after ``visibility_timeout``.
+
+    kombu sweeps for such messages every ``interval x throttle`` seconds (100 s by default);
+    with a short visibility timeout the sweep must keep pace, or a crash costs minutes.
+    """
+    interval = max(1, min(10, visibility_timeout // 3))
+    return {
+        "visibility_timeout": visibility_timeout,
+        "unacked_restore_interval": interval,
+        "unacked_restore_throttle": 1 if visibility_timeout < 600 else 10,
+    }
+
+
 def create_app(settings: Settings, *, name: str = "embedq") -> Celery:
     """A Celery app wired to the settings' broker and result backend."""
     app = Celery(name, broker=settings.broker, backend=settings.result_backend)
@@ -47,7 +61,7 @@ def create_app(settings: Settings, *, name: str = "embedq") -> Celery:
         worker_send_task_events=True,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        broker_transport_options=_broker_options(settings.visibility_timeout_s),
         result_backend_transport_options={"retry_policy": {"timeout": 5.0}},
         broker_use_ssl=_ssl_options(settings.broker),
         redis_backend_use_ssl=_ssl_options(settings.result_backend),

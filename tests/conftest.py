@@ -9,9 +9,11 @@ from __future__ import annotations
 import gc
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,29 +77,61 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 class WorkerProcess:
-    """A real `embedq worker` process; stopped with Celery's warm shutdown."""
+    """A real worker process whose output is read on a thread (so it never blocks on a full
+    pipe) and can be waited on: `wait_for` is the barrier for "the worker got this far"."""
 
     def __init__(self, command: list[str], env: dict[str, str]) -> None:
         self.process = subprocess.Popen(
-            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            errors="replace",
         )
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        with self.process.stdout:
+            for line in self.process.stdout:
+                with self._changed:
+                    self.lines.append(line)
+                    self._changed.notify_all()
+
+    def wait_for(self, pattern: str, *, after: int = 0, timeout: float = 120.0) -> str:
+        """Block until an output line (from index ``after`` on) matches ``pattern``."""
+        regex = re.compile(pattern)
+
+        def found() -> str | None:
+            return next((line for line in self.lines[after:] if regex.search(line)), None)
+
+        with self._changed:
+            if not self._changed.wait_for(lambda: found() or self.process.poll() is not None,
+                                          timeout):
+                raise TimeoutError(f"no line matching {pattern!r} within {timeout}s")
+            line = found()
+        if line is None:
+            raise RuntimeError(f"worker exited before printing {pattern!r}:\n"
+                               + "".join(self.lines[-20:]))
+        return line
 
     def stop(self) -> str:
-        """Stop the worker and return what it printed."""
+        """Stop the worker (Celery's warm shutdown) and return what it printed."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-        out, _ = self.process.communicate()
-        return out.decode(errors="replace")
+                self.kill()
+        self._reader.join(timeout=10)
+        return "".join(self.lines)
 
     def kill(self) -> None:
         """SIGKILL the worker and its pool processes (a crash, not a shutdown)."""
         subprocess.run(["pkill", "-9", "-P", str(self.process.pid)], check=False)
         self.process.kill()
-        self.process.communicate()
+        self.process.wait()
+        self._reader.join(timeout=10)
 
 
 def worker_env(redis_url: str, config_dir: Path | None, **extra: str) -> dict[str, str]:

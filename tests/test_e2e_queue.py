@@ -11,6 +11,7 @@ import pytest
 from celery.result import AsyncResult
 
 from embedq.config import PayloadError, load_registry
+from embedq.producer.client import release_result
 from embedq.tasks import EMBED_TASK
 from embedq.worker.embedder import postprocess
 from embedq.worker.hashing import HashingBackend
@@ -49,9 +50,11 @@ def test_a_malformed_message_fails_alone(client):
     bad = client.app.send_task(EMBED_TASK, args=["not a request"], queue="embed.hashing.fp32")
     with pytest.raises(PayloadError, match="embed request must be a map"):
         bad.get(timeout=60)
+    release_result(bad)
     no_args = client.app.send_task(EMBED_TASK, args=[], queue="embed.hashing.fp32")
     with pytest.raises(PayloadError, match="no embed request"):
         no_args.get(timeout=60)
+    release_result(no_args)
     assert client.embed(["still serving"], "fast", timeout=60).shape == (1, 64)
 
 

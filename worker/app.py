@@ -70,6 +70,7 @@ class WorkerRuntime:
 
     def run_batch(self, app: Celery, requests: list[Any]) -> None:
         """Embed a flush of messages and store one result or error per message."""
+        log.info("batch_started", requests=len(requests), pid=os.getpid())
         parsed: list[tuple[Any, EmbedRequest]] = []
         for message in requests:
             try:

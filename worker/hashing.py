@@ -9,6 +9,7 @@ unigrams and bigrams, so texts that share words are similar, as a toy embedding 
 from __future__ import annotations
 
 import itertools
+import time
 
 import numpy as np
 import xxhash
@@ -24,6 +25,7 @@ class HashingBackend:
         self.max_tokens = spec.max_tokens
         self.revision = f"hashing-v1-seed{source.seed}"
         self._seed = source.seed
+        self._delay_s = source.delay_ms / 1e3
 
     @staticmethod
     def _words(text: str) -> list[str]:
@@ -35,6 +37,8 @@ class HashingBackend:
 
     def encode_batch(self, texts: list[str]) -> np.ndarray:
         """Hash each (truncated) text's words and word pairs into a float32 vector."""
+        if self._delay_s:
+            time.sleep(self._delay_s)  # the configured stand-in for a forward pass
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for row, text in enumerate(texts):
             words = self._words(text)[: self.max_tokens - 2]

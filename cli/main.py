@@ -134,9 +134,11 @@ def worker(
 @main.command()
 @click.option("--flower/--no-flower", default=True, show_default=True,
               help="Also start Flower on 127.0.0.1:5555.")
+@click.option("--flower-address", default="127.0.0.1", show_default=True,
+              help="Anything but loopback needs EMBEDQ_FLOWER_USER and EMBEDQ_FLOWER_PASSWORD.")
 @click.option("--flower-port", type=int, default=5555, show_default=True)
 @click.option("--concurrency", "-c", type=int, default=None, help="Pool processes per worker.")
-def up(flower: bool, flower_port: int, concurrency: int | None) -> None:
+def up(flower: bool, flower_address: str, flower_port: int, concurrency: int | None) -> None:
     """Run the embedded default: a private Redis and one worker per configured queue.
 
     Everything runs in the foreground and stops on Ctrl-C or SIGTERM. Other shells reach it by
@@ -144,7 +146,8 @@ def up(flower: bool, flower_port: int, concurrency: int | None) -> None:
     """
     from embedq.worker.stack import run_stack
 
-    run_stack(flower=flower, flower_port=flower_port, concurrency=concurrency)
+    run_stack(flower=flower, flower_address=flower_address, flower_port=flower_port,
+              concurrency=concurrency)
 
 
 @main.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from embedq.config import load_registry
@@ -37,3 +38,14 @@ def test_services_have_healthchecks_and_flower_needs_credentials():
     assert "--basic-auth=${FLOWER_BASIC_AUTH:?" in flower
     assert "noeviction" in services["redis"]["command"]
     assert "allkeys-lfu" in services["redis-cache"]["command"]
+
+
+def test_flower_outside_loopback_needs_credentials():
+    from embedq.config import ConfigError, Settings
+    from embedq.worker.stack import flower_command
+
+    assert "--address=127.0.0.1" in flower_command(Settings(), "127.0.0.1", 5555)
+    with pytest.raises(ConfigError, match="EMBEDQ_FLOWER_USER"):
+        flower_command(Settings(), "0.0.0.0", 5555)
+    secured = flower_command(Settings(flower_user="ops", flower_password="s3cret"), "0.0.0.0", 1)
+    assert "--basic-auth=ops:s3cret" in secured

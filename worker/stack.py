@@ -20,7 +20,7 @@ import structlog
 from embedq.config.errors import ConfigError
 from embedq.config.logs import configure_logging
 from embedq.config.registry import Registry, load_registry
-from embedq.config.settings import load_settings
+from embedq.config.settings import Settings, load_settings
 from embedq.tasks.app import create_app
 from embedq.tasks.names import parse_queue, route_queue
 from embedq.worker.redis_server import RedisServer
@@ -56,7 +56,21 @@ def wait_for_workers(redis_url: str, expected: int, timeout: float = _READY_TIME
     raise ConfigError(f"only some of {expected} workers answered within {timeout:.0f}s")
 
 
-def run_stack(*, flower: bool, flower_port: int, concurrency: int | None) -> None:
+def flower_command(settings: Settings, address: str, port: int) -> list[str]:
+    """Flower's command line; anything but loopback needs credentials (it can revoke tasks)."""
+    command = [sys.executable, "-m", "celery", "-A", "embedq.worker.celery_app", "flower",
+               f"--address={address}", f"--port={port}"]
+    if settings.flower_user and settings.flower_password:
+        return [*command, f"--basic-auth={settings.flower_user}:{settings.flower_password}"]
+    if address not in ("127.0.0.1", "localhost", "::1"):
+        raise ConfigError(f"Flower on {address} would be open to the network: set "
+                          "EMBEDQ_FLOWER_USER and EMBEDQ_FLOWER_PASSWORD, or keep it on 127.0.0.1")
+    return command
+
+
+def run_stack(
+    *, flower: bool, flower_address: str, flower_port: int, concurrency: int | None
+) -> None:
     """Start Redis, the workers and Flower; stop them all on Ctrl-C / SIGTERM."""
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
@@ -78,9 +92,8 @@ def run_stack(*, flower: bool, flower_port: int, concurrency: int | None) -> Non
         for queue in queues:
             children.append(subprocess.Popen(worker_command(queue, concurrency), env=env))
         if flower:
-            children.append(subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "embedq.worker.celery_app", "flower",
-                 "--address=127.0.0.1", f"--port={flower_port}"], env=env))
+            command = flower_command(settings, flower_address, flower_port)
+            children.append(subprocess.Popen(command, env=env))
         try:
             wait_for_workers(redis_server.url, len(queues))
             click.echo(f"embedq is up: export EMBEDQ_REDIS_URL={redis_server.url}  "

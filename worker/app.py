@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import time
 import uuid
 from typing import Any
@@ -26,6 +27,7 @@ from embedq.tasks.names import EMBED_TASK, parse_queue
 from embedq.tasks.schema import EmbedRequest, EmbedResult
 from embedq.worker.batching import TextBatches
 from embedq.worker.cache_tiered import process_cache
+from embedq.worker.heartbeat import Heartbeat
 from embedq.worker.pool import ModelPool, check_model
 from embedq.worker.service import EmbedService
 
@@ -41,22 +43,30 @@ class WorkerRuntime:
         self.pool = ModelPool(registry, settings)
         self.service = EmbedService(registry, settings, self.pool, process_cache(settings))
         self.preload: list[tuple[str, Precision]] = []
+        self.queues: list[str] = []
         self.concurrency = 1
+        self.main_pid = os.getpid()
+        self.failed = False
+        self.heartbeat: Heartbeat | None = None
 
     def plan(self, queues: list[str], concurrency: int) -> None:
         """Remember which models this worker's queues need, and check them before any fork."""
         self.concurrency = max(1, concurrency)
+        self.main_pid = os.getpid()
+        self.queues = queues
         for queue in queues:
             parsed = parse_queue(queue)
             if parsed is None:
                 log.warning("queue_not_embedq", queue=queue)
                 continue
             model, precision = parsed
-            self.preload.append((model, check_model(self.registry, model, precision)))
+            self.preload.append((model, check_model(self.registry, model, precision,
+                                                             self.settings)))
 
     def start_process(self) -> None:
         """Set torch threads for this pool process and load its models."""
         threads = self.settings.torch_threads or max(1, (os.cpu_count() or 1) // self.concurrency)
+        self.pool.threads = threads
         if any(self.registry.model(m).source.kind != "hashing" for m, _ in self.preload):
             import torch
 
@@ -65,8 +75,26 @@ class WorkerRuntime:
             try:
                 self.pool.get(model, precision)
             except EmbedqError as exc:
+                # Nothing half-loaded serves traffic: the whole worker stops (warm shutdown), its
+                # queues never look live, and producers move on along the route's fallback chain.
+                self.failed = True
                 log.error("model_unavailable", model=model, precision=precision.value,
-                          error=str(exc))
+                          error=str(exc), action="stopping the worker")
+                os.kill(self.main_pid, signal.SIGTERM)
+                return
+
+    def start_heartbeat(self) -> None:
+        """Tell producers this worker's queues have a consumer (not if a model failed)."""
+        if self.failed or not self.queues:
+            return
+        self.heartbeat = Heartbeat(self.settings, self.queues)
+        self.heartbeat.start()
+
+    def stop_heartbeat(self) -> None:
+        """Withdraw this worker from its queues' live consumers."""
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+            self.heartbeat = None
 
     def run_batch(self, app: Celery, requests: list[Any]) -> None:
         """Embed a flush of messages and store one result or error per message."""
@@ -151,5 +179,13 @@ def create_worker_app(settings: Settings, registry: Registry) -> Celery:
     @signals.worker_process_init.connect(weak=False)
     def _start_process(**_: Any) -> None:
         runtime.start_process()
+
+    @signals.worker_ready.connect(weak=False)
+    def _ready(**_: Any) -> None:
+        runtime.start_heartbeat()
+
+    @signals.worker_shutdown.connect(weak=False)
+    def _shutdown(**_: Any) -> None:
+        runtime.stop_heartbeat()
 
     return app

@@ -20,6 +20,8 @@ class Backend(Protocol):
     max_tokens: int
     #: Where the weights came from and which version they are: part of every cache key.
     revision: str
+    #: The weight precision actually used (what ``auto`` resolved to): results name it.
+    precision: str
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         """Token counts without truncation, special tokens included."""

@@ -51,7 +51,7 @@ def run_worker(
         os.environ["EMBEDQ_TORCH_THREADS"] = str(threads)
     settings = load_settings()
     try:
-        check_model(load_registry(settings.config_dir), model, precision)
+        check_model(load_registry(settings.config_dir), model, precision, settings)
     except EmbedqError as exc:
         raise click.ClickException(str(exc)) from exc
     from embedq.worker.celery_app import app

@@ -95,7 +95,8 @@ class EmbedService:
             for r in requests
         ]
         cache = self.cache()
-        info = ModelInfo(embedder.backend.revision, embedder.backend.max_tokens)
+        backend = embedder.backend
+        info = ModelInfo(backend.revision, backend.max_tokens, backend.precision)
         keys = [
             {i: cache_key(r.model, info.space(r), t) for i, t in enumerate(r.texts) if i not in bad}
             for r, bad in zip(requests, problems, strict=True)
@@ -192,7 +193,7 @@ class EmbedService:
             id=request.id,
             model=request.model,
             revision=embedder.backend.revision,
-            precision=request.precision,
+            precision=embedder.backend.precision,
             dim=request.dim,
             normalize=request.normalize,
             vectors=vectors,

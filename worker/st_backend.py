@@ -49,6 +49,7 @@ class SentenceTransformerBackend:
     def __init__(self, spec: ModelSpec, source: ResolvedSource, placement: Placement) -> None:
         self.dim = spec.dim
         self.revision = source.revision
+        self.precision = placement.precision.value
         self._device = placement.device
         model = _load(spec, source, placement.device)
         self.max_tokens = min(spec.max_tokens, model.max_seq_length or spec.max_tokens)

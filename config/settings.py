@@ -79,6 +79,10 @@ class Settings(BaseSettings):
         default=5.0, ge=0, description="How long a producer trusts a worker's published revision."
     )
 
+    metrics_port: int | None = Field(default=None, ge=1, le=65535,
+                                     description="Serve Prometheus /metrics from each worker.")
+    metrics_address: str = Field(default="127.0.0.1", description="Address of /metrics.")
+
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
 

@@ -28,6 +28,7 @@ from embedq.tasks.schema import EmbedRequest, EmbedResult
 from embedq.worker.batching import TextBatches
 from embedq.worker.cache_tiered import process_cache
 from embedq.worker.heartbeat import Heartbeat
+from embedq.worker.metrics import BatchMetrics
 from embedq.worker.pool import ModelPool, check_model
 from embedq.worker.service import EmbedService
 
@@ -158,6 +159,7 @@ def create_worker_app(settings: Settings, registry: Registry) -> Celery:
     )
     runtime = WorkerRuntime(registry, settings)
     app.embedq_runtime = runtime  # type: ignore[attr-defined]  # for tests and `embedq up`
+    metrics = BatchMetrics()
 
     @app.task(
         name=EMBED_TASK,
@@ -165,6 +167,7 @@ def create_worker_app(settings: Settings, registry: Registry) -> Celery:
         flush_texts=settings.batch_flush_texts,
         flush_interval=settings.batch_interval_s,
         acks_late=True,
+        metrics=metrics,
     )
     def embed(requests: list[Any]) -> None:
         runtime.run_batch(app, requests)
@@ -183,6 +186,10 @@ def create_worker_app(settings: Settings, registry: Registry) -> Celery:
     @signals.worker_ready.connect(weak=False)
     def _ready(**_: Any) -> None:
         runtime.start_heartbeat()
+        if settings.metrics_port is not None:
+            metrics.serve(settings.metrics_port, settings.metrics_address)
+            log.info("metrics_exporter", port=settings.metrics_port,
+                     address=settings.metrics_address)
 
     @signals.worker_shutdown.connect(weak=False)
     def _shutdown(**_: Any) -> None:

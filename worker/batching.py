@@ -18,6 +18,7 @@ timeout.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection
 from queue import Queue
 from typing import Any
@@ -25,6 +26,8 @@ from typing import Any
 import structlog
 from celery_batches import Batches, SimpleRequest
 from celery_batches.trace import apply_batches_task
+
+from embedq.worker.metrics import BatchMetrics
 
 log = structlog.get_logger(__name__)
 
@@ -57,6 +60,7 @@ class TextBatches(Batches):  # type: ignore[misc]  # celery-batches is untyped
     abstract = True
     flush_every = _MESSAGE_TRIGGER_OFF
     flush_texts = 64
+    metrics: BatchMetrics | None = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -88,9 +92,16 @@ class TextBatches(Batches):  # type: ignore[misc]  # celery-batches is untyped
         batch = list(requests)
         payload = ([SimpleRequest.from_request(r) for r in batch],)
         self._in_flight += 1
+        queue = (batch[0].delivery_info or {}).get("routing_key") or ""
+        started = time.monotonic()
+        if self.metrics:
+            texts = sum(count_texts(r.args) for r in batch)
+            self.metrics.batch_started(queue, len(batch), texts)
 
         def on_return(_: Any) -> None:
             self._in_flight -= 1
+            if self.metrics:
+                self.metrics.batch_ended(queue, time.monotonic() - started, lost=False)
             for request in batch:
                 request.acknowledge()
             if self._buffered_texts:
@@ -98,6 +109,8 @@ class TextBatches(Batches):  # type: ignore[misc]  # celery-batches is untyped
 
         def on_error(exc: Any) -> None:
             self._in_flight -= 1
+            if self.metrics:
+                self.metrics.batch_ended(queue, time.monotonic() - started, lost=True)
             log.error("batch_lost", requests=len(batch), error=repr(exc))
             for request in batch:
                 request.reject(requeue=True)

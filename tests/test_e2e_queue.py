@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -96,3 +97,31 @@ def test_cli_embed_writes_npy(client, redis_server, hashing_config, tmp_path):
     np.testing.assert_allclose(
         vectors, _expected(hashing_config, ["first line", "second line", "third line"]),
         rtol=1e-6, atol=1e-7)
+
+
+def test_each_request_is_a_task_event_for_flower(client):
+    seen: dict[str, str] = {}
+    changed = threading.Condition()
+    listening = threading.Event()
+
+    def on_event(event: dict) -> None:
+        if event["type"] == "worker-heartbeat":
+            listening.set()  # the receiver's queue exists: events from now on reach us
+        elif "uuid" in event:
+            with changed:
+                seen[event["uuid"]] = event["type"]
+                changed.notify_all()
+
+    with client.app.connection_for_read() as connection:
+        receiver = client.app.events.Receiver(connection, handlers={"*": on_event})
+        thread = threading.Thread(
+            target=lambda: receiver.capture(limit=None, timeout=60, wakeup=True), daemon=True)
+        thread.start()
+        assert listening.wait(60)
+        job = client.submit(["first", "second"], "fast", chunk_size=1)
+        job.get(timeout=60)
+        with changed:
+            assert changed.wait_for(
+                lambda: all(seen.get(i) == "task-succeeded" for i in job.ids), 30), seen
+        receiver.should_stop = True
+        thread.join(timeout=10)

@@ -98,8 +98,17 @@ class WorkerRuntime:
             self.heartbeat = None
 
     def run_batch(self, app: Celery, requests: list[Any]) -> None:
-        """Embed a flush of messages and store one result or error per message."""
+        """Embed a flush of messages and store one result or error per message.
+
+        celery-batches runs the flush as one anonymous task, so each message's outcome is also
+        sent as its own task event: Flower then shows every request as succeeded or failed.
+        """
         log.info("batch_started", requests=len(requests), pid=os.getpid())
+        hostname = requests[0].hostname if requests else None
+        with app.events.default_dispatcher(hostname=hostname) as events:
+            self._run_batch(app, events, requests)
+
+    def _run_batch(self, app: Celery, events: Any, requests: list[Any]) -> None:
         parsed: list[tuple[Any, EmbedRequest]] = []
         for message in requests:
             try:
@@ -107,7 +116,7 @@ class WorkerRuntime:
             except (PayloadError, IndexError, TypeError) as exc:
                 error = exc if isinstance(exc, PayloadError) else PayloadError(
                     f"message {message.id} has no embed request argument")
-                self._fail(app, message, error)
+                self._fail(app, events, message, error)
         if not parsed:
             return
         started = time.perf_counter()
@@ -116,7 +125,7 @@ class WorkerRuntime:
         except Exception as exc:  # a bug or OOM: fail this flush's messages, keep the worker
             log.exception("batch_failed", requests=len(parsed))
             for message, _ in parsed:
-                self._fail(app, message, EmbedqError(f"worker error: {exc!r}"))
+                self._fail(app, events, message, EmbedqError(f"worker error: {exc!r}"))
             return
         elapsed_ms = round((time.perf_counter() - started) * 1e3, 3)
         batch_texts = sum(len(r.texts) for _, r in parsed)
@@ -127,25 +136,29 @@ class WorkerRuntime:
                 precision=request.precision, flush_id=flush_id,
             ):
                 if isinstance(outcome, EmbedResult):
-                    self._succeed(app, message, outcome, elapsed_ms, batch_texts)
+                    self._succeed(app, events, message, outcome, elapsed_ms, batch_texts)
                 else:
-                    self._fail(app, message, outcome)
+                    self._fail(app, events, message, outcome)
 
     @staticmethod
     def _succeed(
-        app: Celery, message: Any, result: EmbedResult, elapsed_ms: float, batch_texts: int
+        app: Celery, events: Any, message: Any, result: EmbedResult, elapsed_ms: float,
+        batch_texts: int,
     ) -> None:
         queue = (message.delivery_info or {}).get("routing_key") or ""
         timings = {**result.timings_ms, "total": elapsed_ms}
         result = dataclasses.replace(result, worker=message.hostname or "", queue=queue,
                                      timings_ms=timings)
         app.backend.mark_as_done(message.id, result.to_wire(), request=message)
+        events.send("task-succeeded", uuid=message.id, runtime=elapsed_ms / 1e3,
+                    result=f"{len(result.cached)} vectors of {result.dim}")
         log.info("embedded", texts=len(result.cached), batch_texts=batch_texts,
                  errors=len(result.errors), latency_ms=elapsed_ms)
 
     @staticmethod
-    def _fail(app: Celery, message: Any, error: EmbedqError) -> None:
+    def _fail(app: Celery, events: Any, message: Any, error: EmbedqError) -> None:
         app.backend.mark_as_failure(message.id, error, request=message, call_errbacks=False)
+        events.send("task-failed", uuid=message.id, exception=repr(error))
         log.warning("embed_failed", task_id=message.id, error=str(error))
 
 

@@ -11,7 +11,7 @@ import zstandard
 
 from embedq.config.errors import PayloadError
 
-_DTYPES = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2")}
+_DTYPES: dict[str, np.dtype[np.floating]] = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2")}
 _COMPRESSION_LEVEL = 1  # float bytes gain little from harder levels; speed matters more.
 _compressor = zstandard.ZstdCompressor(level=_COMPRESSION_LEVEL)
 _decompressor = zstandard.ZstdDecompressor()
@@ -42,4 +42,5 @@ def decode_vectors(blob: bytes, dtype: str, shape: tuple[int, int]) -> np.ndarra
         raise PayloadError(
             f"vector payload holds {len(raw)} bytes, expected {rows}x{cols} {dtype}"
         )
-    return np.frombuffer(raw, dtype=np_dtype).reshape(rows, cols).astype(np_dtype.newbyteorder("="))
+    vectors: np.ndarray = np.frombuffer(raw, dtype=np_dtype).reshape(rows, cols)
+    return vectors.astype(np_dtype.newbyteorder("="))

@@ -171,7 +171,7 @@ def create_worker_app(settings: Settings, registry: Registry) -> Celery:
         worker_proc_alive_timeout=120.0,
     )
     runtime = WorkerRuntime(registry, settings)
-    app.embedq_runtime = runtime  # type: ignore[attr-defined]  # for tests and `embedq up`
+    app.embedq_runtime = runtime  # for tests and `embedq up`
     metrics = BatchMetrics()
 
     @app.task(

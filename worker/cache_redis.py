@@ -78,7 +78,7 @@ class RedisCache:
 
     def put(self, key: str, value: bytes) -> bool:
         """Store a small value without TTL (model facts); False if Redis is unavailable."""
-        return bool(self.guard.run(lambda client: client.set(key, value), False))
+        return self.guard.run(lambda client: bool(client.set(key, value)), False)
 
     def publish_stats(self, key: str, tiers: Mapping[str, TierStats], ttl_s: int) -> None:
         """Store per-tier counters as one hash that expires unless published again."""

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# mypy --strict over the installed layout. The folders install as embedq.<name> through
+# package-dir mapping, which mypy cannot follow, so it checks a tree of symlinks in that shape.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+python=${1:-"$repo/.venv/bin/python"}
+tree=$(mktemp -d)
+trap 'rm -rf "$tree"' EXIT
+mkdir "$tree/embedq"
+for part in cli config tasks producer worker; do ln -s "$repo/$part" "$tree/embedq/$part"; done
+cd "$tree" && "$python" -m mypy --config-file "$repo/pyproject.toml" -p embedq

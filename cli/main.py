@@ -15,6 +15,7 @@ import numpy as np
 
 from embedq.cli.cache_commands import cache
 from embedq.config.errors import EmbedqError
+from embedq.config.logs import configure_logging
 from embedq.config.registry import Registry, load_registry
 from embedq.config.settings import Settings, load_settings
 from embedq.tasks.names import route_queue
@@ -177,6 +178,65 @@ def bench(bulk: int, storm: int, threads: int, concurrency: int, pool: str,
               data=data, json_out=json_out, batch_sizes=list(batch_sizes))
     if mixed:
         mixed_lengths(data)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def models(as_json: bool) -> None:
+    """List every registered model: where it comes from and whether it is available here."""
+    from embedq.worker.sources import availability, origin
+
+    settings, registry = _context()
+    rows = [
+        {"model": spec.name, "dim": spec.dim, "max_tokens": spec.max_tokens,
+         "precisions": [p.value for p in spec.precisions], "source": spec.source.kind,
+         "origin": origin(spec), "status": availability(spec, settings.model_cache_dir)}
+        for spec in registry.models.values()
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['model']}  {row['dim']}-d  max {row['max_tokens']} tokens  "
+                   f"precisions {','.join(row['precisions'])}\n"
+                   f"    from: {row['origin']}\n    {row['status']}")
+
+
+@main.group(name="eval")
+def eval_group() -> None:
+    """Measure models (needs the worker extra)."""
+
+
+@eval_group.command(name="precision")
+@click.option("--model", "-m", required=True, help="Model name from models.json.")
+@click.option("--texts", type=int, default=512, show_default=True,
+              help="Sentences timed at batch 32.")
+@click.option("--pairs", type=int, default=None, help="STS-B dev pairs (default: all 1,500).")
+@click.option("--threads", type=int, default=2, show_default=True,
+              help="Compute threads (torch and ONNX Runtime).")
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="Folder with stsb_dev.csv (default: ../shared/data).")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
+              help="Also write the figures as JSON to this file.")
+def eval_precision(model: str, texts: int, pairs: int | None, threads: int, data: Path | None,
+                   json_out: Path | None) -> None:
+    """For each precision MODEL runs at here: RSS, weight bytes, texts/s, cosine, Spearman."""
+    from dataclasses import asdict
+
+    from embedq.worker.bench_texts import data_dir
+    from embedq.worker.precision_eval import evaluate, table
+
+    settings, registry = _context()
+    configure_logging(settings.log_level, settings.log_format)  # logs to stderr, not the table
+    rows, skipped = evaluate(registry, model, settings, stsb=data_dir(data) / "stsb_dev.csv",
+                             texts=texts, pairs=pairs, threads=threads)
+    click.echo(table(rows))
+    for precision, reason in skipped.items():
+        click.echo(f"{precision}: not measured here: {reason}")
+    document = json.dumps({"rows": [asdict(r) for r in rows], "skipped": skipped}, indent=2)
+    click.echo(document)
+    if json_out is not None:
+        json_out.write_text(document)
 
 
 main.add_command(cache)

@@ -9,6 +9,7 @@ import yaml
 
 from embedq.config import load_registry
 from embedq.worker.stack import queues_of
+from tests.conftest import HASHING_MODEL, write_config
 
 COMPOSE = Path(__file__).resolve().parents[1] / "docker-compose.yml"
 
@@ -49,3 +50,10 @@ def test_flower_outside_loopback_needs_credentials():
         flower_command(Settings(), "0.0.0.0", 5555)
     secured = flower_command(Settings(flower_user="ops", flower_password="s3cret"), "0.0.0.0", 1)
     assert "--basic-auth=ops:s3cret" in secured
+
+
+def test_up_starts_a_worker_for_every_model_of_a_fallback_chain(tmp_path):
+    folder = write_config(tmp_path, {"a": HASHING_MODEL, "b": HASHING_MODEL},
+                          {"r": {"model": "a", "fallback": ["b"]}, "s": {"model": "b"}},
+                          default="r")
+    assert queues_of(load_registry(folder)) == ["embed.a.fp32", "embed.b.fp32"]

@@ -116,3 +116,28 @@ def test_int8_minilm_is_close_to_fp32_and_names_its_recipe():
     cosine = (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
     assert got.shape == (3, 384)
     assert cosine.min() >= 0.98
+
+
+def test_fallback_chain_is_checked_model_by_model(tmp_path):
+    models = {"big": {"source": {"kind": "hashing"}, "dim": 128, "max_tokens": 32},
+              "small": {"source": {"kind": "hashing"}, "dim": 64, "max_tokens": 32}}
+    folder = write_config(tmp_path, models, {"r": {"model": "big", "fallback": ["small"],
+                                                   "dim": 96}}, default="r")
+    with pytest.raises(ConfigError, match=r"routes.r.dim: small gives 8..64 dimensions, got 96"):
+        load_registry(folder)
+    folder = write_config(tmp_path, models, {"r": {"model": "big", "fallback": ["nope"]}},
+                          default="r")
+    with pytest.raises(ConfigError, match=r"routes.r.fallback: unknown model 'nope'"):
+        load_registry(folder)
+    folder = write_config(tmp_path, models, {"r": {"model": "big", "fallback": ["small"],
+                                                   "queue": "mine"}}, default="r")
+    with pytest.raises(ConfigError, match=r"routes.r.queue: a route with a fallback chain"):
+        load_registry(folder)
+
+
+def test_auto_is_a_choice_not_a_precision_a_model_lists(tmp_path):
+    folder = write_config(tmp_path, {"m": {"source": {"kind": "hashing"}, "dim": 64,
+                                           "max_tokens": 32, "precisions": ["fp32", "auto"]}},
+                          {"r": {"model": "m", "precision": "auto"}}, default="r")
+    with pytest.raises(ConfigError, match=r"'auto' is a choice"):
+        load_registry(folder)

@@ -22,6 +22,8 @@ class Backend(Protocol):
     revision: str
     #: The weight precision actually used (what ``auto`` resolved to): results name it.
     precision: str
+    #: Bytes of the weights as loaded (parameters, or the int8 model file): for reports.
+    weight_bytes: int
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         """Token counts without truncation, special tokens included."""

@@ -25,6 +25,7 @@ class HashingBackend:
         self.max_tokens = spec.max_tokens
         self.revision = f"hashing-v1-seed{source.seed}"
         self.precision = "fp32"
+        self.weight_bytes = 0
         self._seed = source.seed
         self._delay_s = source.delay_ms / 1e3
 

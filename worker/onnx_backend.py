@@ -248,6 +248,7 @@ class OnnxInt8Backend:
         self.revision = f"{source.revision}+{meta['recipe']}"
         self.precision = "int8"
         self._session = _session(exported / MODEL_FILE, threads)
+        self.weight_bytes = (exported / MODEL_FILE).stat().st_size
         self._encode = _tokenizer(exported, self.max_tokens)
         self._count = _tokenizer(exported, None)
         self.dim = int(self._session.get_outputs()[0].shape[-1])

@@ -105,13 +105,14 @@ def _from_split_zip(spec: ModelSpec, source: SplitZipSource, cache_dir: Path) ->
     return ResolvedSource(str(model_dir), _split_revision(source))
 
 
-def _hub_offline() -> bool:
+def hub_offline() -> bool:
+    """True when Hugging Face downloads are switched off (HF_HUB_OFFLINE)."""
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
 
 
 def _from_hub(spec: ModelSpec, source: HubSource) -> ResolvedSource:
     """A hub id; offline, only if its files are in the local Hugging Face cache."""
-    if _hub_offline():
+    if hub_offline():
         from huggingface_hub import try_to_load_from_cache
 
         cached = try_to_load_from_cache(source.repo_id, "config.json", revision=source.revision)

@@ -6,7 +6,6 @@ Calling the model's modules directly instead of ``encode()`` skips its per-call 
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -17,13 +16,13 @@ from sentence_transformers import SentenceTransformer
 from embedq.config.errors import ModelUnavailableError
 from embedq.config.registry import ModelSpec
 from embedq.worker.precision import Placement
-from embedq.worker.sources import ResolvedSource
+from embedq.worker.sources import ResolvedSource, hub_offline
 
 log = structlog.get_logger(__name__)
 
 
 def _load(spec: ModelSpec, source: ResolvedSource, device: str) -> SentenceTransformer:
-    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    offline = hub_offline()
     try:
         return SentenceTransformer(
             source.location,
@@ -56,6 +55,7 @@ class SentenceTransformerBackend:
         model.max_seq_length = self.max_tokens
         self._model = placement.apply(model)
         self._model.eval()
+        self.weight_bytes = sum(p.numel() * p.element_size() for p in self._model.parameters())
         self._tokenizer: Any = model.tokenizer
         actual = model.get_embedding_dimension()
         if actual != spec.dim:

@@ -30,8 +30,12 @@ _READY_TIMEOUT_S = 180.0
 
 
 def queues_of(registry: Registry) -> list[str]:
-    """The distinct queues the routes send to, in route order."""
-    return list(dict.fromkeys(route_queue(route) for route in registry.routes.values()))
+    """The distinct queues the routes send to, in route order, fallback models included."""
+    return list(dict.fromkeys(
+        route_queue(route.served_by(model))
+        for route in registry.routes.values()
+        for model in route.chain
+    ))
 
 
 def worker_command(queue: str, concurrency: int | None) -> list[str]:

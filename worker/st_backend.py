@@ -81,4 +81,5 @@ class SentenceTransformerBackend:
         }
         with torch.inference_mode():
             out = self._model(features)["sentence_embedding"]
-        return out.float().cpu().numpy()
+        vectors: np.ndarray = out.float().cpu().numpy()
+        return vectors

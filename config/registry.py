@@ -42,10 +42,16 @@ class Precision(StrEnum):
 
 
 class OutputDtype(StrEnum):
-    """Element type of the vectors handed back to the producer."""
+    """Element type of the vectors handed back to the producer.
+
+    ``int8`` maps each dimension's calibrated range onto -128..127; ``binary`` keeps one sign
+    bit per dimension, packed eight to a byte (uint8 on the wire, ``ceil(dim / 8)`` columns).
+    """
 
     FLOAT32 = "float32"
     FLOAT16 = "float16"
+    INT8 = "int8"
+    BINARY = "binary"
 
 
 class _Frozen(BaseModel):

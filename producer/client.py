@@ -35,6 +35,7 @@ from embedq.producer.read_through import ReadThrough
 from embedq.tasks.app import create_app
 from embedq.tasks.cache_codec import CachedVector, restore
 from embedq.tasks.cache_guard import CacheGuard, cache_client
+from embedq.tasks.codec import empty_vectors
 from embedq.tasks.liveness import live_consumers
 from embedq.tasks.names import EMBED_TASK, route_queue
 from embedq.tasks.schema import EmbedRequest, EmbedResult
@@ -112,7 +113,7 @@ class EmbedJob:
                 raise
         merge, route = self._merge, self.route
         count = len(merge.texts)
-        vectors = np.full((count, merge.dim), np.nan, dtype=route.output_dtype.value)
+        vectors = empty_vectors(count, merge.dim, route.output_dtype.value)
         facts: dict[str, list[object]] = {
             "model": [route.model] * count, "revision": [merge.revision] * count,
             "precision": [merge.precision] * count, "cached": [True] * count,

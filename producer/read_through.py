@@ -16,6 +16,7 @@ import redis
 from embedq.config.settings import Settings
 from embedq.tasks.cache_codec import CachedVector, CacheValueError, ModelInfo, ValueReader
 from embedq.tasks.cache_guard import CacheGuard, cache_client
+from embedq.tasks.codec import vector_width
 from embedq.tasks.names import cache_key, model_info_key
 from embedq.tasks.schema import EmbedRequest
 
@@ -61,5 +62,5 @@ class ReadThrough:
         replies = self.guard.run(lambda client: client.mget(keys), None)
         if replies is None:
             return info, misses
-        read, dim = self.reader.read, request.dim
+        read, dim = self.reader.read, vector_width(request.dim, request.output_dtype)
         return info, [read(key, reply, dim) for key, reply in zip(keys, replies, strict=True)]

@@ -33,7 +33,9 @@ from embedq.tasks.schema import EmbedRequest
 
 FORMAT_TAG = 0x01  # format version 1: [dtype, shape, zstd(high byte plane), other planes, ...]
 STORAGE_DTYPES: dict[str, np.dtype[Any]] = {"float16": np.dtype("<f2"), "float32": np.dtype("<f4")}
-_KNOWN = {dtype.str: dtype for dtype in STORAGE_DTYPES.values()}
+# int8 and packed-binary vectors are stored exactly as returned (one byte plane, compressed).
+_EXACT_DTYPES: dict[str, np.dtype[Any]] = {"int8": np.dtype("i1"), "uint8": np.dtype("u1")}
+_KNOWN = {dtype.str: dtype for dtype in (*STORAGE_DTYPES.values(), *_EXACT_DTYPES.values())}
 _ZSTD_LEVEL = 1  # higher levels measured no smaller on vector bytes, only slower
 _FIELDS = 6
 _contexts = threading.local()  # zstd contexts are not thread-safe; producers may be threaded
@@ -65,8 +67,11 @@ class CachedVector:
 
 
 def as_stored(entry: CachedVector, dtype: str) -> CachedVector:
-    """The entry with its vector cast to a storage dtype and made read-only (shared by tiers)."""
-    target = STORAGE_DTYPES[dtype]
+    """The entry with its vector cast to a storage dtype and made read-only (shared by tiers).
+
+    Float vectors take the storage dtype; int8 and binary vectors keep their own, exactly.
+    """
+    target = _EXACT_DTYPES.get(entry.vector.dtype.name) or STORAGE_DTYPES[dtype]
     if entry.vector.dtype == target and not entry.vector.flags.writeable:
         return entry
     vector = entry.vector.astype(target)  # a copy: the cache must not alias a result's rows
@@ -75,8 +80,11 @@ def as_stored(entry: CachedVector, dtype: str) -> CachedVector:
 
 
 def restore(vectors: list[np.ndarray], *, normalize: bool, dtype: str) -> np.ndarray:
-    """Stored vectors as result rows: float32 again, re-normalised when the route normalises
-    (float16 storage moves a unit vector's norm by up to ~1e-3), then the output dtype."""
+    """Stored vectors as result rows (``dtype`` is the rows' array dtype): float vectors become
+    float32 again, re-normalised when the route normalises (float16 storage moves a unit
+    vector's norm by up to ~1e-3), then the output dtype; int8 and binary come back as stored."""
+    if dtype in _EXACT_DTYPES:
+        return np.stack(vectors).astype(dtype)
     out = np.stack(vectors).astype(np.float32)
     if normalize:
         norms = np.linalg.norm(out, axis=1, keepdims=True)
@@ -87,11 +95,11 @@ def restore(vectors: list[np.ndarray], *, normalize: bool, dtype: str) -> np.nda
 def encode_entry(entry: CachedVector) -> bytes:
     """The bytes stored in Redis for one cached vector (see the module docstring)."""
     vector = entry.vector
-    dtype = STORAGE_DTYPES.get(vector.dtype.name)
+    dtype = STORAGE_DTYPES.get(vector.dtype.name) or _EXACT_DTYPES.get(vector.dtype.name)
     if dtype is None or vector.ndim != 1:
         raise CacheValueError(
             f"cannot cache a vector of dtype {vector.dtype} and shape {vector.shape}; "
-            f"expected a 1-d array of {', '.join(STORAGE_DTYPES)}"
+            f"expected a 1-d array of {', '.join([*STORAGE_DTYPES, *_EXACT_DTYPES])}"
         )
     raw = np.ascontiguousarray(vector, dtype=dtype).tobytes()
     size = dtype.itemsize
@@ -120,7 +128,7 @@ def decode_entry(blob: bytes, dim: int) -> CachedVector:
     dtype_name, shape, high, low, tokens, truncated = _unpack(blob)
     dtype = _KNOWN.get(dtype_name) if isinstance(dtype_name, str) else None
     if dtype is None or shape != [dim]:
-        raise CacheValueError(f"cached value is {dtype_name!r} {shape!r}, expected {dim}-d float")
+        raise CacheValueError(f"cached value is {dtype_name!r} {shape!r}, expected {dim}-d vector")
     size = dtype.itemsize
     if not isinstance(low, bytes) or len(low) != dim * (size - 1):
         raise CacheValueError("cached value's low byte planes have the wrong length")

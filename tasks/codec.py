@@ -11,14 +11,31 @@ import zstandard
 
 from embedq.config.errors import PayloadError
 
-_DTYPES: dict[str, np.dtype[np.floating]] = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2")}
+_DTYPES: dict[str, np.dtype[np.number]] = {
+    "float32": np.dtype("<f4"), "float16": np.dtype("<f2"),
+    "int8": np.dtype("i1"), "uint8": np.dtype("u1"),
+}
+# An output dtype's array type: binary vectors are packed bits, eight dimensions to a byte.
+_ARRAY_DTYPES = {"float32": "float32", "float16": "float16", "int8": "int8", "binary": "uint8"}
 _COMPRESSION_LEVEL = 1  # float bytes gain little from harder levels; speed matters more.
 _compressor = zstandard.ZstdCompressor(level=_COMPRESSION_LEVEL)
 _decompressor = zstandard.ZstdDecompressor()
 
 
+def vector_width(dim: int, output_dtype: str) -> int:
+    """Columns of a vector of ``dim`` dimensions in an output dtype (binary packs 8 per byte)."""
+    return -(-dim // 8) if output_dtype == "binary" else dim
+
+
+def empty_vectors(rows: int, dim: int, output_dtype: str) -> np.ndarray:
+    """Rows to fill with vectors; rows left unfilled (failed items) are NaN, or 0 for integers."""
+    dtype = np.dtype(_ARRAY_DTYPES[output_dtype])
+    fill = np.nan if dtype.kind == "f" else 0
+    return np.full((rows, vector_width(dim, output_dtype)), fill, dtype=dtype)
+
+
 def encode_vectors(vectors: np.ndarray) -> bytes:
-    """Compress a 2-d float array's bytes (the dtype and shape travel beside them)."""
+    """Compress a 2-d vector array's bytes (the dtype and shape travel beside them)."""
     dtype = _DTYPES.get(vectors.dtype.name)
     if dtype is None or vectors.ndim != 2:
         raise PayloadError(

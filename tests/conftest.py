@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from embedq.config.registry import load_registry
 from embedq.config.settings import Settings
@@ -86,6 +87,31 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
         # Celery's AsyncResult unsubscribes in __del__; collect them while Redis still answers.
         gc.collect()
+
+
+@pytest.fixture
+def service_maker(redis_server: RedisServer) -> Iterator[object]:
+    """Builds in-process `EmbedService`s for a config folder, each with its own two-tier cache on
+    the test Redis; the caches are closed and that Redis flushed afterwards."""
+    from embedq.worker.cache_tiered import TieredCache
+    from embedq.worker.pool import ModelPool
+    from embedq.worker.service import EmbedService
+
+    made: list[TieredCache] = []
+
+    def _make(config_dir: Path, **overrides: object) -> EmbedService:
+        settings = Settings(redis_url=redis_server.url, config_dir=config_dir,  # type: ignore[arg-type]
+                            **overrides)
+        registry = load_registry(config_dir)
+        cache = TieredCache.from_settings(settings)
+        made.append(cache)
+        return EmbedService(registry, settings, ModelPool(registry, settings), lambda: cache)
+
+    yield _make
+    for cache in made:
+        cache.close()
+    with redis.Redis.from_url(redis_server.url) as client:
+        client.flushdb()
 
 
 class WorkerProcess:

@@ -17,7 +17,7 @@ from embedq.config.settings import Settings
 from embedq.producer import EmbeddingClient
 from embedq.tasks.names import cache_key
 from embedq.worker.redis_server import RedisServer
-from tests.conftest import WorkerProcess, worker_env
+from tests.conftest import HASHING_MODEL, WorkerProcess, worker_env, write_config
 from tests.test_cache_tiers import wait_until
 
 
@@ -51,6 +51,25 @@ def test_read_through_answers_hits_without_enqueueing(clients):
     assert warm.cached == [True, True]
     assert warm.revision == ["hashing-v1-seed0"] * 2
     np.testing.assert_allclose(warm.vectors, cold.vectors[[1, 0]], atol=1e-3)
+
+
+@pytest.mark.parametrize(("use_case", "dtype", "width"), [("small", np.int8, 48),
+                                                          ("bits", np.uint8, 8)])
+def test_integer_vectors_are_read_through_exactly(clients, redis_server, tmp_path, use_case,
+                                                  dtype, width):
+    config = write_config(tmp_path, {"hashing": HASHING_MODEL}, {  # served by the same worker
+        "small": {"model": "hashing", "dim": 48, "output_dtype": "int8"},
+        "bits": {"model": "hashing", "output_dtype": "binary"},
+    }, default="small")
+    client = _client(redis_server.url, config, read_through=True)
+    texts = [f"{use_case} one", f"{use_case} two"]
+    cold = client.embed_detailed(texts, use_case, timeout=60)
+    assert cold.vectors.dtype == dtype
+    assert cold.vectors.shape == (2, width)
+    again = client.submit(texts, use_case)
+    assert again.ids == []  # answered by the producer's MGET
+    np.testing.assert_array_equal(again.get(timeout=1), cold.vectors)
+    client.read_through.close()
 
 
 def test_hits_and_misses_merge_in_input_order(clients):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ from embedq.config.settings import Settings
 from embedq.tasks.cache_codec import ModelInfo
 from embedq.tasks.names import cache_key, cache_pattern, model_info_key
 from embedq.tasks.schema import EmbedRequest
-from embedq.worker.cache_tiered import TieredCache, process_cache
+from embedq.worker.cache_tiered import process_cache
 from embedq.worker.pool import ModelPool
 from embedq.worker.service import EmbedService
 from tests.conftest import HASHING_MODEL, write_config
@@ -30,22 +29,8 @@ def two_models(tmp_path_factory):
 
 
 @pytest.fixture
-def service_factory(redis_server, two_models) -> Iterator[object]:
-    made: list[TieredCache] = []
-
-    def _make(**overrides: object) -> EmbedService:
-        settings = Settings(redis_url=redis_server.url, config_dir=two_models,  # type: ignore[arg-type]
-                            **overrides)
-        registry = load_registry(two_models)
-        cache = TieredCache.from_settings(settings)
-        made.append(cache)
-        return EmbedService(registry, settings, ModelPool(registry, settings), lambda: cache)
-
-    yield _make
-    for cache in made:
-        cache.close()
-    with redis.Redis.from_url(redis_server.url) as client:
-        client.flushdb()
+def service_factory(service_maker, two_models):
+    return lambda **overrides: service_maker(two_models, **overrides)
 
 
 def _request(texts: list[str], model: str = "hash-a", **fields: object) -> EmbedRequest:

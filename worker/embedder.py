@@ -7,11 +7,14 @@ passages stays small, and padding waste stays low. The input order is restored a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from embedq.config.errors import ConfigError
 from embedq.worker.backend import Backend
+from embedq.worker.quantize import calibration_vectors, int8_ranges, to_binary, to_int8
 
 _OUTPUT_DTYPES = {"float32": np.float32, "float16": np.float16}
 
@@ -43,12 +46,20 @@ def plan_batches(
     return batches
 
 
-def postprocess(vectors: np.ndarray, *, dim: int, normalize: bool, dtype: str) -> np.ndarray:
-    """Matryoshka-truncate to ``dim``, then L2-normalise, then cast to the output dtype."""
+def postprocess(vectors: np.ndarray, *, dim: int, normalize: bool, dtype: str,
+                ranges: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Matryoshka-truncate to ``dim``, then L2-normalise, then the output dtype (int8 needs the
+    calibrated ``ranges`` of this dim and normalisation, see `Embedder.int8_ranges`)."""
     out = vectors[:, :dim].astype(np.float32, copy=True)
     if normalize:
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         np.divide(out, norms, out=out, where=norms > 0)
+    if dtype == "binary":
+        return to_binary(out)
+    if dtype == "int8":
+        if ranges is None:
+            raise ConfigError("int8 output needs calibration ranges; none were given")
+        return to_int8(out, ranges)
     return out.astype(_OUTPUT_DTYPES[dtype], copy=False)
 
 
@@ -62,13 +73,41 @@ class Encoded:
     batch_sizes: list[int]
 
 
+@dataclass
+class _Calibration:
+    """Where this model's int8 calibration vectors live, and the ranges derived so far."""
+
+    path: Path
+    vectors: np.ndarray | None = None
+    ranges: dict[tuple[int, bool], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+
 class Embedder:
     """A backend plus the batching policy it runs under."""
 
-    def __init__(self, backend: Backend, *, max_batch_tokens: int, max_batch_size: int) -> None:
+    def __init__(self, backend: Backend, *, max_batch_tokens: int, max_batch_size: int,
+                 calibration_file: Path | None = None) -> None:
         self.backend = backend
         self.max_batch_tokens = max_batch_tokens
         self.max_batch_size = max_batch_size
+        self._calibration = _Calibration(calibration_file) if calibration_file else None
+
+    def int8_ranges(self, dim: int, normalize: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Per-dimension int8 ranges for vectors truncated to ``dim`` (and normalised or not).
+
+        Derived from calibration vectors embedded once per model revision and precision and
+        shared through a file, so every batch and every worker maps values the same way.
+        """
+        calibration = self._calibration
+        if calibration is None:
+            raise ConfigError("int8 output needs a calibration file; this embedder has none")
+        if (dim, normalize) not in calibration.ranges:
+            if calibration.vectors is None:
+                calibration.vectors = calibration_vectors(
+                    calibration.path, lambda texts: self.encode(texts).vectors)
+            calibration.ranges[(dim, normalize)] = int8_ranges(postprocess(
+                calibration.vectors, dim=dim, normalize=normalize, dtype="float32"))
+        return calibration.ranges[(dim, normalize)]
 
     def encode(self, texts: list[str]) -> Encoded:
         """Embed ``texts`` in token-budget batches and return them in input order."""

@@ -32,7 +32,8 @@ import structlog
 
 from embedq.config.errors import ModelUnavailableError
 from embedq.config.registry import ModelSpec
-from embedq.worker.sources import ResolvedSource
+from embedq.worker.quantize import SEED_TEXTS
+from embedq.worker.sources import ResolvedSource, file_safe
 
 log = structlog.get_logger(__name__)
 
@@ -42,25 +43,8 @@ META_FILE = "meta.json"
 MIN_EXPORT_COSINE = 0.98
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                     "vocab.txt", "config.json", "sentence_bert_config.json")
-# Varied English text for the export's acceptance check; not taken from any evaluation set.
-CHECK_TEXTS = [
-    "A man is playing a guitar on the street.",
-    "The committee postponed its decision until next spring.",
-    "How do I reset my password if I no longer have the recovery email?",
-    "Cells divide by mitosis, producing two genetically identical daughter cells.",
-    "Stocks fell sharply on Monday after the central bank raised interest rates again.",
-    "She sliced the onions thinly and fried them until golden.",
-    "Antibiotic resistance is rising in hospitals across the region.",
-    "The train to Lyon leaves from platform nine at 7:42.",
-    "Quantum dots emit light at wavelengths set by their size.",
-    "Our quarterly revenue grew by twelve percent, driven by subscriptions.",
-    "kids playing football in the park after school",
-    "Error 503: the service is temporarily unavailable, please retry later.",
-    "The novel follows three generations of a family of fishermen.",
-    "Vitamin D deficiency has been linked to a higher risk of fractures in older adults.",
-    "Please find the signed contract attached to this message.",
-    "A small dog is chasing a red ball across the lawn.",
-]
+# The export's acceptance check embeds these (varied, not from any evaluation set).
+CHECK_TEXTS = SEED_TEXTS
 
 
 def _tokenizer(model_dir: Path, max_tokens: int | None) -> Any:
@@ -203,8 +187,7 @@ def export_int8(spec: ModelSpec, source: ResolvedSource, cache_dir: Path) -> Pat
         raise ModelUnavailableError(f"model {spec.name!r} has no int8 settings in models.json")
     keep_ffn = spec.int8.keep_ffn_output_fp32
     recipe = f"{RECIPE}{'-keepffn' if keep_ffn else ''}"
-    safe_revision = "".join(c if c.isalnum() or c in "-_." else "_" for c in source.revision)
-    final = cache_dir / "onnx" / f"{spec.name}-{safe_revision}-{recipe}"
+    final = cache_dir / "onnx" / f"{spec.name}-{file_safe(source.revision)}-{recipe}"
     if (final / META_FILE).is_file():
         return final
     model_dir = Path(source.location)

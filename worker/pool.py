@@ -23,6 +23,7 @@ from embedq.config.settings import Settings
 from embedq.worker.backend import Backend
 from embedq.worker.embedder import Embedder
 from embedq.worker.hashing import HashingBackend
+from embedq.worker.sources import file_safe
 
 if TYPE_CHECKING:  # both import the model stack, which only real models need
     from embedq.worker.precision import Placement
@@ -111,10 +112,13 @@ class ModelPool:
             self._failures[key] = exc
             raise
         spec = self.registry.model(model)
+        calibration = (self.settings.model_cache_dir / "calibration"
+                       / f"{model}-{file_safe(backend.revision)}-{backend.precision}.npy")
         embedder = Embedder(
             backend,
             max_batch_tokens=spec.max_batch_tokens or self.settings.max_batch_tokens,
             max_batch_size=self.settings.max_batch_size,
+            calibration_file=calibration,
         )
         self._embedders[key] = embedder
         log.info("model_loaded", model=model, precision=backend.precision,

@@ -16,13 +16,13 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 
-import numpy as np
 import structlog
 
 from embedq.config.errors import EmbedqError, PayloadError, UnknownModelError
 from embedq.config.registry import OutputDtype, Precision, Registry
 from embedq.config.settings import Settings
 from embedq.tasks.cache_codec import CachedVector, ModelInfo, restore
+from embedq.tasks.codec import empty_vectors, vector_width
 from embedq.tasks.names import cache_key
 from embedq.tasks.schema import EmbedRequest, EmbedResult
 from embedq.tasks.validation import text_problem
@@ -131,8 +131,8 @@ class EmbedService:
         """Per request, the positions found in the cache (one lookup for the whole group)."""
         if cache is None:
             return [{} for _ in requests]
-        wanted = {key: r.dim for r, per_item in zip(requests, keys, strict=True)
-                  for key in per_item.values()}
+        wanted = {key: vector_width(r.dim, r.output_dtype)
+                  for r, per_item in zip(requests, keys, strict=True) for key in per_item.values()}
         found = dict(zip(wanted, cache.get_many(list(wanted), list(wanted.values())), strict=True))
         return [
             {i: entry for i, key in per_item.items() if (entry := found[key]) is not None}
@@ -174,19 +174,21 @@ class EmbedService:
             for i, text in enumerate(request.texts)
             if i not in bad and i not in found
         }
-        vectors = np.full((len(request.texts), request.dim), np.nan, dtype=request.output_dtype)
+        vectors = empty_vectors(len(request.texts), request.dim, request.output_dtype)
+        ranges = (embedder.int8_ranges(request.dim, request.normalize)
+                  if request.output_dtype == OutputDtype.INT8 and rows else None)
         tokens = [0] * len(request.texts)
         truncated = [False] * len(request.texts)
         if rows and encoded is not None:
             vectors[list(rows)] = postprocess(
                 encoded.vectors[list(rows.values())], dim=request.dim,
-                normalize=request.normalize, dtype=request.output_dtype,
+                normalize=request.normalize, dtype=request.output_dtype, ranges=ranges,
             )
             for i, row in rows.items():
                 tokens[i], truncated[i] = encoded.tokens[row], encoded.truncated[row]
         if found:
             vectors[list(found)] = restore([entry.vector for entry in found.values()],
-                                           normalize=request.normalize, dtype=request.output_dtype)
+                                           normalize=request.normalize, dtype=vectors.dtype.name)
         for i, entry in found.items():
             tokens[i], truncated[i] = entry.tokens, entry.truncated
         return EmbedResult(

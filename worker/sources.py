@@ -35,6 +35,11 @@ class ResolvedSource:
     hub_revision: str | None = None
 
 
+def file_safe(text: str) -> str:
+    """``text`` usable in a file name (revisions hold '=', '@', ':' and '/')."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+
+
 def _looks_like_model_dir(path: Path) -> bool:
     return (path / "modules.json").is_file() or (path / "config.json").is_file()
 

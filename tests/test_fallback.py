@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import redis
 
+from embedq.tasks.liveness import live_consumers
 from embedq.tasks.names import cache_pattern
 from tests.conftest import make_client, minilm_dir, write_config
 
@@ -73,3 +74,20 @@ def test_the_next_live_model_serves_and_spaces_never_mix(redis_server, start_wor
     assert again.model == ["secondary"] * 3
     assert again.cached == [True] * 3
     client.read_through.close()
+
+
+def test_a_model_that_fails_after_fork_stops_its_worker(redis_server, start_worker, tmp_path):
+    corrupt = tmp_path / "corrupt-model"
+    corrupt.mkdir()
+    (corrupt / "config.json").write_text("{}")  # passes the start-up check, fails to load
+    config = write_config(tmp_path / "config", {"corrupt": {
+        "source": {"kind": "path", "path": str(corrupt)}, "dim": 384, "max_tokens": 256}},
+        {"r": {"model": "corrupt"}}, default="r")
+    worker = start_worker("corrupt", "fp32", config, "-c", "1")  # prefork: loads after fork
+    worker.process.wait(timeout=120)
+    output = worker.stop()
+    assert "model_unavailable" in output
+    assert "stopping the worker" in output
+    assert "model 'corrupt' could not be loaded" in output
+    with redis.Redis.from_url(redis_server.url) as client:
+        assert live_consumers(client, ["embed.corrupt.fp32"]) == [0]

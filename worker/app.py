@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import sys
 import time
 import uuid
 from typing import Any
@@ -68,9 +69,8 @@ class WorkerRuntime:
         """Set torch threads for this pool process and load its models."""
         threads = self.settings.torch_threads or max(1, (os.cpu_count() or 1) // self.concurrency)
         self.pool.threads = threads
-        if any(self.registry.model(m).source.kind != "hashing" for m, _ in self.preload):
-            import torch
-
+        torch = sys.modules.get("torch")  # imported by check_model for torch models only:
+        if torch is not None:  # an int8 worker runs on ONNX Runtime (threads set per session)
             torch.set_num_threads(threads)
         for model, precision in self.preload:
             try:

@@ -64,10 +64,10 @@ def check_model(registry: Registry, model: str, precision: str, settings: Settin
         if chosen not in spec.precisions:
             raise ConfigError(f"model {model!r} has no precision {chosen.value}")
         return chosen
-    # Importing the model stack here, in the parent, lets pool processes share it after fork.
-    from embedq.worker.st_backend import SentenceTransformerBackend  # noqa: F401
-
-    _prepare(spec, chosen, settings)
+    placement, _, _ = _prepare(spec, chosen, settings)
+    if placement.precision is not Precision.INT8:  # int8 runs on ONNX Runtime, without torch
+        # Importing the model stack here, in the parent, lets pool processes share it after fork.
+        from embedq.worker.st_backend import SentenceTransformerBackend  # noqa: F401
     return chosen
 
 

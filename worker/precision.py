@@ -10,10 +10,10 @@ what it chose and why.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
-import torch
 
 from embedq.config.errors import ConfigError
 from embedq.config.registry import (
@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-_HALF = {Precision.FP16: torch.float16, Precision.BF16: torch.bfloat16}
+_HALF = (Precision.FP16, Precision.BF16)
+_NVIDIA_DRIVER = Path("/proc/driver/nvidia")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +42,24 @@ class Placement:
     def apply(self, model: SentenceTransformer) -> SentenceTransformer:
         """Cast the model's weights to this precision (fp32 needs nothing)."""
         if self.precision in _HALF:
-            return model.to(_HALF[self.precision])
+            import torch
+
+            return model.to(torch.float16 if self.precision is Precision.FP16 else torch.bfloat16)
         return model
+
+
+def cuda_support() -> tuple[bool, bool]:
+    """(CUDA usable, bf16 supported on it).
+
+    Without a loaded NVIDIA driver there is no CUDA, and torch (about 220 MiB per process) is not
+    imported just to be told so: an int8 worker then runs on ONNX Runtime alone.
+    """
+    if not _NVIDIA_DRIVER.exists():
+        return False, False
+    import torch
+
+    cuda = torch.cuda.is_available()
+    return cuda, cuda and torch.cuda.is_bf16_supported()
 
 
 def choose_auto(spec: ModelSpec, cuda: bool, bf16_ok: bool) -> tuple[Precision, str]:
@@ -77,10 +94,10 @@ def place(spec: ModelSpec, precision: Precision) -> Placement:
             precision is Precision.FP16 and not spec.fp16_activations) else ""
         raise ConfigError(f"model {spec.name!r} allows precisions {allowed}, "
                           f"not {precision.value}{reason}")
-    cuda = torch.cuda.is_available()
+    cuda, bf16_ok = cuda_support()
     device = "cuda" if cuda else "cpu"
     if precision is Precision.AUTO:
-        precision, why = choose_auto(spec, cuda, cuda and torch.cuda.is_bf16_supported())
+        precision, why = choose_auto(spec, cuda, bf16_ok)
         log.info("precision_auto", model=spec.name, device=device, chosen=precision.value,
                  reason=why)
     if precision in _HALF and not cuda:

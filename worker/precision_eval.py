@@ -2,8 +2,9 @@
 
 Speed alone decides nothing (a fast int8 path measured here lost half its cosine on mpnet), so
 each precision is reported with its quality against fp32 on the same texts (mean and minimum
-cosine) and on a task (STS-B dev Spearman), its memory (process RSS after loading and one
-batch, in a fresh process, and the growth over the imports) and its weight bytes. Throughput is
+cosine) and on a task (STS-B dev Spearman), its memory (the RSS of a fresh process that loads
+the model the way a worker does and embeds one batch, and what loading added to a bare embedq
+process: an int8 worker never imports torch) and its weight bytes. Throughput is
 raw batches of 32 in input order (padding as in production), timed in one process so the ratios
 are comparable; absolute figures on shared machines are noisy, ratios less so.
 """
@@ -74,7 +75,7 @@ def _rss_mib() -> float:
 
 
 def measure_rss(model: str, precision: str, threads: int) -> tuple[float, float]:
-    """(RSS after load and one batch, growth over the imports) in a fresh process, in MiB."""
+    """(RSS after load and one batch, growth over a bare embedq process) in a fresh process."""
     out = subprocess.run(
         [sys.executable, "-m", "embedq.worker.precision_eval", model, precision, str(threads)],
         check=True, capture_output=True, text=True,
@@ -153,19 +154,17 @@ def table(rows: list[PrecisionFigures]) -> str:
 
 
 def _rss_probe(model: str, precision: str, threads: int) -> None:
-    """Child side of `measure_rss`: import the stack, then load, embed one batch, report."""
-    import torch
-
-    torch.set_num_threads(threads)
-    import onnxruntime  # noqa: F401  # imported before the baseline, like the worker does
-    import sentence_transformers  # noqa: F401
-
+    """Child side of `measure_rss`: check and load as a worker does, embed one batch, report."""
     from embedq.config.registry import load_registry
     from embedq.config.settings import load_settings
 
     settings = load_settings()
     registry = load_registry(settings.config_dir)
     before = _rss_mib()
+    check_model(registry, model, precision, settings)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(threads)
     backend = load_backend(registry, model, Precision(precision), settings, threads)
     backend.encode_batch(["a first batch maps the weights that are read lazily"] * BATCH)
     after = _rss_mib()

@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     # Worker side.
     batch_flush_texts: int = Field(default=64, ge=1, description="Texts that trigger a flush.")
     batch_interval_s: float = Field(default=0.005, gt=0, description="Longest wait to fill.")
-    max_batch_tokens: int = Field(default=8192, ge=64, description="Padded tokens per pass.")
+    max_batch_tokens: int = Field(default=4096, ge=64, description="Padded tokens per pass.")
     max_batch_size: int = Field(default=32, ge=1, description="Texts per forward pass.")
     torch_threads: int | None = Field(default=None, ge=1, description="Per pool process.")
     visibility_timeout_s: int = Field(default=3600, ge=1, description="Redelivery after loss.")

@@ -228,13 +228,17 @@ class EmbeddingClient:
         """
         if not route.fallback:
             return route
+        counts = self._live_workers([route_queue(route.served_by(m)) for m in route.chain])
+        live = [model for model, count in zip(route.chain, counts, strict=True) if count]
+        return route.served_by(live[0] if live else route.model)
+
+    def _live_workers(self, queues: list[str]) -> list[int]:
+        """Live workers per queue, in one round trip to the broker Redis (zeros if it fails)."""
         if self._liveness is None:
             self._liveness = CacheGuard(cache_client(self.settings, self.settings.broker),
                                         backoff_max_s=self.settings.cache_backoff_max_s)
-        queues = [route_queue(route.served_by(model)) for model in route.chain]
-        counts = self._liveness.run(lambda client: live_consumers(client, queues), None) or []
-        live = [model for model, count in zip(route.chain, counts, strict=True) if count]
-        return route.served_by(live[0] if live else route.model)
+        counts = self._liveness.run(lambda client: live_consumers(client, queues), None)
+        return counts or [0] * len(queues)
 
     def _request(self, route: RouteSpec, texts: list[str]) -> EmbedRequest:
         return EmbedRequest(
@@ -301,11 +305,14 @@ class EmbeddingClient:
         """Stream blocks of vectors for any iterable of texts, in input order.
 
         At most ``max_in_flight`` chunks wait on the queue at a time, so a bulk job keeps the
-        workers busy without flooding Redis. Yields one array per chunk (concatenate them for
-        one matrix). A progress bar shows on a terminal (``progress=None``) or when asked.
+        workers busy without flooding Redis; by default that is ``EMBEDQ_MAX_IN_FLIGHT`` for
+        each live worker on the route's queue, so the window grows with the pool that serves
+        it. Yields one array per chunk (concatenate them for one matrix). A progress bar shows
+        on a terminal (``progress=None``) or when asked.
         """
         size = chunk_size or self.settings.chunk_size
-        window = max_in_flight or self.settings.max_in_flight
+        window = max_in_flight or self.settings.max_in_flight * max(
+            1, *self._live_workers([route_queue(self.serving(self.registry.route(use_case)))]))
         total = len(texts) if isinstance(texts, Sequence) else None
         source = iter(texts)
         pending: deque[EmbedJob] = deque()

@@ -125,3 +125,8 @@ def test_each_request_is_a_task_event_for_flower(client):
                 lambda: all(seen.get(i) == "task-succeeded" for i in job.ids), 30), seen
         receiver.should_stop = True
         thread.join(timeout=10)
+
+
+def test_embed_many_window_follows_the_live_workers(client):
+    client.embed(["the worker is up"], "fast", timeout=60)
+    assert client._live_workers(["embed.hashing.fp32", "embed.nobody.fp32"]) == [1, 0]

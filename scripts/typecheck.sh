@@ -3,7 +3,7 @@
 # package-dir mapping, which mypy cannot follow, so it checks a tree of symlinks in that shape.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-python=${1:-"$repo/.venv/bin/python"}
+python=$(realpath -s "${1:-$repo/.venv/bin/python}")  # absolute: the check runs elsewhere
 tree=$(mktemp -d)
 trap 'rm -rf "$tree"' EXIT
 mkdir "$tree/embedq"

@@ -27,6 +27,7 @@ from embedq.config.registry import load_registry
 from embedq.config.settings import Settings
 from embedq.producer.client import EmbeddingClient
 from embedq.worker.bench_texts import data_dir, passages, sentences
+from embedq.worker.processes import stop_processes
 from embedq.worker.redis_server import RedisServer
 
 
@@ -115,11 +116,7 @@ class WorkerStack:
 
     def stop(self) -> None:
         """Warm-shutdown the worker, then stop Redis."""
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        stop_processes([self.process], grace_s=60)
         self.redis.stop()
 
 

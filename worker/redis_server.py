@@ -17,6 +17,7 @@ from types import TracebackType
 import redis
 
 from embedq.config.errors import ConfigError
+from embedq.worker.processes import stop_processes
 
 
 def find_redis_server() -> str:
@@ -84,13 +85,8 @@ class RedisServer:
 
     def stop(self) -> None:
         """Terminate the server (it keeps no data) and remove its folder."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        if self._process is not None:
+            stop_processes([self._process], grace_s=10)
         self._process = None
 
     def __enter__(self) -> RedisServer:

@@ -23,6 +23,7 @@ from embedq.config.registry import Registry, load_registry
 from embedq.config.settings import Settings, load_settings
 from embedq.tasks.app import create_app
 from embedq.tasks.names import parse_queue, route_queue
+from embedq.worker.processes import stop_processes
 from embedq.worker.redis_server import RedisServer
 
 log = structlog.get_logger(__name__)
@@ -105,11 +106,4 @@ def run_stack(
             while not stopping and all(child.poll() is None for child in children):
                 time.sleep(0.2)  # supervising: wake up for a signal or a child that died
         finally:
-            for child in children:
-                if child.poll() is None:
-                    child.send_signal(signal.SIGTERM)
-            for child in children:
-                try:
-                    child.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    child.kill()
+            stop_processes(children, grace_s=30)

@@ -38,14 +38,14 @@ import zstandard
 
 from embedq.config.registry import Precision, load_registry
 from embedq.config.settings import Settings
+from embedq.ops.redis_server import RedisServer, find_redis_server
 from embedq.producer.client import EmbeddingClient
 from embedq.tasks.cache_codec import CachedVector, as_stored, decode_entry, encode_entry
 from embedq.tasks.schema import EmbedRequest
 from embedq.worker.cache_memory import MemoryCache, entry_weight
 from embedq.worker.cache_redis import RedisCache
 from embedq.worker.cache_tiered import TieredCache, process_cache
-from embedq.worker.pool import ModelPool
-from embedq.worker.redis_server import RedisServer, find_redis_server
+from embedq.worker.loaded_models import LoadedModels
 from embedq.worker.service import EmbedService
 
 DIM = 384
@@ -68,7 +68,7 @@ def sample_vectors(count: int = 500) -> tuple[np.ndarray, str]:
         with DATA.open(encoding="utf-8") as handle:
             texts = [row["sentence1"] for row in csv.DictReader(handle)][:count]
         registry = load_registry()
-        embedder = ModelPool(registry, Settings()).get("minilm", Precision.FP32)
+        embedder = LoadedModels(registry, Settings()).get("minilm", Precision.FP32)
         raw = embedder.encode(texts).vectors
         return raw / np.linalg.norm(raw, axis=1, keepdims=True), "MiniLM on STS-B dev sentences"
     except Exception as exc:  # a benchmark on a producer-only host still measures the codec
@@ -223,7 +223,7 @@ def producer_latency(url: str, config: Path, rounds: int) -> dict[str, Any]:
     settings = Settings(redis_url=url, config_dir=config)
     registry = load_registry(config)
     texts = [f"cached product title number {i}" for i in range(1000)]
-    pool = ModelPool(registry, settings)
+    pool = LoadedModels(registry, settings)
     service = EmbedService(registry, settings, pool, process_cache(settings))
     request = EmbedRequest(texts=texts, route="bench", model="hashing", precision="fp32",
                            dim=DIM, normalize=True, output_dtype="float32")

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from embedq.config.registry import INT8_MAX_SPEARMAN_DROP, INT8_MIN_MEAN_COSINE, load_registry
 from embedq.config.settings import load_settings
-from embedq.worker.bench_texts import data_dir
-from embedq.worker.precision_eval import PrecisionFigures, evaluate, table
+from embedq.ops.bench_texts import data_dir
+from embedq.ops.precision_eval import PrecisionFigures, evaluate, table
 
 MAX_MEMORY_SHARE = 0.5
 MIN_SPEEDUP = 1.5

@@ -14,6 +14,7 @@ from typing import Any
 import click
 import redis
 
+from embedq.cli.options import json_option
 from embedq.config.settings import Settings, load_settings
 from embedq.tasks.cache_codec import TierStats
 from embedq.tasks.cache_guard import cache_client
@@ -86,13 +87,8 @@ def _print_table(report: dict[str, Any]) -> None:
                    f"maxmemory-policy {_ADVISED_POLICY}")
 
 
-@click.group()
-def cache() -> None:
-    """Inspect or clear the shared vector cache."""
-
-
-@cache.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.command()
+@json_option
 def stats(as_json: bool) -> None:
     """Hits, misses, bytes and evictions per tier, and what the cache Redis holds."""
     settings, client = _client()
@@ -120,7 +116,7 @@ def drop_model(client: redis.Redis, model: str | None) -> int:
     return dropped
 
 
-@cache.command()
+@click.command()
 @click.option("--model", "-m", "models", multiple=True, help="Model whose entries to drop.")
 @click.option("--all", "everything", is_flag=True, help="Drop every model's entries.")
 def clear(models: tuple[str, ...], everything: bool) -> None:
@@ -137,3 +133,7 @@ def clear(models: tuple[str, ...], everything: bool) -> None:
             click.echo(f"dropped {dropped} cached vectors of {model or 'all models'}")
     except redis.RedisError as exc:
         raise _unreachable(settings, exc) from exc
+
+
+cache = click.Group("cache", help="Inspect or clear the shared vector cache.",
+                    commands=[stats, clear])

@@ -14,6 +14,8 @@ import click
 import numpy as np
 
 from embedq.cli.cache_commands import cache
+from embedq.cli.options import json_option
+from embedq.cli.worker_command import worker
 from embedq.config.errors import EmbedqError
 from embedq.config.logs import configure_logging
 from embedq.config.registry import Registry, load_registry
@@ -32,7 +34,7 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@json_option
 def routes(as_json: bool) -> None:
     """Print the routing table: use case -> model, precision, dim, queue."""
     _, registry = _context()
@@ -105,33 +107,6 @@ def embed(
         click.echo(json.dumps({"shape": list(vectors.shape), "vectors": vectors.tolist()}))
 
 
-@main.command(context_settings={"ignore_unknown_options": True})
-@click.option("--model", "-m", required=True, help="Model name from models.json.")
-@click.option("--precision", "-p", default="fp32", show_default=True,
-              help="Weight precision: fp32, fp16, bf16, int8.")
-@click.option("--concurrency", "-c", type=int, default=None,
-              help="Pool processes (default: one per core).")
-@click.option("--pool", "-P", default="prefork", show_default=True,
-              type=click.Choice(["prefork", "solo", "threads"]))
-@click.option("--threads", type=int, default=None, help="torch threads per pool process.")
-@click.option("--loglevel", "-l", default="INFO", show_default=True)
-@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
-def worker(
-    model: str,
-    precision: str,
-    concurrency: int | None,
-    pool: str,
-    threads: int | None,
-    loglevel: str,
-    celery_args: tuple[str, ...],
-) -> None:
-    """Run a Celery worker for one model at one precision (extra args go to Celery)."""
-    from embedq.worker.cli import run_worker
-
-    run_worker(model, precision, concurrency=concurrency, pool=pool, threads=threads,
-               loglevel=loglevel, extra=list(celery_args))
-
-
 @main.command()
 @click.option("--flower/--no-flower", default=True, show_default=True,
               help="Also start Flower on 127.0.0.1:5555.")
@@ -145,7 +120,7 @@ def up(flower: bool, flower_address: str, flower_port: int, concurrency: int | N
     Everything runs in the foreground and stops on Ctrl-C or SIGTERM. Other shells reach it by
     setting EMBEDQ_REDIS_URL to the URL printed at start.
     """
-    from embedq.worker.stack import run_stack
+    from embedq.ops.stack import run_stack
 
     run_stack(flower=flower, flower_address=flower_address, flower_port=flower_port,
               concurrency=concurrency)
@@ -172,7 +147,7 @@ def bench(bulk: int, storm: int, threads: int, concurrency: int, pool: str,
           batch_sizes: tuple[int, ...], mixed: bool, data: Path | None,
           json_out: Path | None) -> None:
     """Raw in-process encode vs the same work through a private queue, in one run."""
-    from embedq.worker.bench import mixed_lengths, run_bench
+    from embedq.ops.bench import mixed_lengths, run_bench
 
     run_bench(bulk=bulk, storm=storm, threads=threads, concurrency=concurrency, pool=pool,
               data=data, json_out=json_out, batch_sizes=list(batch_sizes))
@@ -181,10 +156,10 @@ def bench(bulk: int, storm: int, threads: int, concurrency: int, pool: str,
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@json_option
 def models(as_json: bool) -> None:
     """List every registered model: where it comes from and whether it is available here."""
-    from embedq.worker.sources import availability, origin
+    from embedq.worker.models.sources import availability, origin
 
     settings, registry = _context()
     rows = [
@@ -223,8 +198,8 @@ def eval_precision(model: str, texts: int, pairs: int | None, threads: int, data
     """For each precision MODEL runs at here: RSS, weight bytes, texts/s, cosine, Spearman."""
     from dataclasses import asdict
 
-    from embedq.worker.bench_texts import data_dir
-    from embedq.worker.precision_eval import evaluate, table
+    from embedq.ops.bench_texts import data_dir
+    from embedq.ops.precision_eval import evaluate, table
 
     settings, registry = _context()
     configure_logging(settings.log_level, settings.log_format)  # logs to stderr, not the table
@@ -240,6 +215,7 @@ def eval_precision(model: str, texts: int, pairs: int | None, threads: int, data
 
 
 main.add_command(cache)
+main.add_command(worker)
 
 
 def run() -> None:

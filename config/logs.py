@@ -18,7 +18,7 @@ _configured = False
 
 
 def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
-    """Configure structlog and stdlib logging; later calls are no-ops (see `reset_logging`)."""
+    """Configure structlog and stdlib logging; later calls are no-ops."""
     global _configured
     if _configured:
         return
@@ -54,10 +54,3 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     _configured = True
-
-
-def reset_logging() -> None:
-    """Forget the configuration (tests)."""
-    global _configured
-    _configured = False
-    structlog.reset_defaults()

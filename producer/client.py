@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
+from typing import Any
 
 import numpy as np
 from celery import Celery
@@ -33,7 +34,7 @@ from embedq.config.settings import Settings, load_settings
 from embedq.producer.progress import progress_bar
 from embedq.producer.read_through import ReadThrough
 from embedq.tasks.app import create_app
-from embedq.tasks.cache_codec import CachedVector, restore
+from embedq.tasks.cache_codec import CachedVector, place_cached
 from embedq.tasks.cache_guard import CacheGuard, cache_client
 from embedq.tasks.codec import empty_vectors
 from embedq.tasks.liveness import live_consumers
@@ -114,26 +115,23 @@ class EmbedJob:
         merge, route = self._merge, self.route
         count = len(merge.texts)
         vectors = empty_vectors(count, merge.dim, route.output_dtype.value)
-        facts: dict[str, list[object]] = {
+        tokens, truncated = [0] * count, [False] * count
+        place_cached(vectors, merge.hits, normalize=route.normalize, tokens=tokens,
+                     truncated=truncated)
+        facts: dict[str, list[Any]] = {
             "model": [route.model] * count, "revision": [merge.revision] * count,
             "precision": [merge.precision] * count, "cached": [True] * count,
-            "truncated": [False] * count, "tokens": [0] * count,
+            "truncated": truncated, "tokens": tokens,
         }
-        if merge.hits:
-            vectors[list(merge.hits)] = restore([entry.vector for entry in merge.hits.values()],
-                                                normalize=route.normalize, dtype=vectors.dtype.name)
-        for index, entry in merge.hits.items():
-            facts["truncated"][index], facts["tokens"][index] = entry.truncated, entry.tokens
         errors = self._place(vectors, facts)
         order = merge.positions
         if any(index in errors for index in order):
             failed = {p: errors[index] for p, index in enumerate(order) if index in errors}
             raise EmbeddingFailedError(failed, vectors[order])
         per_input = {name: [values[index] for index in order] for name, values in facts.items()}
-        # The facts lists hold str, bool and int by name; one dict keeps the merge in one place.
-        return Embeddings(vectors=vectors[order], **per_input)  # type: ignore[arg-type]
+        return Embeddings(vectors=vectors[order], **per_input)
 
-    def _place(self, vectors: np.ndarray, facts: dict[str, list[object]]) -> dict[int, str]:
+    def _place(self, vectors: np.ndarray, facts: dict[str, list[Any]]) -> dict[int, str]:
         """Put each chunk's vectors and facts at their texts' rows; the errors by text index."""
         errors: dict[int, str] = {}
         for result, chunk in zip(self._results or [], self._merge.chunks, strict=True):

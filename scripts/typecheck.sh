@@ -7,5 +7,8 @@ python=$(realpath -s "${1:-$repo/.venv/bin/python}")  # absolute: the check runs
 tree=$(mktemp -d)
 trap 'rm -rf "$tree"' EXIT
 mkdir "$tree/embedq"
-for part in cli config tasks producer worker; do ln -s "$repo/$part" "$tree/embedq/$part"; done
+for init in "$repo"/*/__init__.py; do  # every top-level package folder but the tests
+  part=$(basename "$(dirname "$init")")
+  [ "$part" = tests ] || ln -s "$repo/$part" "$tree/embedq/$part"
+done
 cd "$tree" && "$python" -m mypy --config-file "$repo/pyproject.toml" -p embedq

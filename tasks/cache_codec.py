@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -30,6 +31,7 @@ import zstandard
 from embedq.config.errors import PayloadError
 from embedq.tasks.names import vector_space
 from embedq.tasks.schema import EmbedRequest
+from embedq.tasks.vectors import l2_normalize
 
 FORMAT_TAG = 0x01  # format version 1: [dtype, shape, zstd(high byte plane), other planes, ...]
 STORAGE_DTYPES: dict[str, np.dtype[Any]] = {"float16": np.dtype("<f2"), "float32": np.dtype("<f4")}
@@ -66,12 +68,12 @@ class CachedVector:
     truncated: bool
 
 
-def as_stored(entry: CachedVector, dtype: str) -> CachedVector:
+def as_stored(entry: CachedVector, storage_dtype: str) -> CachedVector:
     """The entry with its vector cast to a storage dtype and made read-only (shared by tiers).
 
     Float vectors take the storage dtype; int8 and binary vectors keep their own, exactly.
     """
-    target = _EXACT_DTYPES.get(entry.vector.dtype.name) or STORAGE_DTYPES[dtype]
+    target = _EXACT_DTYPES.get(entry.vector.dtype.name) or STORAGE_DTYPES[storage_dtype]
     if entry.vector.dtype == target and not entry.vector.flags.writeable:
         return entry
     vector = entry.vector.astype(target)  # a copy: the cache must not alias a result's rows
@@ -87,9 +89,23 @@ def restore(vectors: list[np.ndarray], *, normalize: bool, dtype: str) -> np.nda
         return np.stack(vectors).astype(dtype)
     out = np.stack(vectors).astype(np.float32)
     if normalize:
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        np.divide(out, norms, out=out, where=norms > 0)
+        l2_normalize(out)
     return out.astype(dtype, copy=False)
+
+
+def place_cached(rows: np.ndarray, hits: Mapping[int, CachedVector], *, normalize: bool,
+                 tokens: list[int], truncated: list[bool]) -> None:
+    """Write cache hits into result ``rows`` (and their token facts) at their positions.
+
+    The one place where cached and freshly computed vectors meet: the producer's read-through
+    and the worker's cache lookup both fill their results through it.
+    """
+    if not hits:
+        return
+    rows[list(hits)] = restore([entry.vector for entry in hits.values()],
+                               normalize=normalize, dtype=rows.dtype.name)
+    for index, entry in hits.items():
+        tokens[index], truncated[index] = entry.tokens, entry.truncated
 
 
 def encode_entry(entry: CachedVector) -> bytes:
@@ -194,7 +210,7 @@ class ModelInfo:
             precision=self.precision,
             dim=request.dim,
             normalize=request.normalize,
-            dtype=request.output_dtype,
+            output_dtype=request.output_dtype,
             max_tokens=self.max_tokens,
         )
 

@@ -51,11 +51,11 @@ def vector_space(
     precision: str,
     dim: int,
     normalize: bool,
-    dtype: str,
+    output_dtype: str,
     max_tokens: int,
 ) -> str:
     """A short, stable id of everything that decides what a text's vector looks like."""
-    parts = f"{model}|{revision}|{precision}|{dim}|{int(normalize)}|{dtype}|{max_tokens}"
+    parts = f"{model}|{revision}|{precision}|{dim}|{int(normalize)}|{output_dtype}|{max_tokens}"
     return xxhash.xxh3_64_hexdigest(parts.encode())
 
 

@@ -29,8 +29,9 @@ from embedq.tasks.schema import EmbedRequest, EmbedResult
 from embedq.worker.batching import TextBatches
 from embedq.worker.cache_tiered import process_cache
 from embedq.worker.heartbeat import Heartbeat
+from embedq.worker.loaded_models import LoadedModels
 from embedq.worker.metrics import BatchMetrics
-from embedq.worker.pool import ModelPool, check_model
+from embedq.worker.models.loading import check_model
 from embedq.worker.service import EmbedService
 
 log = structlog.get_logger(__name__)
@@ -42,8 +43,8 @@ class WorkerRuntime:
     def __init__(self, registry: Registry, settings: Settings) -> None:
         self.registry = registry
         self.settings = settings
-        self.pool = ModelPool(registry, settings)
-        self.service = EmbedService(registry, settings, self.pool, process_cache(settings))
+        self.models = LoadedModels(registry, settings)
+        self.service = EmbedService(registry, settings, self.models, process_cache(settings))
         self.preload: list[tuple[str, Precision]] = []
         self.queues: list[str] = []
         self.concurrency = 1
@@ -68,13 +69,13 @@ class WorkerRuntime:
     def start_process(self) -> None:
         """Set torch threads for this pool process and load its models."""
         threads = self.settings.torch_threads or max(1, (os.cpu_count() or 1) // self.concurrency)
-        self.pool.threads = threads
+        self.models.threads = threads
         torch = sys.modules.get("torch")  # imported by check_model for torch models only:
         if torch is not None:  # an int8 worker runs on ONNX Runtime (threads set per session)
             torch.set_num_threads(threads)
         for model, precision in self.preload:
             try:
-                self.pool.get(model, precision)
+                self.models.get(model, precision)
             except EmbedqError as exc:
                 # Nothing half-loaded serves traffic: the whole worker stops (warm shutdown), its
                 # queues never look live, and producers move on along the route's fallback chain.
@@ -171,7 +172,6 @@ def create_worker_app(settings: Settings, registry: Registry) -> Celery:
         worker_proc_alive_timeout=120.0,
     )
     runtime = WorkerRuntime(registry, settings)
-    app.embedq_runtime = runtime  # for tests and `embedq up`
     metrics = BatchMetrics()
 
     @app.task(

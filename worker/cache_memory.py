@@ -103,10 +103,16 @@ class MemoryCache:
         self._lock = threading.Lock()
         self._stats = TierStats()
 
-    def get_many(self, keys: Sequence[str], dims: Sequence[int]) -> list[CachedVector | None]:
-        """Entries for ``keys`` in order, None for misses (``dims`` are checked on the way in)."""
+    def get_many(self, keys: Sequence[str], widths: Sequence[int]) -> list[CachedVector | None]:
+        """Entries for ``keys`` in order, None for misses and for an entry of another width.
+
+        Both tiers keep the same promise (a hit is a vector of the width asked for), so a caller
+        never has to check what a tier returns.
+        """
         with self._lock:
-            return [self._get(key) for key in keys]
+            found = [self._get(key) for key in keys]
+        return [entry if entry is not None and entry.vector.shape == (width,) else None
+                for entry, width in zip(found, widths, strict=True)]
 
     def set_many(self, entries: Mapping[str, CachedVector]) -> None:
         """Insert or replace entries; each may be refused by admission or evicted at once."""

@@ -34,7 +34,7 @@ class RedisCache:
         guard = CacheGuard(cache_client(settings), backoff_max_s=settings.cache_backoff_max_s)
         return cls(guard, ttl_s=settings.cache_ttl_s)
 
-    def get_many(self, keys: Sequence[str], dims: Sequence[int]) -> list[CachedVector | None]:
+    def get_many(self, keys: Sequence[str], widths: Sequence[int]) -> list[CachedVector | None]:
         """Entries in order (None for misses), refreshing the TTL of every hit."""
         if not keys:
             return []
@@ -50,7 +50,7 @@ class RedisCache:
             self._stats.misses += len(keys)
             return [None] * len(keys)
         decode = self._reader.read
-        found = [decode(k, r, d) for k, d, r in zip(keys, dims, replies, strict=True)]
+        found = [decode(k, r, w) for k, w, r in zip(keys, widths, replies, strict=True)]
         hits = sum(entry is not None for entry in found)
         self._stats.hits += hits
         self._stats.misses += len(keys) - hits

@@ -45,13 +45,13 @@ class TieredCache:
         return cls(MemoryCache(settings.cache_memory_bytes), RedisCache.from_settings(settings),
                    storage_dtype=settings.cache_storage_dtype)
 
-    def get_many(self, keys: Sequence[str], dims: Sequence[int]) -> list[CachedVector | None]:
+    def get_many(self, keys: Sequence[str], widths: Sequence[int]) -> list[CachedVector | None]:
         """Entries in order, None for misses in both tiers; Redis hits move into memory."""
-        found = self.memory.get_many(keys, dims)
+        found = self.memory.get_many(keys, widths)
         missing = [i for i, entry in enumerate(found) if entry is None]
         if not missing:
             return found
-        fetched = self.shared.get_many([keys[i] for i in missing], [dims[i] for i in missing])
+        fetched = self.shared.get_many([keys[i] for i in missing], [widths[i] for i in missing])
         promoted: dict[str, CachedVector] = {}
         for i, entry in zip(missing, fetched, strict=True):
             if entry is not None:
@@ -84,10 +84,10 @@ class TieredCache:
         """Counters of each tier in this process."""
         return {"memory": self.memory.stats(), "redis": self.shared.stats()}
 
-    def report(self, *, force: bool = False) -> None:
-        """Log and publish the counters, at most every `STATS_EVERY_S` unless forced."""
+    def report(self) -> None:
+        """Log and publish the counters, at most every `STATS_EVERY_S`."""
         now = time.monotonic()
-        if not force and now - self._reported_at < STATS_EVERY_S:
+        if now - self._reported_at < STATS_EVERY_S:
             return
         self._reported_at = now
         self._announced.clear()

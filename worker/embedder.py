@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from embedq.config.errors import ConfigError
-from embedq.worker.backend import Backend
-from embedq.worker.quantize import calibration_vectors, int8_ranges, to_binary, to_int8
+from embedq.tasks.vectors import l2_normalize
+from embedq.worker.models.encoder import Encoder
+from embedq.worker.models.quantize import calibration_vectors, int8_ranges, to_binary, to_int8
 
 _OUTPUT_DTYPES = {"float32": np.float32, "float16": np.float16}
 
@@ -46,21 +47,20 @@ def plan_batches(
     return batches
 
 
-def postprocess(vectors: np.ndarray, *, dim: int, normalize: bool, dtype: str,
+def postprocess(vectors: np.ndarray, *, dim: int, normalize: bool, output_dtype: str,
                 ranges: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Matryoshka-truncate to ``dim``, then L2-normalise, then the output dtype (int8 needs the
     calibrated ``ranges`` of this dim and normalisation, see `Embedder.int8_ranges`)."""
     out = vectors[:, :dim].astype(np.float32, copy=True)
     if normalize:
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        np.divide(out, norms, out=out, where=norms > 0)
-    if dtype == "binary":
+        l2_normalize(out)
+    if output_dtype == "binary":
         return to_binary(out)
-    if dtype == "int8":
+    if output_dtype == "int8":
         if ranges is None:
             raise ConfigError("int8 output needs calibration ranges; none were given")
         return to_int8(out, ranges)
-    return out.astype(_OUTPUT_DTYPES[dtype], copy=False)
+    return out.astype(_OUTPUT_DTYPES[output_dtype], copy=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,11 +83,11 @@ class _Calibration:
 
 
 class Embedder:
-    """A backend plus the batching policy it runs under."""
+    """A encoder plus the batching policy it runs under."""
 
-    def __init__(self, backend: Backend, *, max_batch_tokens: int, max_batch_size: int,
+    def __init__(self, encoder: Encoder, *, max_batch_tokens: int, max_batch_size: int,
                  calibration_file: Path | None = None) -> None:
-        self.backend = backend
+        self.encoder = encoder
         self.max_batch_tokens = max_batch_tokens
         self.max_batch_size = max_batch_size
         self._calibration = _Calibration(calibration_file) if calibration_file else None
@@ -106,20 +106,20 @@ class Embedder:
                 calibration.vectors = calibration_vectors(
                     calibration.path, lambda texts: self.encode(texts).vectors)
             calibration.ranges[(dim, normalize)] = int8_ranges(postprocess(
-                calibration.vectors, dim=dim, normalize=normalize, dtype="float32"))
+                calibration.vectors, dim=dim, normalize=normalize, output_dtype="float32"))
         return calibration.ranges[(dim, normalize)]
 
     def encode(self, texts: list[str]) -> Encoded:
         """Embed ``texts`` in token-budget batches and return them in input order."""
-        tokens = self.backend.count_tokens(texts)
+        tokens = self.encoder.count_tokens(texts)
         batches = plan_batches(
             tokens,
-            max_tokens=self.backend.max_tokens,
+            max_tokens=self.encoder.max_tokens,
             max_batch_tokens=self.max_batch_tokens,
             max_batch_size=self.max_batch_size,
         )
-        vectors = np.empty((len(texts), self.backend.dim), dtype=np.float32)
+        vectors = np.empty((len(texts), self.encoder.dim), dtype=np.float32)
         for batch in batches:
-            vectors[batch] = self.backend.encode_batch([texts[i] for i in batch])
-        truncated = [count > self.backend.max_tokens for count in tokens]
+            vectors[batch] = self.encoder.encode_batch([texts[i] for i in batch])
+        truncated = [count > self.encoder.max_tokens for count in tokens]
         return Encoded(vectors, tokens, truncated, [len(b) for b in batches])

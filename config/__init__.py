@@ -1,17 +1,8 @@
-"""Settings, the model registry and the use-case routes. Imports neither Celery nor torch."""
+"""Settings, the model registry and the use-case routes. Imports neither Celery nor torch.
 
-from embedq.config.errors import (
-    ConfigError,
-    EmbeddingFailedError,
-    EmbedqError,
-    EmbedTimeoutError,
-    InvalidInputError,
-    InvalidTextError,
-    ModelUnavailableError,
-    PayloadError,
-    UnknownModelError,
-    UnknownUseCaseError,
-)
+The error tree lives in `embedq.config.errors` (producers also find it in `embedq.producer`).
+"""
+
 from embedq.config.registry import (
     ModelSpec,
     OutputDtype,
@@ -23,22 +14,12 @@ from embedq.config.registry import (
 from embedq.config.settings import Settings, load_settings
 
 __all__ = [
-    "ConfigError",
-    "EmbedTimeoutError",
-    "EmbeddingFailedError",
-    "EmbedqError",
-    "InvalidInputError",
-    "InvalidTextError",
     "ModelSpec",
-    "ModelUnavailableError",
     "OutputDtype",
-    "PayloadError",
     "Precision",
     "Registry",
     "RouteSpec",
     "Settings",
-    "UnknownModelError",
-    "UnknownUseCaseError",
     "load_registry",
     "load_settings",
 ]

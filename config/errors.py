@@ -68,3 +68,21 @@ class EmbeddingFailedError(EmbedqError):
 
 class EmbedTimeoutError(EmbedqError, TimeoutError):
     """The result did not arrive in time; the job may still finish on a worker."""
+
+
+class NoLiveWorkerError(EmbedTimeoutError):
+    """No worker consumes the queue a request went to; the message names the command to start one.
+
+    A subclass of the timeout: the request is still queued and a worker started later serves it.
+    """
+
+
+class DeadLetteredError(EmbedqError):
+    """A message was moved to its queue's dead letters (delivered too often, or unreadable).
+
+    ``embedq dead-letters list`` shows it with the reason; ``replay`` sends it again.
+    """
+
+
+class BrokerUnavailableError(EmbedqError, ConnectionError):
+    """The broker Redis cannot be reached; the message names the broker (never its password)."""

@@ -14,8 +14,9 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from embedq.config.errors import ConfigError
+from embedq.config.urls import safe_url
 
-_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "sentinel://")
 
 
 class Settings(BaseSettings):
@@ -42,14 +43,23 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(default=100_000, ge=1, description="Longest text accepted.")
     timeout_s: float = Field(default=120.0, gt=0, description="Default wait for a result.")
     result_expires_s: int = Field(default=3600, ge=60, description="Unread results expire.")
+    resend_after_s: float = Field(default=15.0, gt=0, description="Unanswered this long, a "
+                                  "message is looked for and, if lost, sent again.")
+    max_resends: int = Field(default=3, ge=0, description="Times a lost message is sent again.")
+    sentinel_master: str = Field(default="mymaster", description="Master name for sentinel:// "
+                                 "URLs that do not say ?master_name=.")
 
     # Worker side.
-    batch_flush_texts: int = Field(default=64, ge=1, description="Texts that trigger a flush.")
-    batch_interval_s: float = Field(default=0.005, gt=0, description="Longest wait to fill.")
+    batch_flush_texts: int = Field(default=64, ge=1, description="Texts a consumer claims as "
+                                   "one batch (more wait on the queue for the next one).")
+    batch_interval_s: float = Field(default=0.005, ge=0, description="While traffic flows, the "
+                                    "longest wait for more texts when a claim came up short.")
+    max_deliveries: int = Field(default=3, ge=1, description="Deliveries of a message whose "
+                                "worker process died each time before it goes to the dead letters.")
+    task_events: bool = Field(default=True, description="Send Celery task events (Flower).")
     max_batch_tokens: int = Field(default=4096, ge=64, description="Padded tokens per pass.")
     max_batch_size: int = Field(default=32, ge=1, description="Texts per forward pass.")
     torch_threads: int | None = Field(default=None, ge=1, description="Per pool process.")
-    visibility_timeout_s: int = Field(default=3600, ge=1, description="Redelivery after loss.")
     liveness_interval_s: float = Field(
         default=5.0, gt=0, description="How often a worker says its queues have a consumer; "
         "an entry lives three intervals, so producers skip a dead worker's queue soon after.")
@@ -93,7 +103,8 @@ class Settings(BaseSettings):
     @classmethod
     def _check_redis_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(_REDIS_SCHEMES):
-            raise ValueError(f"expected a redis://, rediss:// or unix:// URL, got {value!r}")
+            raise ValueError("expected a redis://, rediss://, unix:// or sentinel:// URL, got "
+                             f"{safe_url(value)!r}")
         return value
 
     @property

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -46,11 +47,19 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """A redis-server process that keeps nothing on disk and stops with its owner."""
+    """A redis-server process that stops with its owner.
 
-    def __init__(self, port: int | None = None, *, binary: str | None = None) -> None:
+    By default it keeps nothing on disk. With ``persist`` it writes an append-only file (fsync
+    every second) in its own folder, so `restart` comes back with the queues it had: how a
+    broker Redis should run. ``args`` are more server options (``--replicaof``, ...).
+    """
+
+    def __init__(self, port: int | None = None, *, binary: str | None = None,
+                 persist: bool = False, args: Sequence[str] = ()) -> None:
         self.port = port or free_port()
         self.binary = binary or find_redis_server()
+        self.persist = persist
+        self.args = list(args)
         self._dir = tempfile.TemporaryDirectory(prefix="embedq-redis-")
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -61,9 +70,11 @@ class RedisServer:
 
     def start(self, timeout: float = 10.0) -> RedisServer:
         """Start the server and wait until it answers PING."""
+        durability = ["--appendonly", "yes", "--appendfsync", "everysec"] if self.persist else [
+            "--appendonly", "no"]
         self._process = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self._dir.name, "--daemonize", "no"],
+             *durability, "--dir", self._dir.name, "--daemonize", "no", *self.args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -84,10 +95,15 @@ class RedisServer:
                 client.close()
 
     def stop(self) -> None:
-        """Terminate the server (it keeps no data) and remove its folder."""
+        """Shut the server down (SIGTERM: a persistent one writes its append-only file first)."""
         if self._process is not None:
             stop_processes([self._process], grace_s=10)
         self._process = None
+
+    def restart(self, timeout: float = 10.0) -> RedisServer:
+        """Shut down and start again on the same port and folder."""
+        self.stop()
+        return self.start(timeout)
 
     def __enter__(self) -> RedisServer:
         return self.start()

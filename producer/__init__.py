@@ -1,16 +1,22 @@
 """The light producer: enqueue texts by use case, get numpy arrays back. Never imports torch."""
 
 from embedq.config.errors import (
+    BrokerUnavailableError,
+    DeadLetteredError,
     EmbeddingFailedError,
     EmbedqError,
     EmbedTimeoutError,
     InvalidInputError,
     InvalidTextError,
+    NoLiveWorkerError,
     UnknownUseCaseError,
 )
-from embedq.producer.client import EmbeddingClient, Embeddings, EmbedJob
+from embedq.producer.client import EmbeddingClient, EmbedJob, RouteStatus
+from embedq.producer.jobs import Embeddings
 
 __all__ = [
+    "BrokerUnavailableError",
+    "DeadLetteredError",
     "EmbedJob",
     "EmbedTimeoutError",
     "EmbeddingClient",
@@ -19,5 +25,7 @@ __all__ = [
     "EmbedqError",
     "InvalidInputError",
     "InvalidTextError",
+    "NoLiveWorkerError",
+    "RouteStatus",
     "UnknownUseCaseError",
 ]

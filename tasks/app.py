@@ -1,9 +1,11 @@
-"""The Celery app factory shared by producers and workers.
+"""The Celery app factory: the worker's app, Flower's, and any plain Celery producer's.
 
 Built from a `Settings` object at process start, never configured at import. The wire is msgpack
 (vectors as bytes) with JSON still accepted for hand-written messages; pickle is never accepted,
-so a message cannot execute code on a worker. Acks are late and a lost worker's messages are
-rejected back onto the queue, so a crash redelivers rather than drops a job.
+so a message cannot execute code on a worker. embedq's own producer and consumers move messages
+with their own Redis commands (`tasks.envelope`, `worker.claims`) in this same format, so a
+message sent with ``app.send_task`` is served like any other and its result lands in the Celery
+result backend configured here.
 """
 
 from __future__ import annotations
@@ -31,18 +33,9 @@ def _ssl_options(url: str) -> dict[str, Any] | None:
     return {"ssl_cert_reqs": ssl.CERT_REQUIRED}
 
 
-def _broker_options(visibility_timeout: int) -> dict[str, Any]:
-    """Redelivery of a dead worker's unacknowledged messages after ``visibility_timeout``.
-
-    kombu sweeps for such messages every ``interval x throttle`` seconds (100 s by default);
-    with a short visibility timeout the sweep must keep pace, or a crash costs minutes.
-    """
-    interval = max(1, min(10, visibility_timeout // 3))
-    return {
-        "visibility_timeout": visibility_timeout,
-        "unacked_restore_interval": interval,
-        "unacked_restore_throttle": 1 if visibility_timeout < 600 else 10,
-    }
+def _transport_options(settings: Settings) -> dict[str, Any]:
+    """kombu's options for a ``sentinel://`` broker or result backend: the master to follow."""
+    return {"master_name": settings.sentinel_master}
 
 
 def create_app(settings: Settings, *, name: str = "embedq") -> Celery:
@@ -61,8 +54,9 @@ def create_app(settings: Settings, *, name: str = "embedq") -> Celery:
         worker_send_task_events=True,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
-        broker_transport_options=_broker_options(settings.visibility_timeout_s),
-        result_backend_transport_options={"retry_policy": {"timeout": 5.0}},
+        broker_transport_options=_transport_options(settings),
+        result_backend_transport_options={"retry_policy": {"timeout": 5.0},
+                                          **_transport_options(settings)},
         broker_use_ssl=_ssl_options(settings.broker),
         redis_backend_use_ssl=_ssl_options(settings.result_backend),
     )

@@ -20,6 +20,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from embedq.config.settings import Settings
+from embedq.tasks.connections import redis_client
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -29,8 +30,9 @@ _FIRST_BACKOFF_S = 0.05
 def cache_client(settings: Settings, url: str | None = None) -> redis.Redis:
     """A client for the cache Redis (or ``url``) with the settings' bounded timeouts and no
     retries: for anything that must never hold up a job, like worker liveness."""
-    return redis.Redis.from_url(
+    return redis_client(
         url or settings.cache,
+        master_name=settings.sentinel_master,
         socket_timeout=settings.cache_socket_timeout_s,
         socket_connect_timeout=settings.cache_connect_timeout_s,
         retry=Retry(NoBackoff(), 0),

@@ -1,9 +1,12 @@
 """Which queues have a live consumer, so a producer can walk a route's fallback chain.
 
-Each worker keeps one entry per queue it consumes in a sorted set (`live_key`): the member is
-the worker's id, the score the time the entry expires. A worker refreshes its entries every
-``EMBEDQ_LIVENESS_INTERVAL_S`` and removes them on a clean shutdown; a dead or stuck worker's
-entries simply expire. A producer asks for all of a chain's queues in one pipelined round trip.
+Each consumer (one per worker process and queue) keeps an entry in the queue's sorted set
+(`live_key`): the member is the consumer's id, the score the time the entry expires. Consumers
+refresh their entries every ``EMBEDQ_LIVENESS_INTERVAL_S`` and remove them on a clean shutdown;
+a dead or stuck consumer's entry expires, and stays in the set (scored in the past) until a live
+consumer has put the dead one's claimed messages back on the queue (`worker.claims`). So the set
+never expires as a whole and an expired entry is never dropped blindly. A producer asks for all
+of a chain's queues in one pipelined round trip.
 
 The sets live on the broker Redis: liveness is about who consumes its queues, and the broker
 never evicts (the cache Redis may, under allkeys-lfu). Scores are wall-clock seconds, so hosts
@@ -22,27 +25,25 @@ from embedq.tasks.names import live_key
 LIFETIMES_PER_INTERVAL = 3
 
 
-def mark_alive(client: redis.Redis, queues: Sequence[str], worker: str, ttl_s: float) -> None:
-    """Refresh ``worker``'s entries for ``queues`` and drop anyone's expired ones."""
-    now = time.time()
+def mark_alive(client: redis.Redis, entries: Sequence[tuple[str, str]], ttl_s: float) -> None:
+    """Refresh the ``(queue, consumer)`` entries for another ``ttl_s`` seconds."""
+    expires = time.time() + ttl_s
     with client.pipeline(transaction=False) as pipe:
-        for queue in queues:
-            pipe.zadd(live_key(queue), {worker: now + ttl_s})
-            pipe.zremrangebyscore(live_key(queue), "-inf", now)
-            pipe.expire(live_key(queue), max(1, int(ttl_s * 2)))
+        for queue, consumer in entries:
+            pipe.zadd(live_key(queue), {consumer: expires})
         pipe.execute()
 
 
-def mark_gone(client: redis.Redis, queues: Sequence[str], worker: str) -> None:
-    """Remove ``worker``'s entries at once (a clean shutdown)."""
+def mark_gone(client: redis.Redis, entries: Sequence[tuple[str, str]]) -> None:
+    """Remove the ``(queue, consumer)`` entries at once (a clean shutdown, nothing claimed)."""
     with client.pipeline(transaction=False) as pipe:
-        for queue in queues:
-            pipe.zrem(live_key(queue), worker)
+        for queue, consumer in entries:
+            pipe.zrem(live_key(queue), consumer)
         pipe.execute()
 
 
 def live_consumers(client: redis.Redis, queues: Sequence[str]) -> list[int]:
-    """How many workers are live on each of ``queues``, in one round trip."""
+    """How many consumers are live on each of ``queues``, in one round trip."""
     now = time.time()
     with client.pipeline(transaction=False) as pipe:
         for queue in queues:

@@ -21,6 +21,12 @@ CACHE_NAMESPACE = f"{KEY_PREFIX}:vec"
 MODEL_INFO_NAMESPACE = f"{KEY_PREFIX}:model"
 CACHE_STATS_NAMESPACE = f"{KEY_PREFIX}:cachestats"
 LIVE_NAMESPACE = f"{KEY_PREFIX}:live"
+INFLIGHT_NAMESPACE = f"{KEY_PREFIX}:inflight"
+DELIVERIES_NAMESPACE = f"{KEY_PREFIX}:deliveries"
+DEAD_NAMESPACE = f"{KEY_PREFIX}:dead"
+REPLY_NAMESPACE = f"{KEY_PREFIX}:reply"
+# Celery's event exchange, as kombu's Redis transport publishes it: "/<db>.celeryev/<type>".
+EVENT_EXCHANGE = "celeryev"
 _HEX = "[0-9a-f]"
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
@@ -103,3 +109,28 @@ def cache_stats_pattern() -> str:
 def live_key(queue: str) -> str:
     """The sorted set of workers consuming ``queue``, scored by when each entry expires."""
     return f"{LIVE_NAMESPACE}:{queue}"
+
+
+def inflight_key(queue: str, consumer: str) -> str:
+    """The list a consumer moves the messages it is working on into (see `worker.consumer`)."""
+    return f"{INFLIGHT_NAMESPACE}:{queue}:{consumer}"
+
+
+def deliveries_key(queue: str) -> str:
+    """Hash of how often each claimed, not yet acknowledged message of ``queue`` was delivered."""
+    return f"{DELIVERIES_NAMESPACE}:{queue}"
+
+
+def dead_key(queue: str) -> str:
+    """The dead-letter list of ``queue``: messages that could not be served, with the reason."""
+    return f"{DEAD_NAMESPACE}:{queue}"
+
+
+def reply_key(producer: str) -> str:
+    """The list one producer process reads its replies from."""
+    return f"{REPLY_NAMESPACE}:{producer}"
+
+
+def event_channel(db: int, event_type: str) -> str:
+    """The pub/sub channel of a Celery event: ``task-sent`` -> ``/0.celeryev/task.sent``."""
+    return f"/{db}.{EVENT_EXCHANGE}/{event_type.replace('-', '.')}"

@@ -11,6 +11,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import msgpack
 import numpy as np
 
 from embedq.config.errors import PayloadError
@@ -147,3 +148,47 @@ class EmbedResult:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise _payload_error(f"embed result is malformed ({exc!r})", payload) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What a worker pushes to a producer's reply list: a message's result, or why it failed.
+
+    ``error_type`` names a class of `embedq.config.errors` (the producer raises that class), so a
+    refusal reads the same on both sides of the queue.
+    """
+
+    task_id: str
+    result: EmbedResult | None = None
+    error_type: str = ""
+    error: str = ""
+
+    def to_wire(self) -> bytes:
+        """msgpack bytes, ready for ``RPUSH``."""
+        payload = {
+            "v": SCHEMA_VERSION,
+            "id": self.task_id,
+            "result": self.result.to_wire() if self.result is not None else None,
+            "error": [self.error_type, self.error] if self.result is None else None,
+        }
+        packed: bytes = msgpack.packb(payload, use_bin_type=True)
+        return packed
+
+    @classmethod
+    def from_wire(cls, blob: bytes) -> Reply:
+        """Parse a reply; anything malformed is a `PayloadError` that keeps the bytes."""
+        try:
+            payload = msgpack.unpackb(blob, raw=False)
+        except (ValueError, TypeError, msgpack.UnpackException) as exc:
+            raise _payload_error(f"reply is not msgpack ({exc})", blob) from exc
+        data = _check_version(payload, "reply")
+        task_id = data.get("id")
+        if not isinstance(task_id, str):
+            raise _payload_error("reply has no task id", payload)
+        if data.get("result") is not None:
+            return cls(task_id, EmbedResult.from_wire(data["result"]))
+        error = data.get("error")
+        if not (isinstance(error, list) and len(error) == 2 and all(isinstance(e, str)
+                                                                      for e in error)):
+            raise _payload_error("reply has neither a result nor an error", payload)
+        return cls(task_id, error_type=error[0], error=error[1])

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import numpy as np
 
 from embedq.config.registry import load_registry
 from embedq.config.settings import Settings
@@ -39,12 +40,13 @@ def write_config(folder: Path, models: dict[str, object], routes: dict[str, obje
 
 
 HASHING_MODEL = {"source": {"kind": "hashing"}, "dim": 64, "max_tokens": 32,
-                 "precisions": ["fp32"]}
+                 "matryoshka_dims": [32, 16], "precisions": ["fp32"]}
 
 
 class WorkerProcess:
     """A real worker process whose output is read on a thread (so it never blocks on a full
-    pipe) and can be waited on: `wait_for` is the barrier for "the worker got this far"."""
+    pipe); `stop` returns what it printed. Wait for it with `wait_for_consumers` or a reply,
+    never on its log lines."""
 
     def __init__(self, command: list[str], env: dict[str, str]) -> None:
         self.process = subprocess.Popen(
@@ -63,23 +65,6 @@ class WorkerProcess:
                 with self._changed:
                     self.lines.append(line)
                     self._changed.notify_all()
-
-    def wait_for(self, pattern: str, *, after: int = 0, timeout: float = 120.0) -> str:
-        """Block until an output line (from index ``after`` on) matches ``pattern``."""
-        regex = re.compile(pattern)
-
-        def found() -> str | None:
-            return next((line for line in self.lines[after:] if regex.search(line)), None)
-
-        with self._changed:
-            if not self._changed.wait_for(lambda: found() or self.process.poll() is not None,
-                                          timeout):
-                raise TimeoutError(f"no line matching {pattern!r} within {timeout}s")
-            line = found()
-        if line is None:
-            raise RuntimeError(f"worker exited before printing {pattern!r}:\n"
-                               + "".join(self.lines[-20:]))
-        return line
 
     def stop(self) -> str:
         """Stop the worker (Celery's warm shutdown) and return what it printed."""
@@ -122,3 +107,26 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10.0, every: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         time.sleep(every)
+
+
+def expected_hashing(config: Path | str, texts: list[str], dim: int | None = None, *,
+                     model: str = "hashing") -> np.ndarray:
+    """What a worker on a hashing model returns for ``texts`` (normalised float32)."""
+    from embedq.worker.embedder import postprocess
+    from embedq.worker.models.hashing_encoder import HashingEncoder
+
+    spec = load_registry(Path(config)).model(model)
+    raw = HashingEncoder(spec, spec.source).encode_batch(texts)  # type: ignore[arg-type]
+    return postprocess(raw, dim=dim or spec.dim, normalize=True, output_dtype="float32")
+
+
+def wait_for_consumers(redis_url: str, queue: str, at_least: int = 1,
+                       timeout: float = 120.0) -> None:
+    """Block until ``queue`` has live consumers: the worker's models are loaded and it serves."""
+    import redis
+
+    from embedq.tasks.liveness import live_consumers
+
+    with redis.Redis.from_url(redis_url) as client:
+        wait_until(lambda: live_consumers(client, [queue])[0] >= at_least, timeout=timeout,
+                   every=0.05)

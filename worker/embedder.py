@@ -83,7 +83,7 @@ class _Calibration:
 
 
 class Embedder:
-    """A encoder plus the batching policy it runs under."""
+    """An encoder plus the batching policy it runs under."""
 
     def __init__(self, encoder: Encoder, *, max_batch_tokens: int, max_batch_size: int,
                  calibration_file: Path | None = None) -> None:

@@ -1,15 +1,15 @@
-"""A worker's liveness heartbeat: a thread in the worker's main process (see `tasks.liveness`).
+"""A worker process's liveness heartbeat: a thread that keeps its consumers' entries fresh.
 
-It starts once the worker is ready (its models checked, and for a solo pool loaded) and is never
-started by a worker whose model could not load, so producers only fall back past a queue that
-truly has nobody serving it. Redis problems are absorbed by the same guard the cache uses: a
-missed beat never stops a worker.
+Every consumer of this process has an entry in its queue's liveness set (see `tasks.liveness`):
+producers count them to walk fallback chains and size their windows, and other consumers use an
+expired entry to put a dead consumer's claimed messages back on the queue. The thread runs beside
+the forward passes (torch and ONNX Runtime release the GIL), so a long batch never looks like a
+dead process. It starts only once the process's models are loaded, and Redis problems are
+absorbed by the cache guard: a missed beat never stops a worker.
 """
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 
 import structlog
@@ -22,11 +22,10 @@ log = structlog.get_logger(__name__)
 
 
 class Heartbeat:
-    """Refreshes this worker's entries for its queues until stopped."""
+    """Refreshes ``(queue, consumer)`` liveness entries until stopped."""
 
-    def __init__(self, settings: Settings, queues: list[str]) -> None:
-        self.queues = queues
-        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+    def __init__(self, settings: Settings, entries: list[tuple[str, str]]) -> None:
+        self.entries = entries
         self.interval_s = settings.liveness_interval_s
         self._guard = CacheGuard(cache_client(settings, settings.broker),
                                  backoff_max_s=settings.cache_backoff_max_s)
@@ -34,25 +33,27 @@ class Heartbeat:
         self._thread = threading.Thread(target=self._run, name="embedq-heartbeat", daemon=True)
 
     def beat(self) -> None:
-        """Say once that this worker consumes its queues."""
+        """Say once that these consumers are alive."""
         ttl = self.interval_s * LIFETIMES_PER_INTERVAL
-        self._guard.run(lambda client: mark_alive(client, self.queues, self.worker, ttl), None)
+        self._guard.run(lambda client: mark_alive(client, self.entries, ttl), None)
 
     def start(self) -> None:
-        """Beat now (so a producer sees the worker as soon as this returns), then periodically."""
+        """Beat now (producers see the consumers when this returns), then periodically."""
         self.beat()
         self._thread.start()
-        log.info("heartbeat_started", queues=self.queues, worker=self.worker,
+        log.info("heartbeat_started", consumers=[c for _, c in self.entries],
                  interval_s=self.interval_s)
 
     def _run(self) -> None:
         while not self._stopped.wait(self.interval_s):
             self.beat()
 
-    def stop(self) -> None:
-        """Stop beating and remove the entries, so producers move on at once."""
+    def stop(self, *, withdraw: bool) -> None:
+        """Stop beating; with ``withdraw`` remove the entries, so producers move on at once
+        (only when nothing is left in flight: otherwise the entry must expire to be swept)."""
         self._stopped.set()
         if self._thread.is_alive():
             self._thread.join(timeout=self.interval_s + 1)
-        self._guard.run(lambda client: mark_gone(client, self.queues, self.worker), None)
+        if withdraw:
+            self._guard.run(lambda client: mark_gone(client, self.entries), None)
         self._guard.close()

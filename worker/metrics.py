@@ -1,61 +1,83 @@
-"""Prometheus metrics of the batcher, kept in the worker's parent process.
+"""Prometheus metrics of the worker's batches, exported correctly from every pool process.
 
-The parent sees every batch go out to a pool process and come back, so it can count messages,
-texts and batch latency without Prometheus' multi-process mode; per-item cache figures live in
-``embedq cache stats``. The exporter starts only when ``EMBEDQ_METRICS_PORT`` is set.
+Batches run in the pool processes, so that is where they are counted. prometheus_client's
+multiprocess mode keeps each process's values in files of one folder (``PROMETHEUS_MULTIPROC_DIR``;
+a fresh one per worker unless the operator sets it) and the parent's ``/metrics`` adds them up.
+That folder must be known before prometheus_client is first imported, so `prepare` runs at the
+start of `create_worker_app` and this module imports prometheus_client only inside functions.
+Nothing here runs unless ``EMBEDQ_METRICS_PORT`` is set.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import Any
 
+from embedq.config.settings import Settings
 from embedq.tasks.names import parse_queue
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _TEXT_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 _SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
+@dataclass(frozen=True, slots=True)
+class BatchFacts:
+    """What one served batch did, as the consumer reports it."""
+
+    queue: str
+    messages: int
+    texts: int
+    failed: int
+    seconds: float
+    queue_waits_s: tuple[float, ...]
+
+
+def prepare(settings: Settings) -> None:
+    """Choose the multiprocess folder before any metric exists (call before forking)."""
+    if settings.metrics_port is not None and MULTIPROC_ENV not in os.environ:
+        os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="embedq-metrics-")
+
+
 class BatchMetrics:
-    """Counters, a gauge and histograms labelled by queue, model and precision."""
+    """Counters and histograms labelled by queue, model and precision (one per process)."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
+    def __init__(self) -> None:
+        from prometheus_client import Counter, Histogram
+
         labels = ["queue", "model", "precision"]
-        self.messages = Counter("embedq_messages_total", "Embed messages handed to the pool.",
-                                labels, registry=self.registry)
-        self.texts = Counter("embedq_texts_total", "Texts handed to the pool.", labels,
-                             registry=self.registry)
-        self.batches = Counter("embedq_batches_total", "Batches by outcome (done or lost).",
-                               [*labels, "outcome"], registry=self.registry)
-        self.in_flight = Gauge("embedq_batches_in_flight", "Batches in pool processes now.",
-                               labels, registry=self.registry)
+        self.messages = Counter("embedq_messages_total", "Embed messages served.", labels)
+        self.texts = Counter("embedq_texts_total", "Texts served.", labels)
+        self.batches = Counter("embedq_batches_total", "Batches by outcome (done or failed).",
+                               [*labels, "outcome"])
         self.batch_texts = Histogram("embedq_batch_texts", "Texts per batch.", labels,
-                                     buckets=_TEXT_BUCKETS, registry=self.registry)
-        self.batch_seconds = Histogram("embedq_batch_seconds", "Time from hand-over to return.",
-                                       labels, buckets=_SECONDS_BUCKETS, registry=self.registry)
+                                     buckets=_TEXT_BUCKETS)
+        self.batch_seconds = Histogram("embedq_batch_seconds", "Time to embed a batch.", labels,
+                                       buckets=_SECONDS_BUCKETS)
+        self.queue_wait = Histogram("embedq_queue_wait_seconds", "Enqueue to claim, per message.",
+                                    labels, buckets=_SECONDS_BUCKETS)
 
-    @staticmethod
-    def labels_for(queue: str) -> dict[str, str]:
-        """Label values for a queue (model and precision read from its name when it has them)."""
-        model, precision = parse_queue(queue) or ("", "")
-        return {"queue": queue, "model": model, "precision": precision}
+    def observe(self, facts: BatchFacts) -> None:
+        """Count one batch."""
+        model, precision = parse_queue(facts.queue) or ("", "")
+        labels = {"queue": facts.queue, "model": model, "precision": precision}
+        self.messages.labels(**labels).inc(facts.messages)
+        self.texts.labels(**labels).inc(facts.texts)
+        outcome = "failed" if facts.failed == facts.messages else "done"
+        self.batches.labels(**labels, outcome=outcome).inc()
+        self.batch_texts.labels(**labels).observe(facts.texts)
+        self.batch_seconds.labels(**labels).observe(facts.seconds)
+        for wait in facts.queue_waits_s:
+            self.queue_wait.labels(**labels).observe(wait)
 
-    def batch_started(self, queue: str, messages: int, texts: int) -> None:
-        """A batch went to a pool process."""
-        labels = self.labels_for(queue)
-        self.messages.labels(**labels).inc(messages)
-        self.texts.labels(**labels).inc(texts)
-        self.batch_texts.labels(**labels).observe(texts)
-        self.in_flight.labels(**labels).inc()
 
-    def batch_ended(self, queue: str, seconds: float, *, lost: bool) -> None:
-        """A batch came back (or its pool process died)."""
-        labels = self.labels_for(queue)
-        self.in_flight.labels(**labels).dec()
-        self.batches.labels(**labels, outcome="lost" if lost else "done").inc()
-        if not lost:
-            self.batch_seconds.labels(**labels).observe(seconds)
+def serve(port: int, address: str) -> Any:
+    """Serve the sum over this worker's processes at ``/metrics`` (a thread of the parent)."""
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
 
-    def serve(self, port: int, address: str = "0.0.0.0") -> None:
-        """Expose ``/metrics`` on a port (a daemon thread of the worker's parent)."""
-        start_http_server(port, addr=address, registry=self.registry)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return start_http_server(port, addr=address, registry=registry)

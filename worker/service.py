@@ -42,12 +42,12 @@ class EmbedService:
         self,
         registry: Registry,
         settings: Settings,
-        pool: LoadedModels,
+        models: LoadedModels,
         cache: Callable[[], TieredCache | None] = no_cache,
     ) -> None:
         self.registry = registry
         self.settings = settings
-        self.pool = pool
+        self.models = models
         #: This process's vector cache (see `process_cache`); none unless the caller wires one,
         #: so a service built in a test or a script never opens a connection by itself.
         self.cache = cache
@@ -77,7 +77,7 @@ class EmbedService:
                 outcomes[position] = exc
         for (model, precision), members in groups.items():
             try:
-                embedder = self.pool.get(model, precision)
+                embedder = self.models.get(model, precision)
             except EmbedqError as exc:
                 for position in members:
                     outcomes[position] = exc

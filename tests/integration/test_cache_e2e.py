@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import subprocess
 import sys
@@ -34,19 +33,18 @@ def clients(redis_server, start_worker, hashing_config) -> Iterator[dict[str, Em
     made["plain"].embed(["warm the worker up"], "fast", timeout=60)  # barrier: worker is ready
     yield made
     for client in made.values():
-        if client.read_through is not None:
-            client.read_through.close()
+        client.close()
 
 
 def test_read_through_answers_hits_without_enqueueing(clients):
     first = clients["through"].submit(["rt one", "rt two", "rt one"], "fast")
-    assert len(first.ids) == 1  # one chunk, and "rt one" travels once
     cold = first.get_detailed(timeout=60)
+    assert first.messages == 1  # one message, and "rt one" travels once
     assert cold.cached == [False, False, False]
     np.testing.assert_array_equal(cold.vectors[0], cold.vectors[2])
     again = clients["through"].submit(["rt two", "rt one"], "fast")
-    assert again.ids == []  # all answered by one MGET, nothing on the queue
     warm = again.get_detailed(timeout=1)
+    assert again.messages == 0  # all answered by one MGET, nothing on the queue
     assert warm.cached == [True, True]
     assert warm.revision == ["hashing-v1-seed0"] * 2
     np.testing.assert_allclose(warm.vectors, cold.vectors[[1, 0]], atol=1e-3)
@@ -66,16 +64,16 @@ def test_integer_vectors_are_read_through_exactly(clients, redis_server, tmp_pat
     assert cold.vectors.dtype == dtype
     assert cold.vectors.shape == (2, width)
     again = client.submit(texts, use_case)
-    assert again.ids == []  # answered by the producer's MGET
     np.testing.assert_array_equal(again.get(timeout=1), cold.vectors)
-    client.read_through.close()
+    assert again.messages == 0  # answered by the producer's MGET
+    client.close()
 
 
 def test_hits_and_misses_merge_in_input_order(clients):
     clients["through"].embed(["mix a", "mix c"], "fast", timeout=60)
     job = clients["through"].submit(["mix a", "mix b", "mix c", "mix b"], "fast")
-    assert len(job.ids) == 1
     merged = job.get_detailed(timeout=60)
+    assert job.messages == 1
     assert merged.cached == [True, False, True, False]
     reference = clients["plain"].embed_detailed(["mix a", "mix b", "mix c"], "fast", timeout=60)
     assert reference.cached == [True, True, True]  # the worker's own tiers had them all
@@ -85,8 +83,8 @@ def test_hits_and_misses_merge_in_input_order(clients):
 def test_read_through_follows_the_route_dtype(clients):
     clients["through"].embed(["half text"], "half", timeout=60)
     job = clients["through"].submit(["half text"], "half")
-    assert job.ids == []
     vectors = job.get(timeout=1)
+    assert job.messages == 0
     assert (vectors.dtype, vectors.shape) == (np.float16, (1, 32))
 
 
@@ -112,7 +110,16 @@ def test_cache_cli_stats_and_clear_one_model(clients, redis_server, hashing_conf
         assert client.exists(other)  # another model's entry survives
     after = clients["plain"].embed_detailed(["cli text"], "fast", timeout=60)
     assert after.cached == [True]  # the worker's memory tier still has it
-    assert clients["through"].submit(["cli text"], "fast").ids != []  # Redis no longer has it
+    job = clients["through"].submit(["cli text"], "fast")
+    job.get(timeout=60)
+    assert job.messages == 1  # Redis no longer has it
+
+
+def _messages(client: EmbeddingClient, text: str) -> int:
+    """How many messages a one-text request took (0: the producer's read-through answered)."""
+    job = client.submit([text], "fast")
+    job.get(timeout=60)
+    return job.messages
 
 
 def test_cache_redis_outage_never_fails_a_job(hashing_config):
@@ -128,7 +135,7 @@ def test_cache_redis_outage_never_fails_a_job(hashing_config):
         try:
             assert plain.embed_detailed(["one"], "fast", timeout=60).cached == [False]
             assert plain.embed_detailed(["one"], "fast", timeout=60).cached == [True]
-            assert through.submit(["one"], "fast").ids == []
+            assert _messages(through, "one") == 0
             cache_server.stop()
             for text in ("one", "two", "three", "two"):
                 for client in (plain, through):
@@ -137,12 +144,10 @@ def test_cache_redis_outage_never_fails_a_job(hashing_config):
             cache_server.start()  # the same port, empty: nobody is told
             wait_until(lambda: plain.embed_detailed(["four"], "fast", timeout=60).cached == [True],
                        timeout=30)
-            wait_until(lambda: through.submit(["four"], "fast").ids == [], timeout=30)
+            wait_until(lambda: _messages(through, "four") == 0, timeout=30)
         finally:
-            through.read_through.close()
-            made.clear()
-            plain = through = client = None  # type: ignore[assignment]
-            gc.collect()  # Celery's result consumers unsubscribe while the broker still answers
+            for client in made.values():
+                client.close()
             log = worker.stop()
         assert log.count("cache_redis_unavailable") >= 1
         assert log.count("cache_redis_unavailable") <= 3  # once per outage, not per request

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from celery.result import AsyncResult
 
 from tests.support import make_client, minilm_dir, write_config
 
@@ -48,7 +47,8 @@ def two_model_config(tmp_path_factory):
 def client(redis_server, start_worker, two_model_config):
     start_worker("minilm", "fp32", two_model_config, "-c", "1")  # prefork: loads after fork
     start_worker("minilm-local", "fp32", two_model_config, "-P", "solo")
-    return make_client(redis_server.url, two_model_config)
+    with make_client(redis_server.url, two_model_config) as made:
+        yield made
 
 
 @pytest.fixture(scope="module")
@@ -86,17 +86,15 @@ def test_vectors_match_in_process_encode_on_both_queues(client, reference):
 
 
 def test_each_route_lands_on_its_own_queue(client):
-    seen = {}
-    for use_case in ("search", "local"):
-        job = client.submit(["which queue?"], use_case)
-        payload = AsyncResult(job.ids[0], app=client.app).get(timeout=180)
-        seen[use_case] = (payload["queue"], payload["worker"].split(".")[0])
-    assert seen == {"search": ("embed.minilm.fp32", "minilm"),
-                    "local": ("embed.minilm-local.fp32", "minilm-local")}
+    # One worker per queue, one model per worker: the model that answered names the queue.
+    served = {use_case: client.embed_detailed(["which queue?"], use_case, timeout=180).model
+              for use_case in ("search", "local")}
+    assert served == {"search": ["minilm"], "local": ["minilm-local"]}
 
 
 def test_submit_returns_a_job_handle(client, reference):
     job = client.submit(TEXTS[:3], "search")
     vectors = job.get(timeout=180)
     assert job.ready()
+    assert job.messages == 1
     assert _cosines(vectors, reference.encode(TEXTS[:3])).min() >= 0.9999

@@ -1,8 +1,8 @@
-"""The queue path end to end on the hashing model: ordering, bad messages, Celery's own CLI."""
+"""The queue path end to end on the hashing model: ordering, plain Celery producers and
+workers, bad messages, task events for Flower."""
 
 from __future__ import annotations
 
-import gc
 import subprocess
 import sys
 import threading
@@ -11,25 +11,39 @@ import numpy as np
 import pytest
 from celery.result import AsyncResult
 
-from embedq.config import PayloadError, load_registry
+from embedq.config.errors import PayloadError
+from embedq.config.settings import Settings
 from embedq.ops.redis_server import RedisServer
-from embedq.producer.client import release_result
-from embedq.tasks import EMBED_TASK
-from embedq.worker.embedder import postprocess
-from embedq.worker.models.hashing_encoder import HashingEncoder
-from tests.support import WorkerProcess, make_client, worker_env
+from embedq.tasks import EMBED_TASK, EmbedRequest, EmbedResult
+from embedq.tasks.app import create_app
+from tests.support import WorkerProcess, expected_hashing, make_client, worker_env
+
+QUEUE = "embed.hashing.fp32"
 
 
 @pytest.fixture(scope="module")
 def client(redis_server, start_worker, hashing_config):
     start_worker("hashing", "fp32", hashing_config, "-c", "2")
-    return make_client(redis_server.url, hashing_config)
+    with make_client(redis_server.url, hashing_config) as shared:
+        yield shared
+
+
+@pytest.fixture(scope="module")
+def celery_app(redis_server, client):
+    """A plain Celery producer, as an older embedq producer or any Celery user would send."""
+    return create_app(Settings(redis_url=redis_server.url))
 
 
 def _expected(config, texts: list[str]) -> np.ndarray:
-    spec = load_registry(config).model("hashing")
-    raw = HashingEncoder(spec, spec.source).encode_batch(texts)
-    return postprocess(raw, dim=spec.dim, normalize=True, output_dtype="float32")
+    return expected_hashing(config, texts)
+
+
+def _release(result: AsyncResult) -> None:
+    """Forget a plain Celery result now, while Redis still answers: Celery's ``__del__`` would
+    unsubscribe later, whenever the garbage collector runs, perhaps after the server is gone."""
+    result.forget()
+    result.backend.remove_pending_result(result)
+    result.backend = None
 
 
 def test_embed_many_keeps_order_and_loses_nothing(client, hashing_config):
@@ -47,23 +61,35 @@ def test_output_dtype_and_dim_follow_the_route(client, hashing_config):
     assert vectors.shape == (2, 32)
 
 
-def test_a_malformed_message_fails_alone(client):
-    bad = client.app.send_task(EMBED_TASK, args=["not a request"], queue="embed.hashing.fp32")
+def test_a_plain_celery_producer_gets_its_result_from_the_result_backend(celery_app,
+                                                                         hashing_config):
+    request = EmbedRequest(texts=["from a plain celery producer"], route="fast", model="hashing",
+                           precision="fp32", dim=64, normalize=True, output_dtype="float32")
+    sent = celery_app.send_task(EMBED_TASK, args=[request.to_wire()], queue=QUEUE)
+    result = EmbedResult.from_wire(sent.get(timeout=60))
+    _release(sent)
+    np.testing.assert_allclose(result.vectors, _expected(hashing_config, request.texts),
+                               rtol=1e-6, atol=1e-7)
+
+
+def test_a_malformed_message_fails_alone(client, celery_app):
+    bad = celery_app.send_task(EMBED_TASK, args=["not a request"], queue=QUEUE)
     with pytest.raises(PayloadError, match="embed request must be a map"):
         bad.get(timeout=60)
-    release_result(bad)
-    no_args = client.app.send_task(EMBED_TASK, args=[], queue="embed.hashing.fp32")
-    with pytest.raises(PayloadError, match="no embed request"):
+    _release(bad)
+    no_args = celery_app.send_task(EMBED_TASK, args=[], queue=QUEUE)
+    with pytest.raises(PayloadError, match="no readable embed request"):
         no_args.get(timeout=60)
-    release_result(no_args)
+    _release(no_args)
     assert client.embed(["still serving"], "fast", timeout=60).shape == (1, 64)
 
 
-def test_a_pickled_message_is_refused_and_the_worker_lives(client, redis_server, hashing_config):
-    evil = client.app.send_task(EMBED_TASK, args=[{"v": 1}], queue="embed.hashing.fp32",
-                                serializer="pickle")
+def test_a_pickled_message_is_refused_at_once_and_never_run(client, celery_app):
+    evil = celery_app.send_task(EMBED_TASK, args=[{"v": 1}], queue=QUEUE, serializer="pickle")
+    with pytest.raises(PayloadError, match="refused: embedq accepts only"):
+        evil.get(timeout=60)  # a typed refusal, not a timeout
+    _release(evil)
     assert client.embed(["after pickle"], "fast", timeout=60).shape == (1, 64)
-    assert AsyncResult(evil.id, app=client.app).state == "PENDING"  # never executed
 
 
 def test_plain_celery_worker_command_serves_the_queue(hashing_config):
@@ -74,11 +100,9 @@ def test_plain_celery_worker_command_serves_the_queue(hashing_config):
              "-Q", "embed.hashing.fp32", "-P", "solo", "--without-gossip", "--without-mingle"],
             env)
         try:
-            client = make_client(own.url, hashing_config)
-            result = client.embed_detailed(["via celery's own cli"], "fast", timeout=60)
+            with make_client(own.url, hashing_config) as client:
+                result = client.embed_detailed(["via celery's own cli"], "fast", timeout=60)
             assert result.model == ["hashing"]
-            del client
-            gc.collect()
         finally:
             worker.stop()
 
@@ -99,8 +123,8 @@ def test_cli_embed_writes_npy(client, redis_server, hashing_config, tmp_path):
         rtol=1e-6, atol=1e-7)
 
 
-def test_each_request_is_a_task_event_for_flower(client):
-    seen: dict[str, str] = {}
+def test_each_request_is_a_task_event_for_flower(client, celery_app):
+    seen: dict[str, set[str]] = {}
     changed = threading.Condition()
     listening = threading.Event()
 
@@ -109,24 +133,26 @@ def test_each_request_is_a_task_event_for_flower(client):
             listening.set()  # the receiver's queue exists: events from now on reach us
         elif "uuid" in event:
             with changed:
-                seen[event["uuid"]] = event["type"]
+                seen.setdefault(event["uuid"], set()).add(event["type"])
                 changed.notify_all()
 
-    with client.app.connection_for_read() as connection:
-        receiver = client.app.events.Receiver(connection, handlers={"*": on_event})
+    def complete() -> bool:
+        return any({"task-sent", "task-received", "task-succeeded"} <= kinds
+                   for kinds in seen.values())
+
+    with celery_app.connection_for_read() as connection:
+        receiver = celery_app.events.Receiver(connection, handlers={"*": on_event})
         thread = threading.Thread(
             target=lambda: receiver.capture(limit=None, timeout=60, wakeup=True), daemon=True)
         thread.start()
         assert listening.wait(60)
-        job = client.submit(["first", "second"], "fast", chunk_size=1)
-        job.get(timeout=60)
+        client.embed(["seen by flower"], "fast", timeout=60)
         with changed:
-            assert changed.wait_for(
-                lambda: all(seen.get(i) == "task-succeeded" for i in job.ids), 30), seen
+            assert changed.wait_for(complete, 30), seen
         receiver.should_stop = True
         thread.join(timeout=10)
 
 
-def test_embed_many_window_follows_the_live_workers(client):
+def test_embed_many_window_follows_the_live_consumers(client):
     client.embed(["the worker is up"], "fast", timeout=60)
-    assert client._live_workers(["embed.hashing.fp32", "embed.nobody.fp32"]) == [1, 0]
+    assert client.live_workers([QUEUE, "embed.nobody.fp32"]) == [2, 0]

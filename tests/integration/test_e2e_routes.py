@@ -26,9 +26,8 @@ TEXTS = [
 def client(redis_server, start_worker):
     for model, precision in (("minilm", "fp32"), ("minilm", "int8"), ("mpnet", "auto")):
         start_worker(model, precision, None, "-P", "solo")
-    made = make_client(redis_server.url, None, cache_model_info_ttl_s=0)
-    yield made
-    made.read_through.close()
+    with make_client(redis_server.url, None, cache_model_info_ttl_s=0) as made:
+        yield made
 
 
 def test_each_default_route_names_its_model_and_precision(client):

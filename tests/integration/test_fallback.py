@@ -14,7 +14,7 @@ import redis
 
 from embedq.tasks.liveness import live_consumers
 from embedq.tasks.names import cache_pattern
-from tests.support import make_client, minilm_dir, write_config
+from tests.support import make_client, minilm_dir, wait_for_consumers, write_config
 
 pytestmark = pytest.mark.model
 
@@ -51,8 +51,8 @@ def test_the_next_live_model_serves_and_spaces_never_mix(redis_server, start_wor
     assert "model 'primary'" in output
     assert "fix the path in models.json" in output
 
-    secondary = start_worker("secondary", "fp32", config, "-P", "solo")
-    secondary.wait_for("heartbeat_started")  # barrier: its queue is live from here on
+    start_worker("secondary", "fp32", config, "-P", "solo")
+    wait_for_consumers(redis_server.url, "embed.secondary.fp32")  # barrier: it serves
     client = make_client(redis_server.url, config, cache_model_info_ttl_s=0)
     first = client.embed_detailed(TEXTS, "r", timeout=120)
     assert first.model == ["secondary"] * 3
@@ -61,7 +61,7 @@ def test_the_next_live_model_serves_and_spaces_never_mix(redis_server, start_wor
 
     (config.parent / "primary-model").symlink_to(minilm_dir())
     primary = start_worker("primary", "fp32", config, "-P", "solo")
-    primary.wait_for("heartbeat_started")
+    wait_for_consumers(redis_server.url, "embed.primary.fp32")
     back = client.embed_detailed(TEXTS, "r", timeout=120)
     assert back.model == ["primary"] * 3
     assert back.revision == ["primary-copy"] * 3
@@ -73,7 +73,7 @@ def test_the_next_live_model_serves_and_spaces_never_mix(redis_server, start_wor
     again = client.embed_detailed(TEXTS, "r", timeout=60)
     assert again.model == ["secondary"] * 3
     assert again.cached == [True] * 3
-    client.read_through.close()
+    client.close()
 
 
 def test_a_model_that_fails_after_fork_stops_its_worker(redis_server, start_worker, tmp_path):

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embedq.config import ConfigError, ModelUnavailableError, Precision, load_registry
+from embedq.config import Precision, load_registry
+from embedq.config.errors import ConfigError, ModelUnavailableError
 from embedq.config.settings import Settings
 from embedq.worker.models.loading import check_model, load_encoder
 from embedq.worker.models.precision import choose_auto, place

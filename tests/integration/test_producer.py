@@ -9,7 +9,8 @@ import textwrap
 
 import pytest
 
-from embedq.config import InvalidInputError, InvalidTextError, Settings, UnknownUseCaseError
+from embedq.config import Settings
+from embedq.config.errors import InvalidInputError, InvalidTextError, UnknownUseCaseError
 from embedq.producer import EmbeddingClient
 
 

@@ -7,13 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from embedq.config import (
-    ConfigError,
-    Precision,
-    UnknownUseCaseError,
-    load_registry,
-    load_settings,
-)
+from embedq.config import Precision, load_registry, load_settings
+from embedq.config.errors import ConfigError, UnknownUseCaseError
 from tests.support import write_config
 
 

@@ -8,8 +8,10 @@ import msgpack
 import numpy as np
 import pytest
 
-from embedq.config import PayloadError, Settings, load_registry
-from embedq.tasks import EmbedRequest, EmbedResult, create_app, route_queue
+from embedq.config import Settings, load_registry
+from embedq.config.errors import PayloadError
+from embedq.tasks import EmbedRequest, EmbedResult, route_queue
+from embedq.tasks.app import create_app
 from embedq.tasks.codec import decode_vectors, encode_vectors
 from embedq.tasks.names import cache_key, parse_queue, queue_name, vector_space
 

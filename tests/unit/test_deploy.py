@@ -42,7 +42,8 @@ def test_services_have_healthchecks_and_flower_needs_credentials():
 
 
 def test_flower_outside_loopback_needs_credentials():
-    from embedq.config import ConfigError, Settings
+    from embedq.config import Settings
+    from embedq.config.errors import ConfigError
     from embedq.ops.stack import flower_command
 
     assert "--address=127.0.0.1" in flower_command(Settings(), "127.0.0.1", 5555)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embedq.config import ModelUnavailableError, PayloadError, Settings, load_registry
+from embedq.config import Settings, load_registry
+from embedq.config.errors import ModelUnavailableError, PayloadError
 from embedq.tasks import EmbedRequest, EmbedResult
 from embedq.worker.embedder import plan_batches, postprocess
 from embedq.worker.loaded_models import LoadedModels

@@ -1,0 +1,85 @@
+"""Messages a producer has sent and not yet had answered, and whose rows each answer fills.
+
+Shared by the dispatcher (which adds a message before pushing it, so even an instant reply finds
+it), the reply listener (which removes it when the reply comes) and the lost-message probe; every
+access holds one lock. A message's ``parts`` say, per waiting job, which of the job's rows are
+which of the message's texts: one message can serve many callers, one caller many messages.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from embedq.producer.jobs import Job
+
+
+@dataclass
+class SentMessage:
+    """One message on its way: its bytes (to send again if lost) and the jobs it serves."""
+
+    task_id: str
+    queue: str
+    raw: bytes
+    parts: list[tuple[Job, list[int], list[int]]]  # job, job rows, message rows
+    sent_at: float = field(default_factory=time.monotonic)
+    resends: int = 0
+    missing_probes: int = 0
+    state: str = "sent"
+
+    @property
+    def abandoned(self) -> bool:
+        """True when every job it serves is already done (answered, failed or given up)."""
+        return all(job.done() for job, _, _ in self.parts)
+
+
+class Outstanding:
+    """Sent, unanswered messages by task id."""
+
+    def __init__(self) -> None:
+        self._messages: dict[str, SentMessage] = {}
+        self._lock = threading.Lock()
+
+    def add(self, messages: list[SentMessage]) -> None:
+        """Remember messages that are about to be pushed."""
+        with self._lock:
+            for message in messages:
+                self._messages[message.task_id] = message
+
+    def pop(self, task_id: str) -> SentMessage | None:
+        """The message a reply answers (None for a duplicate or a forgotten one)."""
+        with self._lock:
+            return self._messages.pop(task_id, None)
+
+    def oldest(self, older_than_s: float, limit: int) -> list[SentMessage]:
+        """Up to ``limit`` messages sent longer ago than ``older_than_s``, oldest first."""
+        cutoff = time.monotonic() - older_than_s
+        with self._lock:
+            old = [m for m in self._messages.values() if m.sent_at < cutoff]
+        return sorted(old, key=lambda m: m.sent_at)[:limit]
+
+    def forget_abandoned(self, older_than_s: float) -> int:
+        """Drop messages nobody waits for any more (their replies expire in Redis by themselves)."""
+        cutoff = time.monotonic() - older_than_s
+        with self._lock:
+            gone = [t for t, m in self._messages.items() if m.sent_at < cutoff and m.abandoned]
+            for task_id in gone:
+                del self._messages[task_id]
+        return len(gone)
+
+    def of_job(self, job: Job) -> list[SentMessage]:
+        """The unanswered messages that carry rows of ``job`` (for a timeout's diagnosis)."""
+        with self._lock:
+            return [m for m in self._messages.values() if any(j is job for j, _, _ in m.parts)]
+
+    def drain(self) -> list[SentMessage]:
+        """Take every message (the client is closing)."""
+        with self._lock:
+            messages = list(self._messages.values())
+            self._messages.clear()
+        return messages
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._messages)

@@ -1,0 +1,193 @@
+"""What one worker process runs: its models, its service, its consumers and its heartbeat.
+
+The worker's parent checks the models of its queues before it forks (a missing package or an
+impossible precision stops the worker at start-up); each pool process then loads them, with
+compute threads set so that processes x threads match the cores, and starts one consumer thread
+per queue. Celery's own consumer in the parent serves remote control, heartbeats and Flower,
+and consumes none of the embed queues (see `worker.app`).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass, field
+
+import structlog
+from celery.backends.base import Backend as CeleryResultBackend
+
+from embedq.config.errors import EmbedqError
+from embedq.config.registry import Precision, Registry
+from embedq.config.settings import Settings
+from embedq.tasks.connections import database, redis_client
+from embedq.tasks.names import inflight_key, parse_queue, route_queue
+from embedq.tasks.schema import EmbedRequest
+from embedq.worker.cache_tiered import process_cache
+from embedq.worker.claims import QueueClaims, consumer_id
+from embedq.worker.consumer import Consumer, ConsumerSettings, Guard
+from embedq.worker.heartbeat import Heartbeat
+from embedq.worker.loaded_models import LoadedModels
+from embedq.worker.metrics import BatchMetrics
+from embedq.worker.models.loading import check_model
+from embedq.worker.replies import ReplyTarget
+from embedq.worker.service import EmbedService
+
+log = structlog.get_logger(__name__)
+_STOP_GRACE_S = 60.0  # longest a stopping process waits for the batch in hand
+_SOCKET_TIMEOUT_S = 30.0  # far above a blocking wait (POLL_S): only a dead connection hits it
+POLL_S = 1.0
+
+
+@dataclass
+class _Running:
+    """The threads of this process while it serves."""
+
+    stopping: threading.Event = field(default_factory=threading.Event)
+    threads: list[threading.Thread] = field(default_factory=list)
+    consumers: list[Consumer] = field(default_factory=list)
+    heartbeat: Heartbeat | None = None
+
+
+def queue_guard(registry: Registry, queue: str) -> Guard:
+    """Which (model, precision) a queue may serve: the one its name gives, or, for a route's own
+    queue name, the models of the routes that send there."""
+    parsed = parse_queue(queue)
+    allowed = {parsed} if parsed is not None else {
+        (route.served_by(model).model, route.precision.value)
+        for route in registry.routes.values() for model in route.chain
+        if route_queue(route.served_by(model)) == queue}
+
+    def guard(request: EmbedRequest) -> str | None:
+        if (request.model, request.precision) in allowed:
+            return None
+        served = ", ".join(f"{m} at {p}" for m, p in sorted(allowed)) or "nothing configured"
+        return (f"asks for {request.model} at {request.precision}, but queue {queue} serves "
+                f"{served}; send it to that model's queue")
+
+    return guard
+
+
+class WorkerRuntime:
+    """Plans in the parent, serves in each pool process (or in the parent for a solo pool)."""
+
+    def __init__(self, registry: Registry, settings: Settings) -> None:
+        self.registry = registry
+        self.settings = settings
+        self.preload: list[tuple[str, Precision]] = []
+        self.queues: list[str] = []
+        self.hostname = ""
+        self.processes = 1
+        self.main_pid = os.getpid()
+        self.results: CeleryResultBackend | None = None
+        # Set by the parent when the whole worker is ready; shared with the pool processes.
+        self.ready = multiprocessing.get_context("fork").Event()
+        self._running: _Running | None = None
+
+    def plan(self, queues: list[str], hostname: str, processes: int,
+             results: CeleryResultBackend) -> None:
+        """Check every queue's model before any fork (the int8 export and split zip too)."""
+        self.queues, self.hostname, self.results = queues, hostname, results
+        self.processes = max(1, processes)
+        self.main_pid = os.getpid()
+        for queue in queues:
+            parsed = parse_queue(queue)
+            if parsed is None:
+                log.info("queue_models_from_messages", queue=queue,
+                         note="not named embed.<model>.<precision>: models load on first use")
+                continue
+            model, precision = parsed
+            self.preload.append((model, check_model(self.registry, model, precision,
+                                                    self.settings)))
+
+    def threads(self) -> int:
+        """Compute threads for each process: the cores shared out, at least one."""
+        return self.settings.torch_threads or max(1, (os.cpu_count() or 1) // self.processes)
+
+    def start(self) -> None:
+        """In a pool process: load the models, then start the consumers and the heartbeat."""
+        models = LoadedModels(self.registry, self.settings)
+        models.threads = self.threads()
+        torch = sys.modules.get("torch")  # imported by check_model for torch models only:
+        if torch is not None:  # an int8 worker runs on ONNX Runtime (threads set per session)
+            torch.set_num_threads(models.threads)
+        for model, precision in self.preload:
+            try:
+                models.get(model, precision)
+            except EmbedqError as exc:
+                # Nothing half-loaded serves traffic: the whole worker stops (warm shutdown), its
+                # queues never look live, and producers move on along the route's fallback chain.
+                log.error("model_unavailable", model=model, precision=precision.value,
+                          error=str(exc), action="stopping the worker")
+                os.kill(self.main_pid, signal.SIGTERM)
+                return
+        service = EmbedService(self.registry, self.settings, models, process_cache(self.settings))
+        self._running = self._start_consumers(service)
+
+    def _start_consumers(self, service: EmbedService) -> _Running:
+        settings = self.settings
+        client = redis_client(settings.broker, master_name=settings.sentinel_master,
+                              socket_timeout=_SOCKET_TIMEOUT_S, socket_keepalive=True)
+        running = _Running()
+        compute = threading.Lock()
+        observe = BatchMetrics().observe if settings.metrics_port is not None else None
+        tuning = ConsumerSettings(
+            budget_texts=settings.batch_flush_texts, most_messages=settings.batch_flush_texts,
+            linger_s=settings.batch_interval_s, max_deliveries=settings.max_deliveries,
+            poll_s=POLL_S, sweep_every_s=min(POLL_S, settings.liveness_interval_s))
+        for queue in self.queues:
+            claims = QueueClaims(client, queue, consumer_id())
+            target = ReplyTarget(queue=queue, inflight=inflight_key(queue, claims.consumer),
+                                 hostname=self.hostname, db=database(settings.broker),
+                                 reply_ttl_s=settings.result_expires_s,
+                                 events=settings.task_events, results=self.results)
+            running.consumers.append(Consumer(claims, target, service.handle,
+                                              queue_guard(self.registry, queue), tuning, compute,
+                                              observe))
+        running.heartbeat = Heartbeat(
+            settings, [(c.queue, c.claims.consumer) for c in running.consumers])
+        threading.Thread(target=self._serve, args=(running,), name="embedq-gate",
+                         daemon=True).start()
+        return running
+
+    def _serve(self, running: _Running) -> None:
+        """Start serving once the whole worker is ready, then watch for an orphaned process.
+
+        Celery treats a pool process that dies before the worker is ready as a failed start and
+        stops the worker, so nothing is claimed before then. A pool process whose parent was
+        killed finishes its batch and exits instead of serving on, unsupervised.
+        """
+        while not self.ready.wait(POLL_S):
+            if self._orphaned() or running.stopping.is_set():
+                return
+        assert running.heartbeat is not None
+        running.heartbeat.start()
+        for consumer in running.consumers:
+            thread = threading.Thread(target=consumer.run, args=(running.stopping,),
+                                      name=f"embedq-consumer-{consumer.queue}", daemon=True)
+            thread.start()
+            running.threads.append(thread)
+        while not running.stopping.wait(POLL_S):
+            if self._orphaned():
+                log.warning("worker_parent_gone", action="finishing the batch in hand, exiting")
+                self.stop()
+                os._exit(0)
+
+    def _orphaned(self) -> bool:
+        return os.getpid() != self.main_pid and os.getppid() != self.main_pid
+
+    def stop(self) -> None:
+        """Finish the batches in hand, then withdraw from the queues (idempotent)."""
+        running, self._running = self._running, None
+        if running is None:
+            return
+        running.stopping.set()
+        for thread in running.threads:
+            thread.join(timeout=_STOP_GRACE_S)
+        finished = not any(thread.is_alive() for thread in running.threads) and all(
+            consumer.clean for consumer in running.consumers)
+        if running.heartbeat is not None:
+            running.heartbeat.stop(withdraw=finished)
+        log.info("consumers_stopped", queues=self.queues, finished=finished)

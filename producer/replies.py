@@ -29,6 +29,7 @@ from embedq.config.errors import DeadLetteredError, EmbedqError, PayloadError
 from embedq.config.settings import Settings
 from embedq.producer.jobs import Job
 from embedq.producer.outstanding import Outstanding, SentMessage
+from embedq.tasks.connections import blob_list
 from embedq.tasks.dead_letters import DEAD_MARK, message_id
 from embedq.tasks.names import deliveries_key
 from embedq.tasks.schema import Reply
@@ -89,8 +90,7 @@ class ReplyListener:
         backoff = 0.05
         while not self._stopping.is_set():
             try:
-                for blob in self._take():
-                    self.deliver(blob)
+                self._take()
                 self._watch()
                 self.broker_error, backoff = None, 0.05
             except (redis.RedisError, OSError) as exc:
@@ -101,12 +101,14 @@ class ReplyListener:
                 self._stopping.wait(backoff)
                 backoff = min(2.0, backoff * 2)
 
-    def _take(self) -> list[bytes]:
-        first = self.client.blpop([self.key], timeout=POLL_S)
-        if first is None:
-            return []
-        more = self.client.lpop(self.key, _BATCH) or []
-        return [first[1], *more]
+    def _take(self) -> None:
+        """Wait for a reply, deliver it at once, then whatever else came meanwhile."""
+        first = blob_list(self.client.blpop([self.key], timeout=POLL_S))
+        if not first:
+            return
+        self.deliver(first[1])
+        for blob in blob_list(self.client.lpop(self.key, _BATCH) or []):
+            self.deliver(blob)
 
     def deliver(self, blob: bytes) -> None:
         """Hand one reply to the jobs its message serves (a stray reply is logged, not fatal)."""

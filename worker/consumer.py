@@ -140,9 +140,12 @@ class Consumer:
             if restored:
                 log.warning("messages_restored", queue=self.queue, count=restored,
                             note="claimed by a consumer that died; back at the head of the queue")
-        if not self.claims.wait(self.settings.poll_s):
-            return
-        self.serve(self._claim())
+        claims = self._claim()  # a busy queue is claimed from at once, without blocking first
+        if not claims:
+            if not self.claims.wait(self.settings.poll_s):
+                return
+            claims = self._claim()
+        self.serve(claims)
 
     def _claim(self) -> list[Claimed]:
         settings = self.settings

@@ -1,0 +1,154 @@
+// embedq dashboard: polls api/figures and draws tables and small line charts on canvases.
+// No libraries, so the page works offline and ships in the wheel.
+"use strict";
+
+const POLL_MS = 2000;
+const COLOURS = ["#0969da", "#cf222e", "#1a7f37", "#8250df", "#bf8700", "#1b7c83", "#d1242f",
+                 "#57606a", "#e16f24", "#6639ba"];
+
+function fmt(value, digits = 1) {
+  if (value === null || value === undefined || Number.isNaN(value)) return "–";
+  return Number(value).toFixed(digits);
+}
+
+function fmtSeconds(value) {
+  if (value === null || value === undefined) return "–";
+  if (value < 1) return `${Math.round(value * 1000)} ms`;
+  if (value < 120) return `${value.toFixed(1)} s`;
+  return `${Math.round(value / 60)} min`;
+}
+
+function fmtBytes(value) {
+  if (!value) return "–";
+  return `${Math.round(value / (1024 * 1024))} MiB`;
+}
+
+function fmtHits(rates) {
+  const tiers = Object.keys(rates || {});
+  if (!tiers.length) return "–";
+  return tiers.map((tier) => `${tier} ${Math.round(rates[tier] * 100)}%`).join(", ");
+}
+
+function cell(row, text, field, extraClass) {
+  const td = row.insertCell();
+  td.textContent = text;
+  if (field) td.dataset.field = field;
+  if (extraClass) td.className = extraClass;
+  return td;
+}
+
+function renderQueues(queues) {
+  const body = document.querySelector("#queues tbody");
+  body.replaceChildren();
+  for (const q of queues) {
+    const row = body.insertRow();
+    row.dataset.queue = q.queue;
+    cell(row, q.queue, "queue", "text");
+    cell(row, q.routes.join(", "), "routes", "text");
+    cell(row, String(q.depth), "depth");
+    cell(row, fmtSeconds(q.oldest_age_s), "oldest");
+    cell(row, String(q.consumers), "consumers", q.consumers === 0 ? "bad" : "");
+    cell(row, String(q.unacked), "unacked");
+    cell(row, fmt(q.texts_per_s), "texts_per_s");
+    cell(row, `${fmtSeconds(q.latency_p50_s)} / ${fmtSeconds(q.latency_p95_s)}`, "latency");
+    cell(row, fmtSeconds(q.queue_wait_p95_s), "queue_wait");
+    cell(row, fmt(q.batch_texts_mean), "batch");
+    cell(row, fmtHits(q.cache_hit_rate), "cache", "text");
+    cell(row, fmt(q.failed_per_min), "failed", q.failed_per_min > 0 ? "bad" : "");
+    cell(row, String(q.dead_letters), "dead_letters", q.dead_letters > 0 ? "bad" : "");
+    cell(row, fmtBytes(q.memory_bytes), "memory");
+  }
+}
+
+function renderEvaluation(results) {
+  const body = document.querySelector("#evaluation tbody");
+  body.replaceChildren();
+  for (const r of results) {
+    const row = body.insertRow();
+    row.dataset.route = r.route;
+    cell(row, r.task, "task", "text");
+    cell(row, r.route, "route", "text");
+    cell(row, r.model, "model", "text");
+    cell(row, r.precision, "precision", "text");
+    const metrics = Object.entries(r.metrics).map(([k, v]) => `${k} ${v.toFixed(4)}`);
+    cell(row, metrics.join(", "), "metrics", "text");
+    cell(row, fmt(r.texts_per_s), "texts_per_s");
+    cell(row, fmtBytes(r.worker_memory_bytes), "memory");
+    cell(row, r.data, "data", "text");
+    cell(row, new Date(r.time * 1000).toLocaleString(), "time", "text");
+  }
+}
+
+function drawChart(canvas, times, lines) {
+  const ctx = canvas.getContext("2d");
+  const { width, height } = canvas;
+  const pad = { left: 44, right: 8, top: 8, bottom: 18 };
+  ctx.clearRect(0, 0, width, height);
+  const values = lines.flatMap((line) => line.values.filter((v) => v !== null));
+  const top = Math.max(1e-9, ...values) * 1.1;
+  const start = times[0] ?? 0;
+  const span = Math.max(1, (times[times.length - 1] ?? 1) - start);
+  const x = (t) => pad.left + ((t - start) / span) * (width - pad.left - pad.right);
+  const y = (v) => height - pad.bottom - (v / top) * (height - pad.top - pad.bottom);
+  ctx.strokeStyle = "#d9dee3";
+  ctx.fillStyle = "#68737d";
+  ctx.font = "11px system-ui, sans-serif";
+  for (const frac of [0, 0.5, 1]) {
+    const v = (top / 1.1) * frac;
+    ctx.beginPath();
+    ctx.moveTo(pad.left, y(v));
+    ctx.lineTo(width - pad.right, y(v));
+    ctx.stroke();
+    ctx.fillText(v >= 10 ? v.toFixed(0) : v.toFixed(2), 2, y(v) + 4);
+  }
+  ctx.fillText(`last ${Math.round(span / 60)} min`, pad.left, height - 4);
+  for (const line of lines) {
+    ctx.strokeStyle = line.colour;
+    ctx.lineWidth = 1.5;
+    ctx.beginPath();
+    let drawing = false;
+    line.values.forEach((v, i) => {
+      if (v === null) { drawing = false; return; }
+      if (drawing) ctx.lineTo(x(times[i]), y(v)); else ctx.moveTo(x(times[i]), y(v));
+      drawing = true;
+    });
+    ctx.stroke();
+  }
+}
+
+function renderCharts(series) {
+  const names = Object.keys(series.queues);
+  const colour = (i) => COLOURS[i % COLOURS.length];
+  const lines = (key) => names.map((name, i) => ({ colour: colour(i), values: series.queues[name][key] }));
+  drawChart(document.getElementById("chart-depth"), series.t, lines("depth"));
+  drawChart(document.getElementById("chart-throughput"), series.t, lines("texts_per_s"));
+  drawChart(document.getElementById("chart-latency"), series.t, lines("latency_p95_s"));
+  const legend = document.getElementById("legend");
+  legend.replaceChildren(...names.map((name, i) => {
+    const span = document.createElement("span");
+    span.textContent = name;
+    span.style.setProperty("--swatch", colour(i));
+    return span;
+  }));
+}
+
+async function poll() {
+  const status = document.getElementById("status");
+  try {
+    const response = await fetch("api/figures", { cache: "no-store" });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    const figures = await response.json();
+    renderQueues(figures.queues);
+    renderCharts(figures.series);
+    renderEvaluation(figures.evaluation);
+    status.textContent = `updated ${new Date(figures.time * 1000).toLocaleTimeString()}`;
+    status.className = "status ok";
+  } catch (error) {
+    status.textContent = `no data: ${error.message}`;
+    status.className = "status bad";
+  } finally {
+    setTimeout(poll, POLL_MS);
+  }
+}
+
+poll();

@@ -1,0 +1,98 @@
+"""The dashboard page and Flower's Broker page, in real headless Chromium.
+
+A queue's worker is stopped and jobs pile up: the page shows the depth rising; the worker comes
+back: the page shows it falling to zero. Flower, loaded with embedq's app, lists the same queue
+with its waiting messages and consumers. Barriers only: Playwright waits on the page's own text,
+processes on their log lines. Chromium is Debian's package (`.ci/run` installs it); Playwright
+drives it through ``executable_path`` and never downloads a browser.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from embedq.ops.redis_server import free_port
+from tests.support import WorkerProcess, make_client, wait_until, worker_env
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+QUEUE = "embed.hashing.fp32"
+DEPTH = f'#queues tr[data-queue="{QUEUE}"] td[data-field="depth"]'
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def started(redis_server, hashing_config) -> Iterator[list[WorkerProcess]]:
+    processes: list[WorkerProcess] = []
+    yield processes
+    for process in processes:
+        process.stop()
+
+
+def start(started, redis_server, hashing_config, *command: str) -> WorkerProcess:
+    process = WorkerProcess([sys.executable, *command],
+                            worker_env(redis_server.url, hashing_config))
+    started.append(process)
+    return process
+
+
+def depth_at_least(page: Page, count: int) -> None:
+    page.wait_for_function(
+        f"() => Number(document.querySelector('{DEPTH}')?.textContent) >= {count}",
+        timeout=30_000)
+
+
+def test_page_shows_a_stopped_queue_rising_and_a_running_one_falling(
+        redis_server, hashing_config, start_worker, started, browser):
+    port = free_port()
+    start(started, redis_server, hashing_config, "-m", "embedq.cli", "dashboard",
+          "--port", str(port)).wait_for(rf"dashboard: http://127\.0\.0\.1:{port}/")
+    client = make_client(redis_server.url, hashing_config)
+    worker = start_worker("hashing", "fp32", hashing_config, "-c", "1")
+    wait_until(lambda: client.route_status("fast").consumers == 1, timeout=120)
+    worker.stop()
+    wait_until(lambda: client.route_status("fast").consumers == 0, timeout=30)
+
+    page = browser.new_page()
+    page.goto(f"http://127.0.0.1:{port}/")
+    jobs = [client.submit([f"first {i}"], "fast") for i in range(10)]
+    depth_at_least(page, 10)
+    jobs += [client.submit([f"second {i}"], "fast") for i in range(15)]
+    depth_at_least(page, 25)
+    consumers = page.text_content(f'#queues tr[data-queue="{QUEUE}"] td[data-field="consumers"]')
+    assert consumers == "0"
+
+    start_worker("hashing", "fp32", hashing_config, "-c", "1")
+    page.wait_for_function(f"() => document.querySelector('{DEPTH}')?.textContent === '0'",
+                           timeout=60_000)
+    assert all(job.get(timeout=60).shape == (1, 64) for job in jobs)
+
+
+def test_flower_broker_page_lists_every_route_queue(
+        redis_server, hashing_config, started, browser):
+    port = free_port()
+    flower = start(started, redis_server, hashing_config, "-m", "celery", "-A",
+                   "embedq.ops.flower_app", "flower", "--address=127.0.0.1", f"--port={port}")
+    flower.wait_for(r"Visit me at")
+    client = make_client(redis_server.url, hashing_config)
+    wait_until(lambda: client.route_status("fast").consumers == 0, timeout=30)
+    client.submit(["waiting for a worker"], "fast")
+    page = browser.new_page()
+    page.goto(f"http://127.0.0.1:{port}/broker")
+    row = page.locator("#queue-table tbody tr", has_text=QUEUE)
+    cells = row.locator("td").all_text_contents()
+    assert cells[0] == QUEUE
+    assert int(cells[1]) >= 1       # messages (waiting + unacked)
+    assert cells[4] == "0"          # consumers: its worker is down

@@ -54,18 +54,24 @@ def _window(old: Reading, new: Reading, queue: str) -> Totals:
 
 
 def _rates(old: Reading | None, new: Reading, queue: str) -> dict[str, Any]:
+    """The page's per-queue worker figures between two readings (None where nobody reports)."""
+    reporting = [q[queue] for q in new.workers.values() if queue in q]
     span = new.time - old.time if old else 0.0
-    window = _window(old, new, queue) if old else Totals()
-    memory = combine([q[queue] for q in new.workers.values() if queue in q]).memory_bytes
+    if not reporting or old is None or span <= 0:
+        return {"texts_per_s": None, "failed_per_min": None, "batch_texts_mean": None,
+                "latency_p50_s": None, "latency_p95_s": None, "queue_wait_p95_s": None,
+                "cache_hit_rate": {},
+                "memory_bytes": combine(reporting).memory_bytes if reporting else None}
+    window = _window(old, new, queue)
     return {
-        "texts_per_s": window.texts / span if span else None,
-        "failed_per_min": window.failed * 60 / span if span else None,
+        "texts_per_s": window.texts / span,
+        "failed_per_min": window.failed * 60 / span,
         "batch_texts_mean": window.batch_texts_sum / window.batches if window.batches else None,
         "latency_p50_s": quantile(0.5, window.latency),
         "latency_p95_s": quantile(0.95, window.latency),
         "queue_wait_p95_s": quantile(0.95, window.queue_wait),
         "cache_hit_rate": hit_rates(window.cache),
-        "memory_bytes": memory or None,
+        "memory_bytes": combine(reporting).memory_bytes,
     }
 
 

@@ -85,7 +85,7 @@ function drawChart(canvas, times, lines) {
   const pad = { left: 44, right: 8, top: 8, bottom: 18 };
   ctx.clearRect(0, 0, width, height);
   const values = lines.flatMap((line) => line.values.filter((v) => v !== null));
-  const top = Math.max(1e-9, ...values) * 1.1;
+  const top = (Math.max(0, ...values) || 1) * 1.1;
   const start = times[0] ?? 0;
   const span = Math.max(1, (times[times.length - 1] ?? 1) - start);
   const x = (t) => pad.left + ((t - start) / span) * (width - pad.left - pad.right);
@@ -101,7 +101,8 @@ function drawChart(canvas, times, lines) {
     ctx.stroke();
     ctx.fillText(v >= 10 ? v.toFixed(0) : v.toFixed(2), 2, y(v) + 4);
   }
-  ctx.fillText(`last ${Math.round(span / 60)} min`, pad.left, height - 4);
+  ctx.fillText(span < 120 ? `last ${Math.round(span)} s` : `last ${Math.round(span / 60)} min`,
+               pad.left, height - 4);
   for (const line of lines) {
     ctx.strokeStyle = line.colour;
     ctx.lineWidth = 1.5;

@@ -1,9 +1,9 @@
 """Evaluators for the user's files, or the small samples that ship inside the package.
 
 A fresh install has no benchmark data beside it, so each task defaults to a sample packaged in
-``embedq/ops/evaluation/data`` (retrieval, clustering) or ``embedq/worker/models/data`` (STS),
-each under a licence that allows shipping it, with provenance in that folder's README. The
-samples are small: they compare routes (fp32 against int8), they are not benchmarks.
+``embedq/ops/evaluation/data``, each under a licence that allows shipping it, with provenance in
+that folder's README. The samples are small: they compare routes (fp32 against int8), they are
+not benchmarks.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from embedq.ops.evaluation.evaluators import (
     StsEvaluator,
 )
 
-STS_SAMPLE = ("embedq.worker.models", "data/sts_sample.csv")
+STS_SAMPLE = ("embedq.ops.evaluation", "data/sts.csv")
 RETRIEVAL_SAMPLE = ("embedq.ops.evaluation", "data/retrieval")
 CLUSTERING_SAMPLE = ("embedq.ops.evaluation", "data/clustering.csv")
 
@@ -32,7 +32,7 @@ def _packaged(package: str, name: str) -> Path:
 def sts_task(data: Path | None) -> tuple[Evaluator, str]:
     """STS on ``data`` or the bundled sample."""
     path = data or _packaged(*STS_SAMPLE)
-    return StsEvaluator(read_pairs(path)), str(data) if data else "bundled STS sample"
+    return StsEvaluator(read_pairs(path)), str(data) if data else "bundled STS-B sample"
 
 
 def retrieval_task(corpus: Path | None, queries: Path | None,

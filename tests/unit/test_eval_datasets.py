@@ -10,7 +10,7 @@ import pytest
 
 from embedq.config.errors import DataFileError, EmbedqError
 from embedq.ops.evaluation.datasets import read_labelled, read_pairs, read_retrieval
-from embedq.ops.evaluation.samples import clustering_task, retrieval_task
+from embedq.ops.evaluation.samples import clustering_task, retrieval_task, sts_task
 
 
 def write(path: Path, text: str) -> Path:
@@ -94,6 +94,9 @@ def test_bundled_samples_load():
     evaluator, name = retrieval_task(None, None, None)
     assert evaluator.size() > 300
     assert "SQuAD" in name
+    evaluator, name = sts_task(None)
+    assert evaluator.size() > 500
+    assert "STS-B" in name
     evaluator, name = clustering_task(None)
     assert len(set(evaluator.data.labels)) == 11
     assert "Banking77" in name

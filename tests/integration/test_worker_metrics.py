@@ -73,3 +73,20 @@ def test_workers_advertise_their_metrics_endpoint(redis_server):
     assert metrics_endpoints(client) == ["http://w1:9100/metrics"]
     withdraw_endpoint(client, "http://w1:9100/metrics")
     assert metrics_endpoints(client) == []
+
+
+def test_the_exporter_serves_and_advertises_itself(redis_server):
+    import urllib.request
+
+    from embedq.config.settings import Settings
+    from embedq.ops.redis_server import free_port
+    from embedq.worker.metrics import Exporter
+
+    exporter = Exporter(Settings(redis_url=redis_server.url), [QUEUE])
+    url = exporter.start(free_port())
+    client = redis.Redis.from_url(redis_server.url)
+    assert url in metrics_endpoints(client)
+    with urllib.request.urlopen(url, timeout=5) as response:
+        assert "embedq_worker_memory_bytes" in response.read().decode()
+    exporter.stop()
+    assert url not in metrics_endpoints(client)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import redis
 
 from embedq.config.settings import Settings
@@ -25,7 +27,7 @@ def run_routes(settings: Settings, evaluator: Evaluator, routes: list[str | None
         for name in names:
             result = evaluate_route(client, evaluator, name, data=data)
             memory = queue_memory(broker, client.route_status(name).queue)
-            result = EvalResult(**{**result.__dict__, "worker_memory_bytes": memory})
+            result = replace(result, worker_memory_bytes=memory)
             save(broker, settings.eval_results_file, result_document(result))
             results.append(result)
     broker.close()

@@ -80,7 +80,12 @@ def test_page_shows_a_stopped_queue_rising_and_a_running_one_falling(
     assert all(job.get(timeout=60).shape == (1, 64) for job in jobs)
 
 
-def test_flower_broker_page_lists_every_route_queue(
+def broker_row(page: Page, port: int) -> list[str]:
+    page.goto(f"http://127.0.0.1:{port}/broker")
+    return page.locator("#queue-table tbody tr", has_text=QUEUE).locator("td").all_text_contents()
+
+
+def test_flower_broker_page_shows_a_stopped_queue_growing(
         redis_server, hashing_config, started, browser):
     port = free_port()
     flower = start(started, redis_server, hashing_config, "-m", "celery", "-A",
@@ -88,11 +93,11 @@ def test_flower_broker_page_lists_every_route_queue(
     flower.wait_for(r"Visit me at")
     client = make_client(redis_server.url, hashing_config)
     wait_until(lambda: client.route_status("fast").consumers == 0, timeout=30)
-    client.submit(["waiting for a worker"], "fast")
     page = browser.new_page()
-    page.goto(f"http://127.0.0.1:{port}/broker")
-    row = page.locator("#queue-table tbody tr", has_text=QUEUE)
-    cells = row.locator("td").all_text_contents()
+    before = int(broker_row(page, port)[1])
+    for i in range(3):
+        client.submit([f"waiting for a worker {i}"], "fast")
+    cells = broker_row(page, port)
     assert cells[0] == QUEUE
-    assert int(cells[1]) >= 1       # messages (waiting + unacked)
-    assert cells[4] == "0"          # consumers: its worker is down
+    assert int(cells[1]) == before + 3   # messages (waiting + unacked)
+    assert cells[4] == "0"               # consumers: its worker is down

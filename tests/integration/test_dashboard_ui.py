@@ -74,10 +74,11 @@ def test_page_shows_a_stopped_queue_rising_and_a_running_one_falling(
     consumers = page.text_content(f'#queues tr[data-queue="{QUEUE}"] td[data-field="consumers"]')
     assert consumers == "0"
 
-    start_worker("hashing", "fp32", hashing_config, "-c", "1")
+    restarted = start_worker("hashing", "fp32", hashing_config, "-c", "1")
     page.wait_for_function(f"() => document.querySelector('{DEPTH}')?.textContent === '0'",
                            timeout=60_000)
     assert all(job.get(timeout=60).shape == (1, 64) for job in jobs)
+    restarted.stop()
 
 
 def broker_row(page: Page, port: int) -> list[str]:

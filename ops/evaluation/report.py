@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from embedq.ops.evaluation.runner import EvalResult
@@ -24,10 +25,16 @@ def table(results: list[EvalResult]) -> str:
                                .rstrip() for line in lines)])
 
 
+def _finite(value: float) -> float | None:
+    """JSON has no NaN (a constant similarity has no correlation): such a figure is null."""
+    return value if math.isfinite(value) else None
+
+
 def result_document(result: EvalResult) -> dict[str, Any]:
     """One result as a flat JSON object: the metric keys sit at the top level."""
+    metrics = {name: _finite(value) for name, value in result.metrics.items()}
     return {"task": result.task, "route": result.route, "model": result.model,
-            "precision": result.precision, "name": result.name, **result.metrics,
+            "precision": result.precision, "name": result.name, **metrics,
             "primary": result.primary, "texts": result.texts,
             "texts_per_s": round(result.texts_per_s, 2),
             "worker_memory_bytes": result.worker_memory_bytes, "data": result.data,

@@ -70,7 +70,7 @@ function renderEvaluation(results) {
     cell(row, r.route, "route", "text");
     cell(row, r.model, "model", "text");
     cell(row, r.precision, "precision", "text");
-    const metrics = Object.entries(r.metrics).map(([k, v]) => `${k} ${v.toFixed(4)}`);
+    const metrics = Object.entries(r.metrics).map(([k, v]) => `${k} ${fmt(v, 4)}`);
     cell(row, metrics.join(", "), "metrics", "text");
     cell(row, fmt(r.texts_per_s), "texts_per_s");
     cell(row, fmtBytes(r.worker_memory_bytes), "memory");

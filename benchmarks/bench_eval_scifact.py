@@ -20,7 +20,7 @@ from embedq.config.registry import load_registry
 from embedq.config.settings import load_settings
 from embedq.ops.bench_texts import data_dir
 from embedq.ops.evaluation.datasets import read_retrieval
-from embedq.ops.evaluation.evaluators import RetrievalEvaluator
+from embedq.ops.evaluation.evaluators import retrieval_evaluator
 from embedq.ops.evaluation.metrics import as_float
 from embedq.ops.evaluation.runner import evaluate_route
 from embedq.producer import EmbeddingClient
@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=None)
     args = parser.parse_args()
     folder = data_dir(args.data) / "scifact"
-    evaluator = RetrievalEvaluator(read_retrieval(folder / "corpus.jsonl.gz",
+    evaluator = retrieval_evaluator(read_retrieval(folder / "corpus.jsonl.gz",
                                                   folder / "queries_train.jsonl",
                                                   folder / "qrels_train.tsv"))
     settings = load_settings()

@@ -44,18 +44,22 @@ def _run(build: Callable[[], tuple[Evaluator, str]], use_case: str | None, compa
     click.echo(json.dumps(json_document(results), indent=2) if as_json else table(results))
 
 
-_use_case = click.option("--use-case", "-u", default=None, help="Route (default: the default).")
-_compare = click.option("--compare", default=None, metavar="R1,R2,...",
-                        help="Run the same task on several routes, side by side.")
-_json = click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def _route_options(command: Callable[..., None]) -> Callable[..., None]:
+    """``--use-case``, ``--compare`` and ``--json``, shared by every task."""
+    for option in reversed([
+        click.option("--use-case", "-u", default=None, help="Route (default: the default)."),
+        click.option("--compare", default=None, metavar="R1,R2,...",
+                     help="Run the same task on several routes, side by side."),
+        click.option("--json", "as_json", is_flag=True, help="Print one JSON object."),
+    ]):
+        command = option(command)
+    return command
 
 
 @click.command(name="sts")
-@_use_case
 @click.option("--data", type=_PATH, default=None,
               help="CSV with sentence1,sentence2,score (default: the bundled STS sample).")
-@_compare
-@_json
+@_route_options
 def eval_sts(use_case: str | None, data: Path | None, compare: str | None, as_json: bool) -> None:
     """Spearman and Pearson of cosine similarity against gold similarity scores."""
     from embedq.ops.evaluation.samples import sts_task
@@ -64,12 +68,10 @@ def eval_sts(use_case: str | None, data: Path | None, compare: str | None, as_js
 
 
 @click.command(name="retrieval")
-@_use_case
 @click.option("--corpus", type=_PATH, default=None, help="BEIR corpus.jsonl[.gz].")
 @click.option("--queries", type=_PATH, default=None, help="BEIR queries.jsonl.")
 @click.option("--qrels", type=_PATH, default=None, help="BEIR qrels TSV.")
-@_compare
-@_json
+@_route_options
 def eval_retrieval(use_case: str | None, corpus: Path | None, queries: Path | None,
                    qrels: Path | None, compare: str | None, as_json: bool) -> None:
     """nDCG@10, MRR@10 and Recall@100 (default data: the bundled SQuAD sample)."""
@@ -79,11 +81,9 @@ def eval_retrieval(use_case: str | None, corpus: Path | None, queries: Path | No
 
 
 @click.command(name="clustering")
-@_use_case
 @click.option("--data", type=_PATH, default=None,
               help="CSV with text,label (default: the bundled Banking77 sample).")
-@_compare
-@_json
+@_route_options
 def eval_clustering(use_case: str | None, data: Path | None, compare: str | None,
                     as_json: bool) -> None:
     """V-measure of k-means against the labels."""

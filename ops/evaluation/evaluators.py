@@ -3,7 +3,7 @@
 Evaluators never see a model or a queue: they get ``embed(texts) -> float32 unit rows`` and
 return named figures with one primary figure (sentence-transformers' evaluator shape), so the
 same evaluator measures a route through the workers and a model in process, and the two can be
-compared number for number.
+compared number for number. Each embeds everything it needs in one call, each distinct text once.
 """
 
 from __future__ import annotations
@@ -19,6 +19,24 @@ from embedq.ops.evaluation.datasets import Labelled, Pairs, RetrievalSet
 Embed = Callable[[list[str]], np.ndarray]
 
 
+@dataclass(frozen=True)
+class Evaluator:
+    """``task``'s figures from the vectors of ``texts`` (``score`` gets them in that order)."""
+
+    task: str
+    primary: str
+    texts: list[str]
+    score: Callable[[np.ndarray], dict[str, float]]
+
+    def __call__(self, embed: Embed) -> dict[str, float]:
+        """Embed the texts, then score."""
+        return self.score(embed(self.texts))
+
+    def size(self) -> int:
+        """Texts this evaluation embeds."""
+        return len(self.texts)
+
+
 def _unique(texts: list[str]) -> tuple[list[str], list[int]]:
     """Distinct texts in first-seen order, and each input's row among them."""
     rows: dict[str, int] = {}
@@ -26,59 +44,29 @@ def _unique(texts: list[str]) -> tuple[list[str], list[int]]:
     return list(rows), index
 
 
-@dataclass(frozen=True)
-class StsEvaluator:
+def sts_evaluator(pairs: Pairs) -> Evaluator:
     """Spearman (primary) and Pearson of cosine similarity against gold scores."""
+    texts, index = _unique(pairs.first + pairs.second)
+    half = len(pairs.first)
 
-    pairs: Pairs
-    task = "sts"
-    primary = "spearman"
+    def score(vectors: np.ndarray) -> dict[str, float]:
+        rows = vectors[index]
+        return metrics.sts(rows[:half], rows[half:], pairs.scores)
 
-    def __call__(self, embed: Embed) -> dict[str, float]:
-        """Embed each distinct sentence once, then correlate."""
-        texts, index = _unique(self.pairs.first + self.pairs.second)
-        vectors = embed(texts)[index]
-        half = len(self.pairs.first)
-        return metrics.sts(vectors[:half], vectors[half:], self.pairs.scores)
-
-    def size(self) -> int:
-        """Texts this evaluation embeds."""
-        return len(_unique(self.pairs.first + self.pairs.second)[0])
+    return Evaluator("sts", "spearman", texts, score)
 
 
-@dataclass(frozen=True)
-class RetrievalEvaluator:
-    """nDCG@10 (primary), MRR@10 and Recall@100 over the whole corpus."""
+def retrieval_evaluator(data: RetrievalSet) -> Evaluator:
+    """nDCG@10 (primary), MRR@10 and Recall@100, ranking the whole corpus by cosine."""
+    queries = len(data.query_texts)
 
-    data: RetrievalSet
-    task = "retrieval"
-    primary = "ndcg_at_10"
+    def score(vectors: np.ndarray) -> dict[str, float]:
+        return metrics.retrieval(vectors[:queries], vectors[queries:], data)
 
-    def __call__(self, embed: Embed) -> dict[str, float]:
-        """Embed queries and corpus, rank by cosine."""
-        return metrics.retrieval(embed(self.data.query_texts), embed(self.data.doc_texts),
-                                 self.data)
-
-    def size(self) -> int:
-        """Texts this evaluation embeds."""
-        return len(self.data.query_texts) + len(self.data.doc_texts)
+    return Evaluator("retrieval", "ndcg_at_10", data.query_texts + data.doc_texts, score)
 
 
-@dataclass(frozen=True)
-class ClusteringEvaluator:
+def clustering_evaluator(data: Labelled) -> Evaluator:
     """V-measure of k-means against the labels."""
-
-    data: Labelled
-    task = "clustering"
-    primary = "v_measure"
-
-    def __call__(self, embed: Embed) -> dict[str, float]:
-        """Embed the texts, cluster, compare with the labels."""
-        return metrics.clustering(embed(self.data.texts), self.data.labels)
-
-    def size(self) -> int:
-        """Texts this evaluation embeds."""
-        return len(self.data.texts)
-
-
-Evaluator = StsEvaluator | RetrievalEvaluator | ClusteringEvaluator
+    return Evaluator("clustering", "v_measure", data.texts,
+                     lambda vectors: metrics.clustering(vectors, data.labels))

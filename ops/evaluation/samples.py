@@ -14,10 +14,10 @@ from pathlib import Path
 from embedq.config.errors import DataFileError
 from embedq.ops.evaluation.datasets import read_labelled, read_pairs, read_retrieval
 from embedq.ops.evaluation.evaluators import (
-    ClusteringEvaluator,
     Evaluator,
-    RetrievalEvaluator,
-    StsEvaluator,
+    clustering_evaluator,
+    retrieval_evaluator,
+    sts_evaluator,
 )
 
 STS_SAMPLE = ("embedq.ops.evaluation", "data/sts.csv")
@@ -32,7 +32,7 @@ def _packaged(package: str, name: str) -> Path:
 def sts_task(data: Path | None) -> tuple[Evaluator, str]:
     """STS on ``data`` or the bundled sample."""
     path = data or _packaged(*STS_SAMPLE)
-    return StsEvaluator(read_pairs(path)), str(data) if data else "bundled STS-B sample"
+    return sts_evaluator(read_pairs(path)), str(data) if data else "bundled STS-B sample"
 
 
 def retrieval_task(corpus: Path | None, queries: Path | None,
@@ -45,15 +45,15 @@ def retrieval_task(corpus: Path | None, queries: Path | None,
         raise DataFileError(Path(str(next(p for p in given if p))), None,
                             f"is given without the other BEIR files: add {', '.join(missing)}")
     if corpus and queries and qrels:
-        return RetrievalEvaluator(read_retrieval(corpus, queries, qrels)), str(corpus.parent)
+        return retrieval_evaluator(read_retrieval(corpus, queries, qrels)), str(corpus.parent)
     folder = _packaged(*RETRIEVAL_SAMPLE)
     data = read_retrieval(folder / "corpus.jsonl.gz", folder / "queries.jsonl",
                           folder / "qrels.tsv")
-    return RetrievalEvaluator(data), "bundled SQuAD 2.0 sample"
+    return retrieval_evaluator(data), "bundled SQuAD 2.0 sample"
 
 
 def clustering_task(data: Path | None) -> tuple[Evaluator, str]:
     """Clustering on ``data`` or the bundled sample."""
     path = data or _packaged(*CLUSTERING_SAMPLE)
     name = str(data) if data else "bundled Banking77 sample"
-    return ClusteringEvaluator(read_labelled(path)), name
+    return clustering_evaluator(read_labelled(path)), name

@@ -16,7 +16,7 @@ from embedq.cli.main import main
 from embedq.config.errors import DataFileError, NoLiveWorkerError
 from embedq.config.registry import load_registry
 from embedq.ops.evaluation.datasets import read_pairs
-from embedq.ops.evaluation.evaluators import StsEvaluator
+from embedq.ops.evaluation.evaluators import sts_evaluator
 from embedq.ops.evaluation.metrics import as_float
 from embedq.ops.evaluation.results import latest
 from embedq.worker.models.hashing_encoder import HashingEncoder
@@ -75,7 +75,7 @@ def test_eval_through_workers_matches_in_process(env, redis_server, hashing_conf
     figures = invoke("sts", "--use-case", "fast", "--data", str(env), "--json")
     registry = load_registry(hashing_config)
     encoder = HashingEncoder(registry.model("hashing"), registry.model("hashing").source)
-    evaluator = StsEvaluator(read_pairs(env))
+    evaluator = sts_evaluator(read_pairs(env))
     in_process = evaluator(lambda texts: as_float(encoder.encode_batch(texts), 64))
     assert figures["spearman"] == pytest.approx(in_process["spearman"], abs=1e-6)
     assert figures["pearson"] == pytest.approx(in_process["pearson"], abs=1e-6)

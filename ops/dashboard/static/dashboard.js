@@ -29,53 +29,49 @@ function fmtHits(rates) {
   return tiers.map((tier) => `${tier} ${Math.round(rates[tier] * 100)}%`).join(", ");
 }
 
-function cell(row, text, field, extraClass) {
-  const td = row.insertCell();
-  td.textContent = text;
-  if (field) td.dataset.field = field;
-  if (extraClass) td.className = extraClass;
-  return td;
-}
+// Table columns: [field, text of a row, class of the cell (for alignment and alarms)].
+const QUEUE_COLUMNS = [
+  ["queue", (q) => q.queue, () => "text"],
+  ["routes", (q) => q.routes.join(", "), () => "text"],
+  ["depth", (q) => String(q.depth)],
+  ["oldest", (q) => fmtSeconds(q.oldest_age_s)],
+  ["consumers", (q) => String(q.consumers), (q) => (q.consumers === 0 ? "bad" : "")],
+  ["unacked", (q) => String(q.unacked)],
+  ["texts_per_s", (q) => fmt(q.texts_per_s)],
+  ["latency", (q) => `${fmtSeconds(q.latency_p50_s)} / ${fmtSeconds(q.latency_p95_s)}`],
+  ["queue_wait", (q) => fmtSeconds(q.queue_wait_p95_s)],
+  ["batch", (q) => fmt(q.batch_texts_mean)],
+  ["cache", (q) => fmtHits(q.cache_hit_rate), () => "text"],
+  ["failed", (q) => fmt(q.failed_per_min), (q) => (q.failed_per_min > 0 ? "bad" : "")],
+  ["dead_letters", (q) => String(q.dead_letters), (q) => (q.dead_letters > 0 ? "bad" : "")],
+  ["memory", (q) => fmtBytes(q.memory_bytes)],
+];
+const EVALUATION_COLUMNS = [
+  ["task", (r) => r.task, () => "text"],
+  ["route", (r) => r.route, () => "text"],
+  ["model", (r) => r.model, () => "text"],
+  ["precision", (r) => r.precision, () => "text"],
+  ["metrics", (r) => Object.entries(r.metrics).map(([k, v]) => `${k} ${fmt(v, 4)}`).join(", "),
+   () => "text"],
+  ["texts_per_s", (r) => fmt(r.texts_per_s)],
+  ["memory", (r) => fmtBytes(r.worker_memory_bytes)],
+  ["data", (r) => r.data, () => "text"],
+  ["time", (r) => new Date(r.time * 1000).toLocaleString(), () => "text"],
+];
 
-function renderQueues(queues) {
-  const body = document.querySelector("#queues tbody");
+// Replaces a table's rows; each row carries data-<key> and each cell data-field (tests use them).
+function renderTable(selector, items, columns, key) {
+  const body = document.querySelector(`${selector} tbody`);
   body.replaceChildren();
-  for (const q of queues) {
+  for (const item of items) {
     const row = body.insertRow();
-    row.dataset.queue = q.queue;
-    cell(row, q.queue, "queue", "text");
-    cell(row, q.routes.join(", "), "routes", "text");
-    cell(row, String(q.depth), "depth");
-    cell(row, fmtSeconds(q.oldest_age_s), "oldest");
-    cell(row, String(q.consumers), "consumers", q.consumers === 0 ? "bad" : "");
-    cell(row, String(q.unacked), "unacked");
-    cell(row, fmt(q.texts_per_s), "texts_per_s");
-    cell(row, `${fmtSeconds(q.latency_p50_s)} / ${fmtSeconds(q.latency_p95_s)}`, "latency");
-    cell(row, fmtSeconds(q.queue_wait_p95_s), "queue_wait");
-    cell(row, fmt(q.batch_texts_mean), "batch");
-    cell(row, fmtHits(q.cache_hit_rate), "cache", "text");
-    cell(row, fmt(q.failed_per_min), "failed", q.failed_per_min > 0 ? "bad" : "");
-    cell(row, String(q.dead_letters), "dead_letters", q.dead_letters > 0 ? "bad" : "");
-    cell(row, fmtBytes(q.memory_bytes), "memory");
-  }
-}
-
-function renderEvaluation(results) {
-  const body = document.querySelector("#evaluation tbody");
-  body.replaceChildren();
-  for (const r of results) {
-    const row = body.insertRow();
-    row.dataset.route = r.route;
-    cell(row, r.task, "task", "text");
-    cell(row, r.route, "route", "text");
-    cell(row, r.model, "model", "text");
-    cell(row, r.precision, "precision", "text");
-    const metrics = Object.entries(r.metrics).map(([k, v]) => `${k} ${fmt(v, 4)}`);
-    cell(row, metrics.join(", "), "metrics", "text");
-    cell(row, fmt(r.texts_per_s), "texts_per_s");
-    cell(row, fmtBytes(r.worker_memory_bytes), "memory");
-    cell(row, r.data, "data", "text");
-    cell(row, new Date(r.time * 1000).toLocaleString(), "time", "text");
+    row.dataset[key] = item[key];
+    for (const [field, text, style] of columns) {
+      const td = row.insertCell();
+      td.textContent = text(item);
+      td.dataset.field = field;
+      td.className = style ? style(item) : "";
+    }
   }
 }
 
@@ -139,9 +135,9 @@ async function poll() {
     const response = await fetch("api/figures", { cache: "no-store" });
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     const figures = await response.json();
-    renderQueues(figures.queues);
+    renderTable("#queues", figures.queues, QUEUE_COLUMNS, "queue");
     renderCharts(figures.series);
-    renderEvaluation(figures.evaluation);
+    renderTable("#evaluation", figures.evaluation, EVALUATION_COLUMNS, "route");
     status.textContent = `updated ${new Date(figures.time * 1000).toLocaleTimeString()}`;
     status.className = "status ok";
   } catch (error) {

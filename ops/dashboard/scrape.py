@@ -53,7 +53,7 @@ def _adder(name: str) -> Callable[[Totals, dict[str, str], float], None]:
 # sample name -> how it adds to a queue's totals
 _READERS: dict[str, Callable[[Totals, dict[str, str], float], None]] = {
     "embedq_texts_total": _adder("texts"),
-    "embedq_items_failed_total": _adder("failed"),
+    "embedq_messages_failed_total": _adder("failed"),
     "embedq_batch_texts_sum": _adder("batch_texts_sum"),
     "embedq_batch_texts_count": _adder("batches"),
     "embedq_worker_memory_bytes": _adder("memory_bytes"),

@@ -49,9 +49,9 @@ class EvalResult:
 def require_live_worker(client: EmbeddingClient, route: str) -> None:
     """Fail now, naming the queue and the fix, when no worker consumes the route's queue."""
     status = client.route_status(route)
-    if status.consumers == 0:
+    if status.queue.consumers == 0:
         raise NoLiveWorkerError(
-            f"route {route!r}: no live worker consumes {status.queue}; start one with "
+            f"route {route!r}: no live worker consumes {status.queue.queue}; start one with "
             f"`embedq worker -m {status.model} -p {status.precision}` or `embedq up`")
 
 

@@ -26,7 +26,7 @@ def run_routes(settings: Settings, evaluator: Evaluator, routes: list[str | None
             require_live_worker(client, name)
         for name in names:
             result = evaluate_route(client, evaluator, name, data=data)
-            memory = queue_memory(broker, client.route_status(name).queue)
+            memory = queue_memory(broker, client.route_status(name).queue.queue)
             result = replace(result, worker_memory_bytes=memory)
             save(broker, settings.eval_results_file, result_document(result))
             results.append(result)

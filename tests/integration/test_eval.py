@@ -70,7 +70,7 @@ def test_eval_through_workers_matches_in_process(env, redis_server, hashing_conf
                                                  start_worker):
     start_worker("hashing", "fp32", hashing_config, "-c", "1")
     client = make_client(redis_server.url, hashing_config)
-    wait_until(lambda: client.route_status("fast").consumers == 1, timeout=120)
+    wait_until(lambda: client.route_status("fast").queue.consumers == 1, timeout=120)
 
     figures = invoke("sts", "--use-case", "fast", "--data", str(env), "--json")
     registry = load_registry(hashing_config)
@@ -97,5 +97,5 @@ def test_eval_through_workers_matches_in_process(env, redis_server, hashing_conf
         saved = {(r["task"], r["route"]) for r in latest(broker)}
     assert {("sts", "fast"), ("sts", "half"), ("clustering", "fast")} <= saved
     lines = Path(env.parent / "results.jsonl").read_text().splitlines()
-    assert len(lines) == 5
+    assert len(lines) == 7  # sts, twice two compared, clustering, retrieval
     assert np.isfinite(json.loads(lines[0])["spearman"])

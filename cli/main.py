@@ -14,6 +14,8 @@ import click
 import numpy as np
 
 from embedq.cli.cache_commands import cache
+from embedq.cli.dashboard_command import dashboard
+from embedq.cli.eval_commands import EVAL_COMMANDS
 from embedq.cli.options import json_option
 from embedq.cli.worker_command import worker
 from embedq.config.errors import EmbedqError
@@ -114,7 +116,10 @@ def embed(
               help="Anything but loopback needs EMBEDQ_FLOWER_USER and EMBEDQ_FLOWER_PASSWORD.")
 @click.option("--flower-port", type=int, default=5555, show_default=True)
 @click.option("--concurrency", "-c", type=int, default=None, help="Pool processes per worker.")
-def up(flower: bool, flower_address: str, flower_port: int, concurrency: int | None) -> None:
+@click.option("--dashboard-port", type=int, default=8050, show_default=True,
+              help="Port of `embedq dashboard` on 127.0.0.1 (0: do not start it).")
+def up(flower: bool, flower_address: str, flower_port: int, concurrency: int | None,
+       dashboard_port: int) -> None:
     """Run the embedded default: a private Redis and one worker per configured queue.
 
     Everything runs in the foreground and stops on Ctrl-C or SIGTERM. Other shells reach it by
@@ -123,7 +128,7 @@ def up(flower: bool, flower_address: str, flower_port: int, concurrency: int | N
     from embedq.ops.stack import run_stack
 
     run_stack(flower=flower, flower_address=flower_address, flower_port=flower_port,
-              concurrency=concurrency)
+              concurrency=concurrency, dashboard_port=dashboard_port or None)
 
 
 @main.command()
@@ -216,6 +221,9 @@ def eval_precision(model: str, texts: int, pairs: int | None, threads: int, data
 
 main.add_command(cache)
 main.add_command(worker)
+main.add_command(dashboard)
+for _command in EVAL_COMMANDS:
+    eval_group.add_command(_command)
 
 
 def run() -> None:

@@ -86,3 +86,14 @@ class DeadLetteredError(EmbedqError):
 
 class BrokerUnavailableError(EmbedqError, ConnectionError):
     """The broker Redis cannot be reached; the message names the broker (never its password)."""
+
+
+class DataFileError(InvalidInputError):
+    """A file handed to ``embedq eval`` is missing, empty or malformed; names the file and line."""
+
+    def __init__(self, path: object, line: int | None, problem: str) -> None:
+        self.path = path
+        self.line = line
+        self.problem = problem
+        where = f"{path} " if line is None else f"{path} line {line}: "
+        super().__init__(f"{where}{problem}")

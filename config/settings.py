@@ -99,6 +99,15 @@ class Settings(BaseSettings):
     flower_user: str | None = None
     flower_password: str | None = None
 
+    # embedq dashboard and embedq eval.
+    dashboard_user: str | None = Field(default=None, description="Dashboard basic-auth user.")
+    dashboard_password: str | None = Field(default=None,
+                                           description="Dashboard basic-auth password.")
+    eval_results_file: Path = Field(
+        default=Path.home() / ".local" / "state" / "embedq" / "eval-results.jsonl",
+        description="Every `embedq eval` result, one JSON line each.",
+    )
+
     @field_validator("redis_url", "broker_url", "result_backend_url", "cache_url")
     @classmethod
     def _check_redis_url(cls, value: str | None) -> str | None:

@@ -1,8 +1,10 @@
 """``embedq up``: the embedded default for a laptop, all in the foreground.
 
-A private redis-server on a free port, one ``embedq worker`` per distinct queue of the routes,
-and Flower on loopback; Ctrl-C or SIGTERM stops them all (workers get Celery's warm shutdown,
-so a job in progress finishes). Other shells use it by setting the printed EMBEDQ_REDIS_URL.
+A private redis-server on a free port, one ``embedq worker`` per distinct queue of the routes
+(each exporting Prometheus metrics on a free loopback port), then, once every worker answers,
+Flower and ``embedq dashboard`` on loopback; Ctrl-C or SIGTERM stops them all (workers get
+Celery's warm shutdown, so a job in progress finishes). Other shells use it by setting the
+printed EMBEDQ_REDIS_URL. Flower starts after the workers so its first inspection sees them.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from embedq.config.logs import configure_logging
 from embedq.config.registry import Registry, load_registry
 from embedq.config.settings import Settings, load_settings
 from embedq.ops.processes import stop_processes
-from embedq.ops.redis_server import RedisServer
+from embedq.ops.redis_server import RedisServer, free_port
 from embedq.tasks.app import create_app
 from embedq.tasks.names import parse_queue, route_queue
 
@@ -61,22 +63,30 @@ def wait_for_workers(redis_url: str, expected: int, timeout: float = _READY_TIME
     raise ConfigError(f"only some of {expected} workers answered within {timeout:.0f}s")
 
 
-def flower_command(settings: Settings, address: str, port: int) -> list[str]:
-    """Flower's command line; anything but loopback needs credentials (it can revoke tasks)."""
-    command = [sys.executable, "-m", "celery", "-A", "embedq.worker.celery_app", "flower",
+def flower_command(settings: Settings, address: str, port: int) -> tuple[list[str], dict[str, str]]:
+    """Flower's command line and extra environment; off loopback it needs credentials (it can
+    revoke tasks), which go in Flower's own FLOWER_BASIC_AUTH variable, never in argv."""
+    command = [sys.executable, "-m", "celery", "-A", "embedq.ops.flower_app", "flower",
                f"--address={address}", f"--port={port}"]
     if settings.flower_user and settings.flower_password:
-        return [*command, f"--basic-auth={settings.flower_user}:{settings.flower_password}"]
+        return command, {"FLOWER_BASIC_AUTH": f"{settings.flower_user}:{settings.flower_password}"}
     if address not in ("127.0.0.1", "localhost", "::1"):
         raise ConfigError(f"Flower on {address} would be open to the network: set "
                           "EMBEDQ_FLOWER_USER and EMBEDQ_FLOWER_PASSWORD, or keep it on 127.0.0.1")
-    return command
+    return command, {}
+
+
+def dashboard_command(port: int) -> list[str]:
+    """``embedq dashboard`` on loopback (credentials, if set, come from the environment)."""
+    return [sys.executable, "-m", "embedq.cli", "dashboard", "--host", "127.0.0.1",
+            "--port", str(port)]
 
 
 def run_stack(
-    *, flower: bool, flower_address: str, flower_port: int, concurrency: int | None
+    *, flower: bool, flower_address: str, flower_port: int, concurrency: int | None,
+    dashboard_port: int | None = 8050,
 ) -> None:
-    """Start Redis, the workers and Flower; stop them all on Ctrl-C / SIGTERM."""
+    """Start Redis, the workers, Flower and the dashboard; stop them all on Ctrl-C / SIGTERM."""
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
     registry = load_registry(settings.config_dir)
@@ -95,12 +105,18 @@ def run_stack(
             env.pop(key, None)
         queues = queues_of(registry)
         for queue in queues:
-            children.append(subprocess.Popen(worker_command(queue, concurrency), env=env))
-        if flower:
-            command = flower_command(settings, flower_address, flower_port)
-            children.append(subprocess.Popen(command, env=env))
+            metrics = {"EMBEDQ_METRICS_PORT": str(free_port()),
+                       "EMBEDQ_METRICS_ADDRESS": "127.0.0.1"}
+            children.append(subprocess.Popen(worker_command(queue, concurrency),
+                                             env={**env, **metrics}))
         try:
             wait_for_workers(redis_server.url, len(queues))
+            if flower:
+                command, extra = flower_command(settings, flower_address, flower_port)
+                children.append(subprocess.Popen(command, env={**env, **extra}))
+            if dashboard_port is not None:
+                children.append(subprocess.Popen(dashboard_command(dashboard_port), env=env))
+                click.echo(f"dashboard: http://127.0.0.1:{dashboard_port}/", err=True)
             click.echo(f"embedq is up: export EMBEDQ_REDIS_URL={redis_server.url}  "
                        f"(queues: {', '.join(queues)}; Ctrl-C stops)", err=True)
             while not stopping and all(child.poll() is None for child in children):

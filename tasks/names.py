@@ -27,6 +27,9 @@ DEAD_NAMESPACE = f"{KEY_PREFIX}:dead"
 REPLY_NAMESPACE = f"{KEY_PREFIX}:reply"
 # Celery's event exchange, as kombu's Redis transport publishes it: "/<db>.celeryev/<type>".
 EVENT_EXCHANGE = "celeryev"
+# Where workers say their /metrics listen, and the latest `embedq eval` results (newest first).
+METRICS_ENDPOINTS_KEY = f"{KEY_PREFIX}:metrics:endpoints"
+EVAL_RESULTS_KEY = f"{KEY_PREFIX}:eval:results"
 _HEX = "[0-9a-f]"
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 

@@ -50,6 +50,7 @@ def create_worker_app(settings: Settings, registry: Registry) -> Celery:
     app.conf.update(worker_proc_alive_timeout=120.0)
     runtime = WorkerRuntime(registry, settings)
     forks: list[bool] = []
+    exporters: list[metrics.Exporter] = []  # the parent's /metrics, advertised for the dashboard
 
     @signals.celeryd_after_setup.connect(weak=False)
     def _plan(sender: str, instance: Any, **_: Any) -> None:
@@ -74,14 +75,16 @@ def create_worker_app(settings: Settings, registry: Registry) -> Celery:
     def _ready(**_: Any) -> None:
         runtime.ready.set()
         if settings.metrics_port is not None:
-            metrics.serve(settings.metrics_port, settings.metrics_address)
-            log.info("metrics_exporter", port=settings.metrics_port,
-                     address=settings.metrics_address)
+            exporter = metrics.Exporter(settings, list(_served))
+            exporters.append(exporter)
+            log.info("metrics_exporter", url=exporter.start(settings.metrics_port))
         if forks and not forks[0]:
             runtime.start()  # solo and threads pools never fork: serve from this process
 
     @signals.worker_shutdown.connect(weak=False)
     def _shutdown(**_: Any) -> None:
         runtime.stop()
+        for exporter in exporters:
+            exporter.stop()
 
     return app

@@ -5,18 +5,28 @@ multiprocess mode keeps each process's values in files of one folder (``PROMETHE
 a fresh one per worker unless the operator sets it) and the parent's ``/metrics`` adds them up.
 That folder must be known before prometheus_client is first imported, so `prepare` runs at the
 start of `create_worker_app` and this module imports prometheus_client only inside functions.
-Nothing here runs unless ``EMBEDQ_METRICS_PORT`` is set.
+Nothing here runs unless ``EMBEDQ_METRICS_PORT`` is set. The parent also reports the resident
+memory of itself and its pool, and says in the broker Redis where its ``/metrics`` listens
+(`Exporter`), which is how ``embedq dashboard`` and ``embedq eval`` find it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import psutil
+import redis
+
 from embedq.config.settings import Settings
-from embedq.tasks.names import parse_queue
+from embedq.tasks.names import METRICS_ENDPOINTS_KEY, parse_queue
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _TEXT_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
@@ -58,6 +68,8 @@ class BatchMetrics:
                                        buckets=_SECONDS_BUCKETS)
         self.queue_wait = Histogram("embedq_queue_wait_seconds", "Enqueue to claim, per message.",
                                     labels, buckets=_SECONDS_BUCKETS)
+        self.failed = Counter("embedq_messages_failed_total", "Messages answered with an error.",
+                              labels)
 
     def observe(self, facts: BatchFacts) -> None:
         """Count one batch."""
@@ -69,15 +81,111 @@ class BatchMetrics:
         self.batches.labels(**labels, outcome=outcome).inc()
         self.batch_texts.labels(**labels).observe(facts.texts)
         self.batch_seconds.labels(**labels).observe(facts.seconds)
+        self.failed.labels(**labels).inc(facts.failed)
         for wait in facts.queue_waits_s:
             self.queue_wait.labels(**labels).observe(wait)
 
 
-def serve(port: int, address: str) -> Any:
+def worker_rss() -> int:
+    """Resident bytes of this process and all its children (the pool)."""
+    me = psutil.Process()
+    total = int(me.memory_info().rss)
+    for child in me.children(recursive=True):
+        try:
+            total += int(child.memory_info().rss)
+        except psutil.Error:
+            continue  # a pool process that exited between listing and reading
+    return total
+
+
+def _memory_collector(queues: Sequence[str]) -> Any:
+    """``embedq_worker_memory_bytes`` per queue served: the parent's and its pool's RSS."""
+    from prometheus_client.core import GaugeMetricFamily, Metric
+    from prometheus_client.registry import Collector
+
+    class MemoryCollector(Collector):
+        def collect(self) -> Iterator[Metric]:
+            family = GaugeMetricFamily("embedq_worker_memory_bytes",
+                                       "Resident memory of the worker and its pool processes.",
+                                       labels=["queue", "model", "precision"])
+            rss = float(worker_rss())
+            for queue in queues:
+                model, precision = parse_queue(queue) or ("", "")
+                family.add_metric([queue, model, precision], rss)
+            yield family
+
+    return MemoryCollector()
+
+
+def serve(port: int, address: str, queues: Sequence[str] = ()) -> Any:
     """Serve the sum over this worker's processes at ``/metrics`` (a thread of the parent)."""
     from prometheus_client import CollectorRegistry, start_http_server
     from prometheus_client.multiprocess import MultiProcessCollector
 
     registry = CollectorRegistry()
     MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    registry.register(_memory_collector(list(queues)))
     return start_http_server(port, addr=address, registry=registry)
+
+
+def publish_endpoint(client: redis.Redis, url: str, ttl_s: float) -> None:
+    """Say for ``ttl_s`` seconds that a worker's ``/metrics`` is at ``url``."""
+    now = time.time()
+    with client.pipeline(transaction=False) as pipe:
+        pipe.zadd(METRICS_ENDPOINTS_KEY, {url: now + ttl_s})
+        pipe.zremrangebyscore(METRICS_ENDPOINTS_KEY, "-inf", now)
+        pipe.execute()
+
+
+def withdraw_endpoint(client: redis.Redis, url: str) -> None:
+    """A clean shutdown: stop advertising ``url`` at once."""
+    client.zrem(METRICS_ENDPOINTS_KEY, url)
+
+
+def metrics_endpoints(client: redis.Redis) -> list[str]:
+    """The ``/metrics`` URLs of the workers that are up now."""
+    found = client.zrangebyscore(METRICS_ENDPOINTS_KEY, time.time(), "+inf")
+    return sorted(raw.decode() if isinstance(raw, bytes) else str(raw) for raw in found)
+
+
+class Exporter:
+    """The worker parent's ``/metrics``, advertised in the broker Redis while it runs.
+
+    The advertisement is refreshed every liveness interval and lives three of them, like the
+    queue liveness entries, so a worker that dies drops out of the dashboard by itself.
+    """
+
+    def __init__(self, settings: Settings, queues: Sequence[str]) -> None:
+        self.settings = settings
+        self.queues = list(queues)
+        self.url: str | None = None
+        self._client = redis.Redis.from_url(settings.broker, socket_timeout=2.0)
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._advertise, name="embedq-metrics",
+                                        daemon=True)
+
+    def start(self, port: int) -> str:
+        """Serve on ``port`` and start advertising; returns the advertised URL."""
+        address = self.settings.metrics_address
+        serve(port, address, self.queues)
+        host = socket.gethostname() if address in ("0.0.0.0", "::") else address
+        self.url = f"http://{host}:{port}/metrics"
+        self._thread.start()
+        return self.url
+
+    def _advertise(self) -> None:
+        interval = self.settings.liveness_interval_s
+        while True:
+            # The broker away is no reason to stop a worker: the next beat tries again.
+            with contextlib.suppress(redis.RedisError):
+                publish_endpoint(self._client, str(self.url), ttl_s=3 * interval)
+            if self._stopped.wait(interval):
+                return
+
+    def stop(self) -> None:
+        """Stop advertising (the HTTP server thread ends with the process)."""
+        self._stopped.set()
+        if self.url is not None:
+            with contextlib.suppress(redis.RedisError):
+                withdraw_endpoint(self._client, self.url)
+        self._client.close()

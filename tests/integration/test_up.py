@@ -1,4 +1,5 @@
-"""`embedq up`: a private Redis, the workers and Flower in the foreground; SIGTERM stops all."""
+"""`embedq up`: a private Redis, the workers, Flower and the dashboard in the foreground;
+SIGTERM stops all."""
 
 from __future__ import annotations
 
@@ -22,11 +23,11 @@ def _listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _flower_healthy(port: int, deadline: float) -> bool:
+def _healthy(url: str, deadline: float, answer: bytes) -> bool:
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthcheck", timeout=1) as r:
-                return r.read() == b"OK"
+            with urllib.request.urlopen(url, timeout=1) as r:
+                return r.read() == answer
         except OSError:
             time.sleep(0.1)  # polling a condition with a deadline, not a fixed sleep
     return False
@@ -37,6 +38,7 @@ class _Lines:
 
     def __init__(self, stream) -> None:
         self.url: str | None = None
+        self.dashboard: str | None = None
         self.ready = threading.Event()
         self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
         self._thread.start()
@@ -51,17 +53,20 @@ class _Lines:
 
     def _read_lines(self, stream) -> None:
         for line in stream:
+            if found := re.search(r"dashboard: (http://127\.0\.0\.1:\d+/)", line):
+                self.dashboard = found.group(1)
             if self.url is None and (match := re.search(r"EMBEDQ_REDIS_URL=(redis://\S+)", line)):
                 self.url = match.group(1)
                 self.ready.set()
 
 
 def test_up_serves_then_stops_everything(hashing_config):
-    flower_port = free_port()
+    flower_port, dashboard_port = free_port(), free_port()
     env = {**os.environ, "EMBEDQ_CONFIG_DIR": str(hashing_config), "EMBEDQ_LOG_FORMAT": "json"}
     env.pop("EMBEDQ_REDIS_URL", None)
     up = subprocess.Popen(
-        [sys.executable, "-m", "embedq.cli", "up", "--flower-port", str(flower_port), "-c", "1"],
+        [sys.executable, "-m", "embedq.cli", "up", "--flower-port", str(flower_port), "-c", "1",
+         "--dashboard-port", str(dashboard_port)],
         env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     lines = _Lines(up.stderr)
     try:
@@ -73,7 +78,11 @@ def test_up_serves_then_stops_everything(hashing_config):
         gc.collect()
         redis_port = int(lines.url.rsplit(":", 1)[1].split("/")[0])
         assert _listening(redis_port)
-        assert _flower_healthy(flower_port, time.monotonic() + 60), "Flower did not answer"
+        deadline = time.monotonic() + 60
+        flower = f"http://127.0.0.1:{flower_port}/healthcheck"
+        assert _healthy(flower, deadline, b"OK"), "Flower did not answer"
+        assert lines.dashboard == f"http://127.0.0.1:{dashboard_port}/"
+        assert _healthy(f"{lines.dashboard}healthz", deadline, b"ok\n"), "no dashboard"
     finally:
         up.send_signal(signal.SIGTERM)
         up.wait(timeout=60)

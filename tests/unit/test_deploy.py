@@ -35,8 +35,11 @@ def test_one_worker_service_per_configured_queue():
 def test_services_have_healthchecks_and_flower_needs_credentials():
     services = _compose()["services"]
     assert all("healthcheck" in s for s in services.values())
-    flower = " ".join(services["flower"]["command"])
-    assert "--basic-auth=${FLOWER_BASIC_AUTH:?" in flower
+    assert "embedq.ops.flower_app" in services["flower"]["command"]
+    flower_auth = services["flower"]["environment"]["FLOWER_BASIC_AUTH"]
+    assert flower_auth.startswith("${FLOWER_BASIC_AUTH:?")
+    dashboard = services["dashboard"]["environment"]
+    assert dashboard["EMBEDQ_DASHBOARD_PASSWORD"].startswith("${DASHBOARD_PASSWORD:?")
     assert "noeviction" in services["redis"]["command"]
     assert "allkeys-lfu" in services["redis-cache"]["command"]
 
@@ -46,11 +49,16 @@ def test_flower_outside_loopback_needs_credentials():
     from embedq.config.errors import ConfigError
     from embedq.ops.stack import flower_command
 
-    assert "--address=127.0.0.1" in flower_command(Settings(), "127.0.0.1", 5555)
+    command, env = flower_command(Settings(), "127.0.0.1", 5555)
+    assert "--address=127.0.0.1" in command
+    assert "embedq.ops.flower_app" in command
+    assert env == {}
     with pytest.raises(ConfigError, match="EMBEDQ_FLOWER_USER"):
         flower_command(Settings(), "0.0.0.0", 5555)
-    secured = flower_command(Settings(flower_user="ops", flower_password="s3cret"), "0.0.0.0", 1)
-    assert "--basic-auth=ops:s3cret" in secured
+    command, env = flower_command(Settings(flower_user="ops", flower_password="s3cret"),
+                                  "0.0.0.0", 1)
+    assert env == {"FLOWER_BASIC_AUTH": "ops:s3cret"}
+    assert not any("s3cret" in part for part in command)  # never in argv (ps shows it)
 
 
 def test_up_starts_a_worker_for_every_model_of_a_fallback_chain(tmp_path):

@@ -1,0 +1,1 @@
+"""embedq dashboard: a live page, its JSON and the queue gauges for Prometheus."""

@@ -1,0 +1,75 @@
+"""Wiring the dashboard from settings: where its figures come from, and the serving loop."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+import redis
+import structlog
+
+from embedq.config.registry import Registry, load_registry
+from embedq.config.settings import Settings
+from embedq.ops.dashboard.exporter import queue_registry
+from embedq.ops.dashboard.sampler import Sampler, Sources
+from embedq.ops.dashboard.scrape import worker_totals
+from embedq.ops.dashboard.server import make_server
+from embedq.ops.evaluation.results import latest
+from embedq.ops.stack import queues_of
+from embedq.tasks.names import route_queue
+from embedq.tasks.queue_stats import queue_stats
+
+log = structlog.get_logger(__name__)
+METRIC_KEYS = ("spearman", "pearson", "ndcg_at_10", "mrr_at_10", "recall_at_100", "v_measure")
+
+
+def routes_by_queue(registry: Registry) -> dict[str, list[str]]:
+    """Each queue and the routes that send to it (fallback models included)."""
+    found: dict[str, list[str]] = {}
+    for name, route in registry.routes.items():
+        for model in route.chain:
+            found.setdefault(route_queue(route.served_by(model)), []).append(name)
+    return found
+
+
+def _evaluation(client: redis.Redis) -> list[dict[str, Any]]:
+    return [{**doc, "metrics": {k: doc[k] for k in METRIC_KEYS if k in doc}}
+            for doc in latest(client)]
+
+
+def build_sources(settings: Settings, registry: Registry) -> Sources:
+    """Figures from the broker Redis and the workers' exporters; never from a model."""
+    client = redis.Redis.from_url(settings.broker, socket_timeout=2.0)
+    queues = queues_of(registry)
+    return Sources(queue_stats=lambda: queue_stats(client, queues),
+                   worker_totals=lambda: worker_totals(client),
+                   evaluation=lambda: _evaluation(client),
+                   routes_of=routes_by_queue(registry))
+
+
+def serve_forever(settings: Settings, host: str, port: int,
+                  announce: Callable[[str], None]) -> None:
+    """Serve until SIGINT/SIGTERM."""
+    registry = load_registry(settings.config_dir)
+    sources = build_sources(settings, registry)
+    sampler = Sampler(sources)
+    server = make_server(host, port, sampler, queue_registry(sources.queue_stats),
+                         settings.dashboard_user, settings.dashboard_password)
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    sampler.start()
+    bound_host, bound_port = str(server.server_address[0]), int(server.server_address[1])
+    announce(f"dashboard: http://{bound_host}:{bound_port}/")
+    log.info("dashboard_started", host=bound_host, port=bound_port)
+    try:
+        server.serve_forever(poll_interval=0.5)
+    finally:
+        sampler.stop()
+        server.server_close()

@@ -1,0 +1,1 @@
+"""Running embedq evaluations through the workers: data files, metrics, results."""

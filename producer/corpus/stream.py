@@ -10,25 +10,17 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from itertools import islice
 
-import numpy as np
-
-from embedq.producer.client import EmbeddingClient, EmbedJob
+from embedq.producer.client import EmbeddingClient, Embeddings, EmbedJob
 from embedq.tasks.names import route_queue
 
 
 @dataclass(frozen=True, slots=True)
-class DetailedBlock:
+class DetailedBlock(Embeddings):
     """One chunk's results; ``errors`` maps a position in the block to why that row failed."""
 
-    vectors: np.ndarray
-    model: list[str]
-    revision: list[str]
-    precision: list[str]
-    cached: list[bool]
-    truncated: list[bool]
     errors: dict[int, str] = field(default_factory=dict)
 
 
@@ -44,8 +36,7 @@ def detailed_blocks(client: EmbeddingClient, texts: Iterable[str], use_case: str
         if not pending:
             return
         result = pending.popleft().get_detailed(timeout)
-        yield DetailedBlock(result.vectors, result.model, result.revision, result.precision,
-                            result.cached, result.truncated)
+        yield DetailedBlock(**{f.name: getattr(result, f.name) for f in fields(result)})
 
 
 def live_workers(client: EmbeddingClient, use_case: str | None) -> int:

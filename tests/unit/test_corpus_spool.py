@@ -25,7 +25,7 @@ def _block(values, *, errors=None, revision="r1", cached=False):
     n = len(values)
     vectors = np.array([[v] * WIDTH for v in values], dtype=np.float32)
     return DetailedBlock(vectors, ["m"] * n, [revision] * n, ["fp32"] * n, [cached] * n,
-                         [v == 2 for v in values], errors or {})
+                         [v == 2 for v in values], [3] * n, errors or {})
 
 
 def _ledger(start=0, model=None):

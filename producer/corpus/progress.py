@@ -66,18 +66,20 @@ class ProgressMeter:
 
 
 class ProgressDisplay:
-    """A tqdm bar on a terminal; off a terminal (a scheduler's log) a line every 30 seconds."""
+    """A tqdm bar on a terminal, a log line every 30 seconds elsewhere (a scheduler's log);
+    ``enabled`` True forces the bar, False shows nothing."""
 
     def __init__(self, enabled: bool | None, *, interval_s: float = 30.0) -> None:
-        self._tty = sys.stderr.isatty() if enabled is None else enabled
+        self._bar_wanted = sys.stderr.isatty() if enabled is None else enabled
+        self._log_wanted = enabled is None
         self._interval_s = interval_s
         self._last = 0.0
         self._bar: tqdm | None = None
 
     def __call__(self, progress: JobProgress) -> None:
-        if self._tty:
+        if self._bar_wanted:
             self._draw(progress)
-        elif time.monotonic() - self._last >= self._interval_s:
+        elif self._log_wanted and time.monotonic() - self._last >= self._interval_s:
             self._last = time.monotonic()
             _log.info("corpus progress", rows=progress.rows, rows_total=progress.rows_total,
                       percent=round(100 * progress.fraction, 1), failed=progress.failed,

@@ -8,12 +8,13 @@ import json
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from structlog.testing import capture_logs
 
 from embedq.config.errors import CheckpointMismatchError, OutputFileError
 from embedq.producer.corpus.checkpoint import Checkpoint, Identity, check_same_job
 from embedq.producer.corpus.fingerprint import fingerprint
 from embedq.producer.corpus.ledger import Ledger
-from embedq.producer.corpus.progress import ProgressMeter
+from embedq.producer.corpus.progress import JobProgress, ProgressDisplay, ProgressMeter
 from embedq.producer.corpus.spool import Spool
 from embedq.producer.corpus.stream import DetailedBlock
 from embedq.producer.corpus.writers import write_errors, write_npy, write_parquet
@@ -169,3 +170,18 @@ def test_progress_has_a_moving_rate_and_an_eta_by_rows_or_bytes():
     by_bytes.snapshot(0, 0, 0, 0)
     now[0] = 20.0
     assert by_bytes.snapshot(50, 1000, 0, 0).eta_s == 30.0
+
+
+def test_progress_shows_as_a_bar_or_as_log_lines_or_not_at_all(capsys):
+    snapshot = JobProgress(rows=500, rows_total=1000, bytes_read=0, bytes_total=0, failed=2,
+                           cached=0, rows_per_s=50.0, eta_s=10.0)
+    bar = ProgressDisplay(True)
+    bar(snapshot)
+    bar.close()
+    assert "500/1.00k" in capsys.readouterr().err
+    with capture_logs() as logs:
+        ProgressDisplay(None, interval_s=0)(snapshot)  # stderr is no terminal under pytest
+        ProgressDisplay(False)(snapshot)
+    assert logs == [{"event": "corpus progress", "log_level": "info", "rows": 500,
+                     "rows_total": 1000, "percent": 50.0, "failed": 2, "rows_per_s": 50.0,
+                     "eta_s": 10}]

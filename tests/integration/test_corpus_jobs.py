@@ -198,3 +198,12 @@ def test_a_changed_input_route_or_model_revision_is_refused(corpus, client, tmp_
         embed_file(source, out, "fast", client=client, **options)
     summary = embed_file(source, out, "fast", client=client, restart=True, **options)
     assert (summary.resumed_from, summary.embedded) == (0, ROWS - 1)
+
+
+def test_texts_on_the_command_line_still_print_json(env, worker, tmp_path):
+    run = _cli(env, "-u", "fast", "first text", "second text")
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["shape"] == [2, 64]
+    run = _cli(env, "-u", "fast", "--input", tmp_path / "in.txt")
+    assert run.returncode == 2
+    assert "--input needs --output" in run.stderr

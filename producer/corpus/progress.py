@@ -95,8 +95,8 @@ class ProgressDisplay:
             self._bar = tqdm(total=progress.rows_total if by_rows else progress.bytes_total,
                              unit="row" if by_rows else "B", unit_scale=True, file=sys.stderr)
         self._bar.n = progress.rows if by_rows else progress.bytes_read
-        self._bar.set_postfix(rows=progress.rows, failed=progress.failed,
-                              rows_s=round(progress.rows_per_s), refresh=False)
+        self._bar.set_postfix(failed=progress.failed, rows_s=round(progress.rows_per_s),
+                              refresh=False)
         self._bar.refresh()
 
     def close(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,14 @@ def embed_file(input: str | os.PathLike[str], output: str | os.PathLike[str],
     out = Path(output)
     kind = output_format(out)
     source = open_source(spec)
-    client = client or EmbeddingClient()
+    with nullcontext(client) if client is not None else EmbeddingClient() as active:
+        return _job(active, spec, out, kind, source, use_case, errors_file, restart, overwrite,
+                    _plan(active, use_case, chunk_size, window, timeout), on_progress)
+
+
+def _job(client: EmbeddingClient, spec: InputSpec, out: Path, kind: str, source: Source,
+         use_case: str | None, errors_file: str | os.PathLike[str] | None, restart: bool,
+         overwrite: bool, plan: Plan, on_progress: ProgressCallback | None) -> CorpusSummary:
     route = client.registry.route(use_case)
     identity = Identity(
         input={"path": str(spec.path.resolve()), "format": spec.format, "gzip": spec.gzipped},
@@ -101,8 +109,8 @@ def embed_file(input: str | os.PathLike[str], output: str | os.PathLike[str],
         done = _prepare(checkpoint, identity, spec, restart or overwrite)
         if done is not None:
             return done
-        return _run(client, source, spec, checkpoint, identity, errors_path, route,
-                    _plan(client, use_case, chunk_size, window, timeout), on_progress)
+        return _run(client, source, spec, checkpoint, identity, errors_path, route, plan,
+                    on_progress)
     finally:
         checkpoint.release()
 

@@ -18,7 +18,7 @@ import numpy as np
 from embedq.config.errors import CheckpointMismatchError
 from embedq.producer.corpus.formats import IdType
 from embedq.producer.corpus.spool import Part
-from embedq.producer.corpus.stream import DetailedBlock
+from embedq.producer.jobs import Embeddings
 
 
 @dataclass(slots=True)
@@ -73,7 +73,7 @@ class Ledger:
         self.read_end = offset + 1
         self.failed += 1
 
-    def resolve(self, block: DetailedBlock) -> None:
+    def resolve(self, block: Embeddings) -> None:
         """Take the next ``len(block.vectors)`` rows in flight out with their results."""
         count = len(block.vectors)
         good = [i for i in range(count) if i not in block.errors]
@@ -93,7 +93,7 @@ class Ledger:
         self.cached += hits
         self.embedded += len(good)
 
-    def _check_model(self, block: DetailedBlock, good: list[int]) -> None:
+    def _check_model(self, block: Embeddings, good: list[int]) -> None:
         for i in good:
             made_by = (block.model[i], block.revision[i])
             if self.model is None:

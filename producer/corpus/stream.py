@@ -2,44 +2,27 @@
 
 The job needs, per row, the vector, the model and revision that made it, the precision, the
 cached and truncated flags, and a failure reason instead of an exception for the rows that
-failed. Everything else about the message path (chunking, coalescing, the reply path, resending
-lost chunks) stays the producer client's business.
+failed: the client's `embed_many_detailed`. Everything else about the message path (chunking,
+coalescing, the reply path, resending lost chunks) stays the client's business.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, fields
-from itertools import islice
 
-from embedq.producer.client import EmbeddingClient, Embeddings, EmbedJob
-from embedq.tasks.names import route_queue
-
-
-@dataclass(frozen=True, slots=True)
-class DetailedBlock(Embeddings):
-    """One chunk's results; ``errors`` maps a position in the block to why that row failed."""
-
-    errors: dict[int, str] = field(default_factory=dict)
+from embedq.producer.client import EmbeddingClient
+from embedq.producer.jobs import Embeddings
 
 
 def detailed_blocks(client: EmbeddingClient, texts: Iterable[str], use_case: str | None, *,
                     chunk_size: int, max_in_flight: int,
-                    timeout: float | None) -> Iterator[DetailedBlock]:
-    """Embed ``texts`` with at most ``max_in_flight`` chunks on the queue; a block per chunk."""
-    pending: deque[EmbedJob] = deque()
-    source = iter(texts)
-    while True:
-        while len(pending) < max_in_flight and (chunk := list(islice(source, chunk_size))):
-            pending.append(client.submit(chunk, use_case))
-        if not pending:
-            return
-        result = pending.popleft().get_detailed(timeout)
-        yield DetailedBlock(**{f.name: getattr(result, f.name) for f in fields(result)})
+                    timeout: float | None) -> Iterator[Embeddings]:
+    """Embed ``texts`` with at most ``max_in_flight`` chunks in flight; a block per chunk."""
+    return client.embed_many_detailed(texts, use_case, chunk_size=chunk_size,
+                                      max_in_flight=max_in_flight, timeout=timeout,
+                                      progress=False)
 
 
 def live_workers(client: EmbeddingClient, use_case: str | None) -> int:
     """Workers consuming the route's queue now (at least 1, so a job can wait for one)."""
-    route = client.serving(client.registry.route(use_case))
-    return max(1, client._live_workers([route_queue(route)])[0])
+    return max(1, client.route_status(use_case).queue.consumers)

@@ -17,7 +17,7 @@ import pytest
 from embedq.config.errors import CheckpointMismatchError
 from embedq.producer.corpus import embed_file
 from tests.integration.corpus_helpers import durable_end, paused, read_vectors, write_corpus
-from tests.support import WorkerProcess, make_client, worker_env
+from tests.support import WorkerProcess, make_client, wait_until, worker_env
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +148,7 @@ def test_a_stopped_producer_resumes_to_the_vectors_of_a_clean_run(env, worker, c
             "--output", out, "--chunk-size", "32", "--window", "128"]
     job = WorkerProcess([sys.executable, "-m", "embedq.cli", "embed", *map(str, args)],
                         {**env, "EMBEDQ_LOG_LEVEL": "DEBUG"})
-    job.wait_for("corpus commit")
+    wait_until(lambda: durable_end(out) > 0, timeout=120)  # its first commit is durable
     with paused(worker):
         job.process.send_signal(how)
         code = job.process.wait(timeout=60)

@@ -14,7 +14,7 @@ import pytest
 
 from embedq.producer.corpus import embed_file
 from tests.integration.corpus_helpers import durable_end, paused, read_vectors
-from tests.support import WorkerProcess, make_client, worker_env
+from tests.support import WorkerProcess, make_client, wait_until, worker_env
 
 ROWS = 400
 
@@ -38,7 +38,7 @@ def test_minilm_job_killed_and_resumed_matches_a_clean_run(redis_server, start_w
     env = {**worker_env(redis_server.url, None, EMBEDQ_CACHE_ENABLED="false"),
            "EMBEDQ_LOG_LEVEL": "DEBUG"}
     job = WorkerProcess([sys.executable, "-m", "embedq.cli", "embed", *args], env)
-    job.wait_for("corpus commit")
+    wait_until(lambda: durable_end(out) > 0, timeout=120)  # its first commit is durable
     with paused(worker):
         job.process.send_signal(signal.SIGKILL)
         job.process.wait(timeout=60)

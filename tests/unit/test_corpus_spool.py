@@ -16,8 +16,8 @@ from embedq.producer.corpus.fingerprint import fingerprint
 from embedq.producer.corpus.ledger import Ledger
 from embedq.producer.corpus.progress import JobProgress, ProgressDisplay, ProgressMeter
 from embedq.producer.corpus.spool import Spool
-from embedq.producer.corpus.stream import DetailedBlock
 from embedq.producer.corpus.writers import write_errors, write_npy, write_parquet
+from embedq.producer.jobs import Embeddings
 
 WIDTH = 4
 
@@ -25,8 +25,8 @@ WIDTH = 4
 def _block(values, *, errors=None, revision="r1", cached=False):
     n = len(values)
     vectors = np.array([[v] * WIDTH for v in values], dtype=np.float32)
-    return DetailedBlock(vectors, ["m"] * n, [revision] * n, ["fp32"] * n, [cached] * n,
-                         [v == 2 for v in values], [3] * n, errors or {})
+    return Embeddings(vectors, ["m"] * n, [revision] * n, ["fp32"] * n, [cached] * n,
+                      [v == 2 for v in values], [3] * n, errors or {})
 
 
 def _ledger(start=0, model=None):

@@ -22,5 +22,5 @@ export "${url?}"
 echo "stack ready: $url"
 
 .venv/bin/python examples/web_app.py "red running shoes"
-.venv/bin/embedq embed --use-case etl --input examples/etl_texts.txt --output /tmp/embedq-etl.npy
+.venv/bin/embedq embed --use-case etl --input examples/etl_texts.txt --output /tmp/embedq-etl.npy --overwrite
 .venv/bin/python -c "import numpy as np; v = np.load('/tmp/embedq-etl.npy'); print('etl vectors', v.shape, v.dtype)"

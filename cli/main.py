@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 import click
-import numpy as np
 
 from embedq.cli.cache_commands import cache
 from embedq.cli.dashboard_command import dashboard
+from embedq.cli.embed_command import embed
 from embedq.cli.eval_commands import EVAL_COMMANDS
 from embedq.cli.options import json_option
 from embedq.cli.worker_command import worker
@@ -65,48 +65,6 @@ def routes(as_json: bool) -> None:
     for line in table:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)))
     click.echo("(* default use case)")
-
-
-def _read_texts(input_file: Path | None, texts: tuple[str, ...]) -> list[str]:
-    if input_file is None:
-        return list(texts)
-    handle = sys.stdin if str(input_file) == "-" else input_file.open(encoding="utf-8")
-    with handle:
-        return [line.rstrip("\n") for line in handle if line.strip()]
-
-
-@main.command()
-@click.argument("texts", nargs=-1)
-@click.option("--use-case", "-u", default=None, help="Route to use (default: the default route).")
-@click.option("--input", "input_file", type=click.Path(path_type=Path), default=None,
-              help="File with one text per line ('-' for stdin).")
-@click.option("--output", type=click.Path(path_type=Path), default=None,
-              help="Write the vectors as a .npy file instead of printing JSON.")
-@click.option("--chunk-size", type=int, default=None, help="Texts per task.")
-@click.option("--timeout", type=float, default=None, help="Seconds to wait per chunk.")
-def embed(
-    texts: tuple[str, ...],
-    use_case: str | None,
-    input_file: Path | None,
-    output: Path | None,
-    chunk_size: int | None,
-    timeout: float | None,
-) -> None:
-    """Embed TEXTS (or --input lines) through the workers of a use case."""
-    from embedq.producer.client import EmbeddingClient
-
-    items = _read_texts(input_file, texts)
-    if not items:
-        raise click.UsageError("give texts as arguments or --input FILE")
-    client = EmbeddingClient()
-    blocks = list(client.embed_many(items, use_case, chunk_size=chunk_size, timeout=timeout))
-    vectors = np.concatenate(blocks)
-    if output is not None:
-        np.save(output, vectors)
-        click.echo(f"wrote {vectors.shape[0]} x {vectors.shape[1]} {vectors.dtype} to {output}",
-                   err=True)
-    else:
-        click.echo(json.dumps({"shape": list(vectors.shape), "vectors": vectors.tolist()}))
 
 
 @main.command()
@@ -220,6 +178,7 @@ def eval_precision(model: str, texts: int, pairs: int | None, threads: int, data
 
 
 main.add_command(cache)
+main.add_command(embed)
 main.add_command(worker)
 main.add_command(dashboard)
 for _command in EVAL_COMMANDS:

@@ -97,3 +97,24 @@ class DataFileError(InvalidInputError):
         self.problem = problem
         where = f"{path} " if line is None else f"{path} line {line}: "
         super().__init__(f"{where}{problem}")
+
+
+class MissingExtraError(ConfigError):
+    """An optional dependency is not installed; the message names the extra that brings it."""
+
+
+class CorpusError(EmbedqError):
+    """A corpus job (`embed_file`, ``embedq embed --input``) cannot start or go on; the message
+    names the file and the fix. Rows already made durable are kept."""
+
+
+class InputFileError(CorpusError):
+    """The input is missing, unreadable, of an unknown format, or lacks the named fields."""
+
+
+class OutputFileError(CorpusError):
+    """The output cannot be written, or is there and was not made by this job."""
+
+
+class CheckpointMismatchError(CorpusError):
+    """A checkpoint of another input, route, model revision or options, or a damaged one."""

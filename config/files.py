@@ -58,3 +58,29 @@ def write_once(path: Path, write: Callable[[BinaryIO], None]) -> bool:
         return False
     finally:
         os.unlink(temporary)
+
+
+def replace_durably(path: Path, write: Callable[[Path], None]) -> None:
+    """Make ``path`` hold what ``write`` writes to the temporary path it is given, all or nothing,
+    and durably: written aside, fsynced, renamed over ``path``, the folder fsynced.
+
+    Readers see the old file or the new one, never half of one, and once this returns the new
+    bytes survive a power cut, not just a killed process. A crash leaves at most a hidden
+    ``.<name>.*.tmp`` sibling, which the owner of the folder may delete.
+    """
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    temporary = Path(name)
+    temporary.chmod(0o644)  # mkstemp makes 0600; the result is for other users and tools too
+    try:
+        write(temporary)
+        with temporary.open("rb+") as written:
+            os.fsync(written.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)

@@ -1,0 +1,28 @@
+"""The one place a corpus job talks to the producer: blocks of detailed results, in input order.
+
+The job needs, per row, the vector, the model and revision that made it, the precision, the
+cached and truncated flags, and a failure reason instead of an exception for the rows that
+failed: the client's `embed_many_detailed`. Everything else about the message path (chunking,
+coalescing, the reply path, resending lost chunks) stays the client's business.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from embedq.producer.client import EmbeddingClient
+from embedq.producer.jobs import Embeddings
+
+
+def detailed_blocks(client: EmbeddingClient, texts: Iterable[str], use_case: str | None, *,
+                    chunk_size: int, max_in_flight: int,
+                    timeout: float | None) -> Iterator[Embeddings]:
+    """Embed ``texts`` with at most ``max_in_flight`` chunks in flight; a block per chunk."""
+    return client.embed_many_detailed(texts, use_case, chunk_size=chunk_size,
+                                      max_in_flight=max_in_flight, timeout=timeout,
+                                      progress=False)
+
+
+def live_workers(client: EmbeddingClient, use_case: str | None) -> int:
+    """Workers consuming the route's queue now (at least 1, so a job can wait for one)."""
+    return max(1, client.route_status(use_case).queue.consumers)

@@ -174,11 +174,12 @@ class Consumer:
         texts = sum(len(request.texts) for _, request in fresh)
         self._flowing_until = time.monotonic() + _FLOWING_S if texts > 1 else 0.0
         for group in [fresh, *([s] for s in suspects)]:
-            if group:
-                self._embed(group, outbox)
+            facts = self._embed(group, outbox) if group else None
             self._unsent = outbox  # kept until written: a broker outage must not lose it
             outbox.commit(self.claims.client)
             self._unsent = None
+            if facts is not None and self.observe is not None:
+                self.observe(replace(facts, answered_at=time.time()))
 
     def _open(self, claim: Claimed, outbox: Outbox) -> tuple[Envelope, EmbedRequest] | None:
         """The message's envelope and request, or None after dealing with what is wrong."""
@@ -211,8 +212,9 @@ class Consumer:
             outbox.notify(envelope, exc)
             return None
 
-    def _embed(self, group: list[tuple[Envelope, EmbedRequest]], outbox: Outbox) -> None:
+    def _embed(self, group: list[tuple[Envelope, EmbedRequest]], outbox: Outbox) -> BatchFacts:
         """One pass of the model over a group; every message gets its result or its error."""
+        claimed_at = time.time()
         started = time.perf_counter()
         try:
             with self.compute:
@@ -222,12 +224,6 @@ class Consumer:
             outcomes = [EmbedqError(f"worker error: {exc!r}")] * len(group)
         runtime = time.perf_counter() - started
         texts = sum(len(request.texts) for _, request in group)
-        if self.observe is not None:
-            now = time.time()
-            self.observe(BatchFacts(
-                self.queue, len(group), texts,
-                sum(not isinstance(o, EmbedResult) for o in outcomes), runtime,
-                tuple(now - runtime - e.enqueued_at for e, _ in group if e.enqueued_at)))
         for (envelope, _), outcome in zip(group, outcomes, strict=True):
             if isinstance(outcome, EmbedResult):
                 timings = {**outcome.timings_ms, "total": round(runtime * 1e3, 3)}
@@ -243,3 +239,8 @@ class Consumer:
                  precision=first.precision, messages=len(group), batch_texts=texts,
                  latency_ms=round(runtime * 1e3, 3),
                  task_ids=[envelope.task_id for envelope, _ in group])
+        return BatchFacts(
+            queue=self.queue, messages=len(group), texts=texts,
+            failed=sum(not isinstance(o, EmbedResult) for o in outcomes), seconds=runtime,
+            enqueued_at=tuple(e.enqueued_at for e, _ in group if e.enqueued_at is not None),
+            claimed_at=claimed_at)

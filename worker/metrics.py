@@ -18,7 +18,7 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ import psutil
 import redis
 
 from embedq.config.settings import Settings
+from embedq.tasks.cache_codec import TierStats
 from embedq.tasks.names import METRICS_ENDPOINTS_KEY, parse_queue
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -42,7 +43,9 @@ class BatchFacts:
     texts: int
     failed: int
     seconds: float
-    queue_waits_s: tuple[float, ...]
+    enqueued_at: tuple[float, ...]  # wall clock, per message that says (embedq's producer)
+    claimed_at: float
+    answered_at: float = 0.0  # set once the replies are written
 
 
 def prepare(settings: Settings) -> None:
@@ -70,6 +73,11 @@ class BatchMetrics:
                                     labels, buckets=_SECONDS_BUCKETS)
         self.failed = Counter("embedq_messages_failed_total", "Messages answered with an error.",
                               labels)
+        self.request = Histogram("embedq_request_seconds", "Enqueue to reply written, per message.",
+                                 labels, buckets=_SECONDS_BUCKETS)
+        self.cache = Counter("embedq_cache_lookups_total", "Cache lookups by tier and result.",
+                             [*labels, "tier", "result"])
+        self._cache_seen: dict[tuple[str, str], int] = {}
 
     def observe(self, facts: BatchFacts) -> None:
         """Count one batch."""
@@ -82,8 +90,20 @@ class BatchMetrics:
         self.batch_texts.labels(**labels).observe(facts.texts)
         self.batch_seconds.labels(**labels).observe(facts.seconds)
         self.failed.labels(**labels).inc(facts.failed)
-        for wait in facts.queue_waits_s:
-            self.queue_wait.labels(**labels).observe(wait)
+        for enqueued in facts.enqueued_at:
+            self.queue_wait.labels(**labels).observe(max(0.0, facts.claimed_at - enqueued))
+            self.request.labels(**labels).observe(max(0.0, facts.answered_at - enqueued))
+
+    def observe_cache(self, queue: str, tiers: Mapping[str, TierStats]) -> None:
+        """Count what this process's cache tiers did since the last call (hits and misses)."""
+        model, precision = parse_queue(queue) or ("", "")
+        for tier, stats in tiers.items():
+            for result, total in (("hit", stats.hits), ("miss", stats.misses)):
+                grown = total - self._cache_seen.get((tier, result), 0)
+                self._cache_seen[(tier, result)] = total
+                if grown > 0:
+                    self.cache.labels(queue=queue, model=model, precision=precision, tier=tier,
+                                      result=result).inc(grown)
 
 
 def worker_rss() -> int:

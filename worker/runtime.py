@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -30,7 +31,7 @@ from embedq.worker.claims import QueueClaims, consumer_id
 from embedq.worker.consumer import Consumer, ConsumerSettings, Guard
 from embedq.worker.heartbeat import Heartbeat
 from embedq.worker.loaded_models import LoadedModels
-from embedq.worker.metrics import BatchMetrics
+from embedq.worker.metrics import BatchFacts, BatchMetrics
 from embedq.worker.models.loading import check_model
 from embedq.worker.replies import ReplyTarget
 from embedq.worker.service import EmbedService
@@ -68,6 +69,19 @@ def queue_guard(registry: Registry, queue: str) -> Guard:
                 f"{served}; send it to that model's queue")
 
     return guard
+
+
+def _observer(service: EmbedService) -> Callable[[BatchFacts], None]:
+    """Count each batch, and what the process's cache tiers did meanwhile."""
+    metrics = BatchMetrics()
+
+    def observe(facts: BatchFacts) -> None:
+        metrics.observe(facts)
+        cache = service.cache()
+        if cache is not None:
+            metrics.observe_cache(facts.queue, cache.stats())
+
+    return observe
 
 
 class WorkerRuntime:
@@ -132,7 +146,7 @@ class WorkerRuntime:
                               socket_timeout=_SOCKET_TIMEOUT_S, socket_keepalive=True)
         running = _Running()
         compute = threading.Lock()
-        observe = BatchMetrics().observe if settings.metrics_port is not None else None
+        observe = _observer(service) if settings.metrics_port is not None else None
         tuning = ConsumerSettings(
             budget_texts=settings.batch_flush_texts, most_messages=settings.batch_flush_texts,
             linger_s=settings.batch_interval_s, max_deliveries=settings.max_deliveries,

@@ -16,9 +16,12 @@ from embedq.worker.metrics import Exporter, metrics_endpoints, publish_endpoint,
 
 QUEUE = "embed.minilm.fp32"
 POOL_PROCESS = """
+from embedq.tasks.cache_codec import TierStats
 from embedq.worker.metrics import BatchFacts, BatchMetrics
-BatchMetrics().observe(BatchFacts("embed.minilm.fp32", messages=2, texts=5, failed=1,
-                                  seconds=0.1, queue_waits_s=(0.01, 0.02)))
+metrics = BatchMetrics()
+metrics.observe(BatchFacts("embed.minilm.fp32", messages=2, texts=5, failed=1, seconds=0.1,
+                           enqueued_at=(100.0, 100.5), claimed_at=101.0, answered_at=101.2))
+metrics.observe_cache("embed.minilm.fp32", {"memory": TierStats(hits=3, misses=1)})
 """
 PARENT = """
 import sys, urllib.request
@@ -38,6 +41,9 @@ def test_several_pool_processes_export_as_one_sum(tmp_path, redis_server):
     labels = 'model="minilm",precision="fp32",queue="embed.minilm.fp32"'
     assert f"embedq_texts_total{{{labels}}} 15.0" in text
     assert f"embedq_messages_failed_total{{{labels}}} 3.0" in text
+    assert f'embedq_request_seconds_count{{{labels}}} 6.0' in text
+    assert 'embedq_cache_lookups_total{model="minilm",precision="fp32",queue="embed.minilm.fp32",'\
+        'result="hit",tier="memory"} 9.0' in text
     assert f"embedq_queue_wait_seconds_count{{{labels}}} 6.0" in text
     assert f"embedq_worker_memory_bytes{{{labels}}}" in text
 

@@ -14,6 +14,7 @@ import click
 import numpy as np
 
 from embedq.cli.cache_commands import cache
+from embedq.cli.gateway_command import gateway
 from embedq.cli.options import json_option
 from embedq.cli.worker_command import worker
 from embedq.config.errors import EmbedqError
@@ -216,6 +217,7 @@ def eval_precision(model: str, texts: int, pairs: int | None, threads: int, data
 
 main.add_command(cache)
 main.add_command(worker)
+main.add_command(gateway)
 
 
 def run() -> None:

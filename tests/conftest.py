@@ -102,3 +102,26 @@ def start_worker(redis_server: RedisServer) -> Iterator[object]:
         worker.stop()
 
 
+
+
+@pytest.fixture(scope="module")
+def start_gateway(redis_server: RedisServer) -> Iterator[object]:
+    """Start `embedq gateway` processes for the module (settings through the environment, as
+    in production); each is returned once it listens, with its base URL. All stop at the end."""
+    from tests.support import free_port
+
+    started: list[WorkerProcess] = []
+
+    def _start(config_dir: Path | None, *extra_args: str,
+               **env: str) -> tuple[WorkerProcess, str]:
+        port = free_port()
+        command = [sys.executable, "-m", "embedq.cli", "gateway", "--port", str(port),
+                   *extra_args]
+        gateway = WorkerProcess(command, worker_env(redis_server.url, config_dir, **env))
+        started.append(gateway)
+        gateway.wait_for("Uvicorn running on", timeout=60)
+        return gateway, f"http://127.0.0.1:{port}"
+
+    yield _start
+    for gateway in started:
+        gateway.stop()

@@ -119,7 +119,8 @@ def test_dimensions_are_matryoshka_sizes_the_model_offers(sdk, direct):
 
 def test_binary_routes_answer_plus_minus_one_floats(sdk):
     vector = sdk.embeddings.create(model="bits", input="some text").data[0].embedding
-    assert len(vector) == 64 and set(vector) <= {-1.0, 1.0}
+    assert len(vector) == 64
+    assert set(vector) <= {-1.0, 1.0}
 
 
 def test_models_are_the_use_cases(sdk):
@@ -164,7 +165,8 @@ def test_bad_bodies_are_refused_once_in_the_log_and_never_enqueued(
     gateway, url = served
     code, response_headers, answer = _post(url, body, headers, chunked=chunked)
     assert code == status
-    assert set(answer) == {"error"} and message in answer["error"]["message"]
+    assert set(answer) == {"error"}
+    assert message in answer["error"]["message"]
     assert "Traceback" not in json.dumps(answer)
     request_id = response_headers["x-request-id"]
     assert sum(request_id in line for line in gateway.lines) == 1
@@ -174,9 +176,11 @@ def test_bad_bodies_are_refused_once_in_the_log_and_never_enqueued(
 
 def test_unknown_paths_and_methods_answer_in_the_same_shape(url):
     status, body = _get(url, "/v1/embeddings")
-    assert status == 405 and json.loads(body)["error"]["code"] == "method_not_allowed"
+    assert status == 405
+    assert json.loads(body)["error"]["code"] == "method_not_allowed"
     status, body = _get(url, "/v1/chat/completions")
-    assert status == 404 and "POST /v1/embeddings" in json.loads(body)["error"]["message"]
+    assert status == 404
+    assert "POST /v1/embeddings" in json.loads(body)["error"]["message"]
 
 
 def test_no_live_worker_is_503_and_a_frozen_one_is_504(url, sdk, start_worker, config,
@@ -245,7 +249,8 @@ def test_keys_are_checked_when_configured(start_gateway, config):
           pytest.raises(openai.AuthenticationError, match="not accepted")):
         wrong.embeddings.create(model="fast", input="hello")
     status, answer = _post(keyed, b'{"input": "x", "model": "fast"}')[::2]
-    assert status == 401 and answer["error"]["code"] == "invalid_api_key"
+    assert status == 401
+    assert answer["error"]["code"] == "invalid_api_key"
     assert _get(keyed, "/v1/models")[0] == 401
     assert _get(keyed, "/health")[0] == 200  # probes need no key
 
@@ -256,7 +261,8 @@ def test_beyond_loopback_without_keys_it_refuses_to_start(redis_server, config):
          "--port", str(free_port())],
         env=worker_env(redis_server.url, config), capture_output=True, text=True, timeout=60)
     assert run.returncode != 0
-    assert "open to the network" in run.stderr and "EMBEDQ_GATEWAY_API_KEYS" in run.stderr
+    assert "open to the network" in run.stderr
+    assert "EMBEDQ_GATEWAY_API_KEYS" in run.stderr
 
 
 def test_several_gateways_share_one_redis(url, start_gateway, config, direct):
@@ -283,7 +289,8 @@ def test_health_and_metrics(url, sdk):
         sdk.embeddings.create(model="no-such-use-case", input="x")
     status, body = _get(url, "/health")
     health = json.loads(body)
-    assert status == 200 and health["status"] == "ok"
+    assert status == 200
+    assert health["status"] == "ok"
     assert health["routes"]["fast"]["consumers"] >= 1
     assert health["routes"]["cold"]["queue"] == "embed.cold.fp32"
     status, metrics = _get(url, "/metrics")

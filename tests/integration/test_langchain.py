@@ -71,7 +71,8 @@ def test_vectors_are_the_producers_and_a_vector_store_finds_by_them(client):
 async def test_async_and_matryoshka_sizes(client):
     embeddings = EmbedqEmbeddings("half", client=client)  # a 32-d float16 route
     vector = await embeddings.aembed_query("some text")
-    assert len(vector) == embeddings.dim == 32 and isinstance(vector[0], float)
+    assert len(vector) == embeddings.dim == 32
+    assert isinstance(vector[0], float)
     assert await embeddings.aembed_documents([]) == []
 
 

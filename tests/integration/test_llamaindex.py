@@ -32,7 +32,8 @@ def test_sync_methods_give_the_producers_vectors(client):
     np.testing.assert_allclose(model.get_text_embedding_batch(TEXTS), expected, rtol=1e-6)
     np.testing.assert_allclose(model.get_text_embedding(TEXTS[3]), expected[3], rtol=1e-6)
     np.testing.assert_allclose(model.get_query_embedding(TEXTS[4]), expected[4], rtol=1e-6)
-    assert model.model_name == "embedq:fast" and model.use_case == "fast"
+    assert model.model_name == "embedq:fast"
+    assert model.use_case == "fast"
 
 
 async def test_async_methods_coalesce_concurrent_batches(client):

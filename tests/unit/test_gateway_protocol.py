@@ -101,7 +101,8 @@ def test_response_body_in_both_encodings():
 def test_every_output_dtype_leaves_as_float32():
     assert to_float32(np.array([[1, -2]], dtype=np.int8), "int8", 2).tolist() == [[1.0, -2.0]]
     half = to_float32(np.array([[0.5, 1.0]], dtype=np.float16), "float16", 2)
-    assert half.dtype == np.float32 and half.tolist() == [[0.5, 1.0]]
+    assert half.dtype == np.float32
+    assert half.tolist() == [[0.5, 1.0]]
     bits = to_float32(np.packbits(np.array([[1, 0, 1, 1, 0, 0, 0, 0, 1, 0]], np.uint8), axis=1),
                       "binary", 10)
     assert bits.tolist() == [[1, -1, 1, 1, -1, -1, -1, -1, 1, -1]]
@@ -133,8 +134,11 @@ def test_unknown_model_points_at_the_model_field_and_the_list():
 
 
 def test_keys_are_required_beyond_loopback_and_checked_in_the_header(tmp_path):
-    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
-    assert not is_loopback("0.0.0.0") and not is_loopback("example.org")
+    assert is_loopback("127.0.0.1")
+    assert is_loopback("::1")
+    assert is_loopback("localhost")
+    assert not is_loopback("0.0.0.0")
+    assert not is_loopback("example.org")
     assert not KeyCheck.for_host(Settings(), "127.0.0.1").required
     with pytest.raises(ConfigError, match="EMBEDQ_GATEWAY_API_KEYS"):
         KeyCheck.for_host(Settings(), "0.0.0.0")

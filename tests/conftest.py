@@ -18,7 +18,7 @@ import redis
 
 from embedq.config.registry import load_registry
 from embedq.config.settings import Settings
-from embedq.ops.redis_server import RedisServer
+from embedq.ops.redis_server import RedisServer, free_port
 from tests.support import HASHING_MODEL, WorkerProcess, worker_env, write_config
 
 
@@ -108,8 +108,6 @@ def start_worker(redis_server: RedisServer) -> Iterator[object]:
 def start_gateway(redis_server: RedisServer) -> Iterator[object]:
     """Start `embedq gateway` processes for the module (settings through the environment, as
     in production); each is returned once it listens, with its base URL. All stop at the end."""
-    from tests.support import free_port
-
     started: list[WorkerProcess] = []
 
     def _start(config_dir: Path | None, *extra_args: str,

@@ -20,7 +20,8 @@ import pytest
 import redis
 from langchain_openai import OpenAIEmbeddings
 
-from tests.support import HASHING_MODEL, free_port, make_client, worker_env, write_config
+from embedq.ops.redis_server import free_port
+from tests.support import HASHING_MODEL, make_client, worker_env, write_config
 
 LIMITS = {"EMBEDQ_GATEWAY_MAX_BODY_BYTES": "4096", "EMBEDQ_GATEWAY_MAX_INPUTS": "4",
           "EMBEDQ_GATEWAY_MAX_QUEUE_DEPTH": "3", "EMBEDQ_GATEWAY_TIMEOUT_S": "3"}

@@ -115,7 +115,11 @@ def embed(
               help="Anything but loopback needs EMBEDQ_FLOWER_USER and EMBEDQ_FLOWER_PASSWORD.")
 @click.option("--flower-port", type=int, default=5555, show_default=True)
 @click.option("--concurrency", "-c", type=int, default=None, help="Pool processes per worker.")
-def up(flower: bool, flower_address: str, flower_port: int, concurrency: int | None) -> None:
+@click.option("--gateway/--no-gateway", default=True, show_default=True,
+              help="Also start the HTTP gateway on 127.0.0.1 (needs the gateway extra).")
+@click.option("--gateway-port", type=int, default=8080, show_default=True)
+def up(flower: bool, flower_address: str, flower_port: int, concurrency: int | None,
+       gateway: bool, gateway_port: int) -> None:
     """Run the embedded default: a private Redis and one worker per configured queue.
 
     Everything runs in the foreground and stops on Ctrl-C or SIGTERM. Other shells reach it by
@@ -124,7 +128,7 @@ def up(flower: bool, flower_address: str, flower_port: int, concurrency: int | N
     from embedq.ops.stack import run_stack
 
     run_stack(flower=flower, flower_address=flower_address, flower_port=flower_port,
-              concurrency=concurrency)
+              concurrency=concurrency, gateway_port=gateway_port if gateway else None)
 
 
 @main.command()

@@ -1,12 +1,14 @@
 """``embedq up``: the embedded default for a laptop, all in the foreground.
 
 A private redis-server on a free port, one ``embedq worker`` per distinct queue of the routes,
-and Flower on loopback; Ctrl-C or SIGTERM stops them all (workers get Celery's warm shutdown,
-so a job in progress finishes). Other shells use it by setting the printed EMBEDQ_REDIS_URL.
+Flower and the HTTP gateway on loopback; Ctrl-C or SIGTERM stops them all (workers get Celery's
+warm shutdown, so a job in progress finishes). Other shells use it by setting the printed
+EMBEDQ_REDIS_URL, or the gateway's URL.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -73,10 +75,21 @@ def flower_command(settings: Settings, address: str, port: int) -> list[str]:
     return command
 
 
+def gateway_command(port: int | None) -> list[str]:
+    """The loopback gateway's command line, or none if not wanted or its extra is missing."""
+    if port is None:
+        return []
+    if importlib.util.find_spec("uvicorn") is None:
+        log.warning("gateway_skipped", reason="pip install 'embedq[gateway]' to serve HTTP")
+        return []
+    return [sys.executable, "-m", "embedq.cli", "gateway", "--port", str(port)]
+
+
 def run_stack(
-    *, flower: bool, flower_address: str, flower_port: int, concurrency: int | None
+    *, flower: bool, flower_address: str, flower_port: int, concurrency: int | None,
+    gateway_port: int | None = None,
 ) -> None:
-    """Start Redis, the workers and Flower; stop them all on Ctrl-C / SIGTERM."""
+    """Start Redis, the workers, Flower and the gateway; stop them all on Ctrl-C / SIGTERM."""
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
     registry = load_registry(settings.config_dir)
@@ -99,10 +112,14 @@ def run_stack(
         if flower:
             command = flower_command(settings, flower_address, flower_port)
             children.append(subprocess.Popen(command, env=env))
+        if gateway := gateway_command(gateway_port):
+            children.append(subprocess.Popen(gateway, env=env))
         try:
             wait_for_workers(redis_server.url, len(queues))
             click.echo(f"embedq is up: export EMBEDQ_REDIS_URL={redis_server.url}  "
-                       f"(queues: {', '.join(queues)}; Ctrl-C stops)", err=True)
+                       f"(queues: {', '.join(queues)}"
+                       + (f"; gateway http://127.0.0.1:{gateway_port}/v1" if gateway else "")
+                       + "; Ctrl-C stops)", err=True)
             while not stopping and all(child.poll() is None for child in children):
                 time.sleep(0.2)  # supervising: wake up for a signal or a child that died
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import os
 import re
 import signal
@@ -27,6 +28,18 @@ def _flower_healthy(port: int, deadline: float) -> bool:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthcheck", timeout=1) as r:
                 return r.read() == b"OK"
+        except OSError:
+            time.sleep(0.1)  # polling a condition with a deadline, not a fixed sleep
+    return False
+
+
+def _gateway_embeds(port: int, deadline: float) -> bool:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/embeddings",
+                                     data=b'{"input": "hello from up", "model": "fast"}')
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(request, timeout=30) as r:
+                return len(json.loads(r.read())["data"][0]["embedding"]) == 64
         except OSError:
             time.sleep(0.1)  # polling a condition with a deadline, not a fixed sleep
     return False
@@ -57,11 +70,12 @@ class _Lines:
 
 
 def test_up_serves_then_stops_everything(hashing_config):
-    flower_port = free_port()
+    flower_port, gateway_port = free_port(), free_port()
     env = {**os.environ, "EMBEDQ_CONFIG_DIR": str(hashing_config), "EMBEDQ_LOG_FORMAT": "json"}
     env.pop("EMBEDQ_REDIS_URL", None)
     up = subprocess.Popen(
-        [sys.executable, "-m", "embedq.cli", "up", "--flower-port", str(flower_port), "-c", "1"],
+        [sys.executable, "-m", "embedq.cli", "up", "--flower-port", str(flower_port), "-c", "1",
+         "--gateway-port", str(gateway_port)],
         env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     lines = _Lines(up.stderr)
     try:
@@ -74,6 +88,7 @@ def test_up_serves_then_stops_everything(hashing_config):
         redis_port = int(lines.url.rsplit(":", 1)[1].split("/")[0])
         assert _listening(redis_port)
         assert _flower_healthy(flower_port, time.monotonic() + 60), "Flower did not answer"
+        assert _gateway_embeds(gateway_port, time.monotonic() + 60), "no gateway answer"
     finally:
         up.send_signal(signal.SIGTERM)
         up.wait(timeout=60)
@@ -81,3 +96,4 @@ def test_up_serves_then_stops_everything(hashing_config):
     assert up.returncode == 0
     assert not _listening(redis_port)
     assert not _listening(flower_port)
+    assert not _listening(gateway_port)

@@ -19,7 +19,7 @@ import redis
 from embedq.config.registry import load_registry
 from embedq.config.settings import Settings
 from embedq.ops.redis_server import RedisServer, free_port
-from tests.support import HASHING_MODEL, WorkerProcess, worker_env, write_config
+from tests.support import HASHING_MODEL, WorkerProcess, make_client, worker_env, write_config
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -123,3 +123,13 @@ def start_gateway(redis_server: RedisServer) -> Iterator[object]:
     yield _start
     for gateway in started:
         gateway.stop()
+
+
+@pytest.fixture(scope="module")
+def hashing_client(redis_server: RedisServer, start_worker: object,
+                   hashing_config: Path) -> Iterator[object]:
+    """A producer client on the hashing routes, once a hashing worker is ready."""
+    start_worker("hashing", "fp32", hashing_config, "-c", "1").wait_for(r"ready\.")  # type: ignore[operator]
+    client = make_client(redis_server.url, hashing_config)
+    yield client
+    client.close()

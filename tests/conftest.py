@@ -10,6 +10,7 @@ import gc
 import shutil
 import sys
 import tempfile
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +20,15 @@ import redis
 from embedq.config.registry import load_registry
 from embedq.config.settings import Settings
 from embedq.ops.redis_server import RedisServer, free_port
-from tests.support import HASHING_MODEL, WorkerProcess, make_client, worker_env, write_config
+from tests.support import (
+    HASHING_MODEL,
+    WorkerProcess,
+    make_client,
+    wait_for_consumers,
+    wait_until,
+    worker_env,
+    write_config,
+)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -102,6 +111,12 @@ def start_worker(redis_server: RedisServer) -> Iterator[object]:
         worker.stop()
 
 
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5):
+            return True
+    except OSError:
+        return False
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +132,10 @@ def start_gateway(redis_server: RedisServer) -> Iterator[object]:
                    *extra_args]
         gateway = WorkerProcess(command, worker_env(redis_server.url, config_dir, **env))
         started.append(gateway)
-        gateway.wait_for("Uvicorn running on", timeout=60)
+        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/health") or
+                   gateway.process.poll() is not None, timeout=60, every=0.05)
+        if gateway.process.poll() is not None:
+            raise RuntimeError("the gateway exited:\n" + gateway.stop())
         return gateway, f"http://127.0.0.1:{port}"
 
     yield _start
@@ -129,7 +147,8 @@ def start_gateway(redis_server: RedisServer) -> Iterator[object]:
 def hashing_client(redis_server: RedisServer, start_worker: object,
                    hashing_config: Path) -> Iterator[object]:
     """A producer client on the hashing routes, once a hashing worker is ready."""
-    start_worker("hashing", "fp32", hashing_config, "-c", "1").wait_for(r"ready\.")  # type: ignore[operator]
+    start_worker("hashing", "fp32", hashing_config, "-c", "1")  # type: ignore[operator]
+    wait_for_consumers(redis_server.url, "embed.hashing.fp32")
     client = make_client(redis_server.url, hashing_config)
     yield client
     client.close()

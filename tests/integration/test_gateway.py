@@ -21,7 +21,14 @@ import redis
 from langchain_openai import OpenAIEmbeddings
 
 from embedq.ops.redis_server import free_port
-from tests.support import HASHING_MODEL, make_client, worker_env, write_config
+from tests.support import (
+    HASHING_MODEL,
+    make_client,
+    wait_for_consumers,
+    wait_until,
+    worker_env,
+    write_config,
+)
 
 LIMITS = {"EMBEDQ_GATEWAY_MAX_BODY_BYTES": "4096", "EMBEDQ_GATEWAY_MAX_INPUTS": "4",
           "EMBEDQ_GATEWAY_MAX_QUEUE_DEPTH": "3", "EMBEDQ_GATEWAY_TIMEOUT_S": "3"}
@@ -45,9 +52,10 @@ def config(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def served(start_worker, start_gateway, config):
+def served(redis_server, start_worker, start_gateway, config):
     """The module's gateway process (for its log) and its URL, once a worker is ready."""
-    start_worker("hashing", "fp32", config, "-c", "1").wait_for(r"ready\.")
+    start_worker("hashing", "fp32", config, "-c", "1")
+    wait_for_consumers(redis_server.url, "embed.hashing.fp32")
     return start_gateway(config, **LIMITS)
 
 
@@ -170,6 +178,7 @@ def test_bad_bodies_are_refused_once_in_the_log_and_never_enqueued(
     assert message in answer["error"]["message"]
     assert "Traceback" not in json.dumps(answer)
     request_id = response_headers["x-request-id"]
+    wait_until(lambda: any(request_id in line for line in gateway.lines))  # the log is a pipe
     assert sum(request_id in line for line in gateway.lines) == 1
     with redis.Redis.from_url(redis_server.url) as broker:
         assert broker.llen("embed.cold.fp32") == 0
@@ -191,7 +200,7 @@ def test_no_live_worker_is_503_and_a_frozen_one_is_504(url, sdk, start_worker, c
     assert caught.value.status_code == 503
     assert caught.value.response.headers["retry-after"] == "1"
     stalled = start_worker("stalled", "fp32", config, "-c", "1")
-    stalled.wait_for(r"ready\.")
+    wait_for_consumers(redis_server.url, "embed.stalled.fp32")
     _signal_tree(stalled.process.pid, signal.SIGSTOP)
     try:
         with pytest.raises(openai.InternalServerError, match="busy or slow") as caught:

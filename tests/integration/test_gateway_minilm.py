@@ -7,13 +7,14 @@ import numpy as np
 import openai
 import pytest
 
-from tests.support import make_client
+from tests.support import make_client, wait_for_consumers
 
 pytestmark = pytest.mark.model
 
 
 def test_search_through_the_openai_sdk(redis_server, start_worker, start_gateway):
-    start_worker("minilm", "fp32", None, "-c", "1").wait_for(r"ready\.")
+    start_worker("minilm", "fp32", None, "-c", "1")
+    wait_for_consumers(redis_server.url, "embed.minilm.fp32")
     _, url = start_gateway(None)
     texts = ["red running shoes", "crimson sneakers for jogging", "how to file a tax return"]
     with openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0) as sdk:

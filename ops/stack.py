@@ -2,13 +2,15 @@
 
 A private redis-server on a free port, one ``embedq worker`` per distinct queue of the routes
 (each exporting Prometheus metrics on a free loopback port), then, once every worker answers,
-Flower and ``embedq dashboard`` on loopback; Ctrl-C or SIGTERM stops them all (workers get
-Celery's warm shutdown, so a job in progress finishes). Other shells use it by setting the
-printed EMBEDQ_REDIS_URL. Flower starts after the workers so its first inspection sees them.
+Flower, ``embedq dashboard`` and the HTTP gateway on loopback; Ctrl-C or SIGTERM stops them all
+(workers get Celery's warm shutdown, so a job in progress finishes). Other shells use it by
+setting the printed EMBEDQ_REDIS_URL, or the gateway's URL. Flower starts after the workers so
+its first inspection sees them.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -82,11 +84,23 @@ def dashboard_command(port: int) -> list[str]:
             "--port", str(port)]
 
 
+def gateway_command(port: int | None) -> list[str]:
+    """The loopback gateway's command line, or none if not wanted or its extra is missing."""
+    if port is None:
+        return []
+    if importlib.util.find_spec("uvicorn") is None:
+        log.warning("gateway_skipped", reason="pip install 'embedq[gateway]' to serve HTTP")
+        return []
+    return [sys.executable, "-m", "embedq.cli", "gateway", "--port", str(port)]
+
+
 def run_stack(
     *, flower: bool, flower_address: str, flower_port: int, concurrency: int | None,
     dashboard_port: int | None = 8050,
+    gateway_port: int | None = None,
 ) -> None:
-    """Start Redis, the workers, Flower and the dashboard; stop them all on Ctrl-C / SIGTERM."""
+    """Start Redis, the workers, Flower, the dashboard and the gateway; stop them all on
+    Ctrl-C / SIGTERM."""
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
     registry = load_registry(settings.config_dir)
@@ -117,8 +131,13 @@ def run_stack(
             if dashboard_port is not None:
                 children.append(subprocess.Popen(dashboard_command(dashboard_port), env=env))
                 click.echo(f"dashboard: http://127.0.0.1:{dashboard_port}/", err=True)
+            if gateway := gateway_command(gateway_port):
+                children.append(subprocess.Popen(gateway, env=env))
+                click.echo(f"gateway: http://127.0.0.1:{gateway_port}/v1", err=True)
             click.echo(f"embedq is up: export EMBEDQ_REDIS_URL={redis_server.url}  "
-                       f"(queues: {', '.join(queues)}; Ctrl-C stops)", err=True)
+                       f"(queues: {', '.join(queues)}"
+                       + (f"; gateway http://127.0.0.1:{gateway_port}/v1" if gateway else "")
+                       + "; Ctrl-C stops)", err=True)
             while not stopping and all(child.poll() is None for child in children):
                 time.sleep(0.2)  # supervising: wake up for a signal or a child that died
         finally:

@@ -10,6 +10,7 @@ import gc
 import shutil
 import sys
 import tempfile
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,8 +19,16 @@ import redis
 
 from embedq.config.registry import load_registry
 from embedq.config.settings import Settings
-from embedq.ops.redis_server import RedisServer
-from tests.support import HASHING_MODEL, WorkerProcess, worker_env, write_config
+from embedq.ops.redis_server import RedisServer, free_port
+from tests.support import (
+    HASHING_MODEL,
+    WorkerProcess,
+    make_client,
+    wait_for_consumers,
+    wait_until,
+    worker_env,
+    write_config,
+)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -102,3 +111,44 @@ def start_worker(redis_server: RedisServer) -> Iterator[object]:
         worker.stop()
 
 
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def start_gateway(redis_server: RedisServer) -> Iterator[object]:
+    """Start `embedq gateway` processes for the module (settings through the environment, as
+    in production); each is returned once it listens, with its base URL. All stop at the end."""
+    started: list[WorkerProcess] = []
+
+    def _start(config_dir: Path | None, *extra_args: str,
+               **env: str) -> tuple[WorkerProcess, str]:
+        port = free_port()
+        command = [sys.executable, "-m", "embedq.cli", "gateway", "--port", str(port),
+                   *extra_args]
+        gateway = WorkerProcess(command, worker_env(redis_server.url, config_dir, **env))
+        started.append(gateway)
+        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/health") or
+                   gateway.process.poll() is not None, timeout=60, every=0.05)
+        if gateway.process.poll() is not None:
+            raise RuntimeError("the gateway exited:\n" + gateway.stop())
+        return gateway, f"http://127.0.0.1:{port}"
+
+    yield _start
+    for gateway in started:
+        gateway.stop()
+
+
+@pytest.fixture(scope="module")
+def hashing_client(redis_server: RedisServer, start_worker: object,
+                   hashing_config: Path) -> Iterator[object]:
+    """A producer client on the hashing routes, once a hashing worker is ready."""
+    start_worker("hashing", "fp32", hashing_config, "-c", "1")  # type: ignore[operator]
+    wait_for_consumers(redis_server.url, "embed.hashing.fp32")
+    client = make_client(redis_server.url, hashing_config)
+    yield client
+    client.close()

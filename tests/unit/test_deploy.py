@@ -44,6 +44,13 @@ def test_services_have_healthchecks_and_flower_needs_credentials():
     assert "allkeys-lfu" in services["redis-cache"]["command"]
 
 
+def test_the_gateway_service_needs_keys_and_gets_them_from_the_environment():
+    gateway = _compose()["services"]["gateway"]
+    assert gateway["command"][:2] == ["embedq", "gateway"]
+    assert "${EMBEDQ_GATEWAY_API_KEYS:?" in gateway["environment"]["EMBEDQ_GATEWAY_API_KEYS"]
+    assert "/health" in " ".join(gateway["healthcheck"]["test"])
+
+
 def test_flower_outside_loopback_needs_credentials():
     from embedq.config import Settings
     from embedq.config.errors import ConfigError

@@ -1,0 +1,226 @@
+"""The gateway's ASGI app: ``POST /v1/embeddings`` and friends over one shared producer client.
+
+A producer over HTTP: each request is checked, routed by its ``model`` (a use case), held back
+while the route's queue is too deep, and awaited with the asyncio client, so concurrent requests
+coalesce into few messages like any other producer's. The app holds no state a second process
+would need, so several gateway processes against one Redis scale like web workers.
+
+Every answer that is not a 200 is an OpenAI-shaped error (`embedq.gateway.errors`), logged once
+with the request id the client sees in ``x-request-id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import orjson
+import structlog
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from embedq.config.errors import InvalidFieldError, InvalidInputError, RequestTooLargeError
+from embedq.config.registry import Registry, RouteSpec, load_registry
+from embedq.config.settings import Settings, load_settings
+from embedq.gateway.auth import KeyCheck
+from embedq.gateway.backpressure import QueueDepths
+from embedq.gateway.errors import INTERNAL, error_response, refusal_of, routing_error
+from embedq.gateway.metrics import GatewayMetrics
+from embedq.gateway.protocol import parse_request, response_body
+from embedq.producer import EmbeddingClient, Embeddings
+from embedq.producer.inputs import check_dim
+from embedq.tasks.vectors import to_float32
+
+log = structlog.get_logger("embedq.gateway")
+_JSON = "application/json"
+
+
+@dataclass(slots=True)
+class Exchange:
+    """What the log line and the metrics say about one request."""
+
+    request_id: str
+    use_case: str | None = None
+    texts: int = 0
+
+
+Handler = Callable[[Request, Exchange], Awaitable[Response]]
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused (413) as soon as it is known to exceed ``limit`` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(int(declared), limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():  # a chunked upload states no length: count as it comes
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(size, limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(size: int, limit: int) -> RequestTooLargeError:
+    return RequestTooLargeError("body", f"the request body has {size:,} bytes or more, over the "
+                                f"limit of {limit:,} (EMBEDQ_GATEWAY_MAX_BODY_BYTES); send fewer "
+                                "or shorter texts per request")
+
+
+def _json(document: object) -> Response:
+    return Response(orjson.dumps(document), media_type=_JSON)
+
+
+class Gateway:
+    """The endpoints, over one producer client, one key check and one set of metrics."""
+
+    def __init__(self, settings: Settings, registry: Registry, keys: KeyCheck,
+                 client: EmbeddingClient | None = None) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.keys = keys
+        self.client = client or EmbeddingClient(settings, registry)
+        self.depths = QueueDepths(self.client, settings.gateway_max_queue_depth)
+        self.metrics = GatewayMetrics()
+        self._log_successes = logging.getLogger("embedq.gateway").isEnabledFor(logging.DEBUG)
+
+    async def embed(self, texts: list[str], use_case: str, dim: int) -> Embeddings:
+        """The one call into the producer."""
+        return await self.client.aembed_detailed(texts, use_case, dim=dim,
+                                                 timeout=self.settings.gateway_timeout_s)
+
+    def endpoint(self, handler: Handler, *, metered: bool = False
+                 ) -> Callable[[Request], Awaitable[Response]]:
+        """``handler`` with errors turned into OpenAI-shaped answers, logged and counted."""
+
+        async def answer(request: Request) -> Response:
+            exchange = Exchange(request_id=secrets.token_hex(8))
+            started = time.perf_counter()
+            self.metrics.in_progress.inc()
+            try:
+                response = await handler(request, exchange)
+            except Exception as exc:  # every failure becomes an answer; nothing escapes
+                response = error_response(exc, exchange.request_id)
+                self._log_refusal(request, exchange, exc, response.status_code, started)
+            else:
+                response.headers["x-request-id"] = exchange.request_id
+                if self._log_successes:
+                    log.debug("request", **self._fields(request, exchange, 200, started))
+            finally:
+                self.metrics.in_progress.dec()
+            if metered:
+                self.metrics.observe(exchange.use_case, response.status_code, exchange.texts,
+                                     time.perf_counter() - started)
+            return response
+
+        return answer
+
+    @staticmethod
+    def _fields(request: Request, exchange: Exchange, status: int, started: float
+                ) -> dict[str, object]:
+        return {"request_id": exchange.request_id, "method": request.method,
+                "path": request.url.path, "status": status, "use_case": exchange.use_case,
+                "texts": exchange.texts, "ms": round((time.perf_counter() - started) * 1000, 2)}
+
+    def _log_refusal(self, request: Request, exchange: Exchange, exc: Exception, status: int,
+                     started: float) -> None:
+        fields = self._fields(request, exchange, status, started)
+        if refusal_of(exc) is INTERNAL:
+            log.error("request failed", **fields, exc_info=exc)
+        elif status >= 500:
+            log.warning("request failed", **fields, error=str(exc))
+        else:
+            log.info("request refused", **fields, error=str(exc))
+
+    # -- endpoints ------------------------------------------------------------------------
+
+    async def embeddings(self, request: Request, exchange: Exchange) -> Response:
+        """``POST /v1/embeddings``."""
+        self.keys.check(request.headers.get("authorization"))
+        body = await read_body(request, self.settings.gateway_max_body_bytes)
+        parsed = parse_request(body, max_inputs=self.settings.gateway_max_inputs,
+                               max_chars=self.settings.max_text_chars)
+        route = self.registry.route(parsed.use_case)
+        exchange.use_case, exchange.texts = route.name, len(parsed.texts)
+        dim = self._dim(route, parsed.dimensions)
+        await self.depths.check(route.name)
+        result = await self.embed(parsed.texts, route.name, dim)
+        vectors = to_float32(result.vectors, route.output_dtype.value, dim)
+        return Response(response_body(parsed, vectors, result.tokens), media_type=_JSON)
+
+    def _dim(self, route: RouteSpec, dimensions: int | None) -> int:
+        try:
+            return check_dim(self.registry, route, dimensions)
+        except InvalidInputError as exc:
+            raise InvalidFieldError("dimensions", f"dimensions: {exc}") from None
+
+    def _card(self, route: RouteSpec) -> dict[str, object]:
+        return {"id": route.name, "object": "model", "created": 0, "owned_by": "embedq",
+                "embedq": {"model": route.model, "precision": route.precision.value,
+                           "dim": self.registry.output_dim(route),
+                           "output_dtype": route.output_dtype.value,
+                           "description": route.description}}
+
+    async def models(self, request: Request, exchange: Exchange) -> Response:
+        """``GET /v1/models``: the use cases, which are the models a client may name."""
+        self.keys.check(request.headers.get("authorization"))
+        return _json({"object": "list",
+                      "data": [self._card(route) for route in self.registry.routes.values()]})
+
+    async def model(self, request: Request, exchange: Exchange) -> Response:
+        """``GET /v1/models/{model}``."""
+        self.keys.check(request.headers.get("authorization"))
+        return _json(self._card(self.registry.route(request.path_params["model"])))
+
+    async def health(self, request: Request, exchange: Exchange) -> Response:
+        """``GET /health``: 200 while the broker answers, with each route's queue figures."""
+        statuses = await asyncio.to_thread(
+            lambda: [self.client.route_status(name) for name in self.registry.routes])
+        return _json({"status": "ok", "routes": {
+            status.use_case: {"model": status.model, "queue": status.queue.queue,
+                              "depth": status.queue.depth, "consumers": status.queue.consumers,
+                              "dead_letters": status.queue.dead_letters}
+            for status in statuses}})
+
+    async def prometheus(self, request: Request, exchange: Exchange) -> Response:
+        """``GET /metrics`` in Prometheus' text format."""
+        return Response(self.metrics.render(), media_type=self.metrics.content_type)
+
+
+def create_app(settings: Settings | None = None, registry: Registry | None = None, *,
+               host: str = "127.0.0.1", client: EmbeddingClient | None = None) -> Starlette:
+    """The gateway app for a server bound to ``host`` (keys are required beyond loopback)."""
+    settings = settings or load_settings()
+    registry = registry or load_registry(settings.config_dir)
+    gateway = Gateway(settings, registry, KeyCheck.for_host(settings, host), client)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(gateway.client.close)
+
+    async def unrouted(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 404
+        return routing_error(status, request.method, request.url.path, secrets.token_hex(8))
+
+    routes = [
+        Route("/v1/embeddings", gateway.endpoint(gateway.embeddings, metered=True),
+              methods=["POST"]),
+        Route("/v1/models", gateway.endpoint(gateway.models), methods=["GET"]),
+        Route("/v1/models/{model:path}", gateway.endpoint(gateway.model), methods=["GET"]),
+        Route("/health", gateway.endpoint(gateway.health), methods=["GET"]),
+        Route("/metrics", gateway.endpoint(gateway.prometheus), methods=["GET"]),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan,
+                     exception_handlers={404: unrouted, 405: unrouted})

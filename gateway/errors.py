@@ -1,0 +1,112 @@
+"""embedq's error tree as OpenAI-shaped HTTP errors: one table from class to status.
+
+Every SDK reads ``{"error": {"message", "type", "param", "code"}}`` and picks its exception class
+from the status alone, so the status says what the client can do: fix the request (400, 404,
+413), fix the key (401), come back later (429, 503, with ``Retry-After``) or wait longer (504).
+An error embedq did not raise on purpose becomes a bare 500 naming the request id; its
+traceback goes to the gateway's log, never to the client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+from starlette.responses import Response
+
+from embedq.config.errors import (
+    ApiKeyError,
+    BackPressureError,
+    BrokerUnavailableError,
+    DeadLetteredError,
+    EmbeddingFailedError,
+    EmbedqError,
+    EmbedTimeoutError,
+    InvalidFieldError,
+    InvalidInputError,
+    InvalidTextError,
+    ModelUnavailableError,
+    NoLiveWorkerError,
+    RequestTooLargeError,
+    UnknownUseCaseError,
+)
+
+_RETRY_AFTER_S = "1"
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """How one kind of error goes over HTTP."""
+
+    status: int
+    type: str
+    code: str
+
+
+# First match wins, so subclasses come before their bases.
+_TABLE: tuple[tuple[type[BaseException], Refusal], ...] = (
+    (ApiKeyError, Refusal(401, "authentication_error", "invalid_api_key")),
+    (RequestTooLargeError, Refusal(413, "invalid_request_error", "request_too_large")),
+    (InvalidInputError, Refusal(400, "invalid_request_error", "invalid_input")),
+    (UnknownUseCaseError, Refusal(404, "invalid_request_error", "model_not_found")),
+    (BackPressureError, Refusal(429, "rate_limit_error", "queue_full")),
+    (NoLiveWorkerError, Refusal(503, "service_unavailable", "no_live_worker")),
+    (BrokerUnavailableError, Refusal(503, "service_unavailable", "broker_unavailable")),
+    (ModelUnavailableError, Refusal(503, "service_unavailable", "model_unavailable")),
+    (EmbedTimeoutError, Refusal(504, "timeout", "timeout")),
+    (DeadLetteredError, Refusal(500, "server_error", "dead_lettered")),
+    (EmbeddingFailedError, Refusal(500, "server_error", "embedding_failed")),
+    (EmbedqError, Refusal(500, "server_error", "embedq_error")),
+)
+INTERNAL = Refusal(500, "server_error", "internal_error")
+
+
+def refusal_of(exc: BaseException) -> Refusal:
+    """The status, type and code for an error (`INTERNAL` for anything not embedq's own)."""
+    return next((refusal for kind, refusal in _TABLE if isinstance(exc, kind)), INTERNAL)
+
+
+def _param(exc: BaseException) -> str | None:
+    if isinstance(exc, InvalidFieldError):
+        return exc.field
+    if isinstance(exc, InvalidTextError):
+        return f"input[{exc.index}]"
+    return "model" if isinstance(exc, UnknownUseCaseError) else None
+
+
+def _message(exc: BaseException, request_id: str) -> str:
+    if isinstance(exc, UnknownUseCaseError):
+        return (f"model {exc.use_case!r} is not an embedq use case here; known: "
+                f"{', '.join(exc.known)} (GET /v1/models lists them)")
+    if refusal_of(exc) is INTERNAL:
+        return (f"internal error in the embedq gateway; its log has the details (request "
+                f"{request_id})")
+    return str(exc)
+
+
+def _response(status: int, message: str, kind: str, param: str | None, code: str,
+              headers: dict[str, str]) -> Response:
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    return Response(orjson.dumps(body), status_code=status, headers=headers,
+                    media_type="application/json")
+
+
+def error_response(exc: BaseException, request_id: str) -> Response:
+    """The OpenAI-shaped error for ``exc``; never a traceback."""
+    refusal = refusal_of(exc)
+    headers = {"x-request-id": request_id}
+    if refusal.status in (429, 503):
+        headers["retry-after"] = _RETRY_AFTER_S
+    return _response(refusal.status, _message(exc, request_id), refusal.type, _param(exc),
+                     refusal.code, headers)
+
+
+def routing_error(status: int, method: str, path: str, request_id: str) -> Response:
+    """An unknown path (404) or a wrong method (405), in the same shape as every other error."""
+    if status == 405:
+        message, code = f"{method} is not allowed on {path}", "method_not_allowed"
+    else:
+        message, code = (f"no such endpoint {path!r}; embedq serves POST /v1/embeddings, GET "
+                         "/v1/models, GET /health and GET /metrics"), "not_found"
+    return _response(status, message, "invalid_request_error", None, code,
+                     {"x-request-id": request_id})

@@ -1,0 +1,24 @@
+"""Serving the gateway app with uvicorn, in this process.
+
+uvicorn picks uvloop and httptools when the ``gateway`` extra installed them. Its access log is
+off: the app logs each refusal once, in embedq's own format, with the request id. To use more
+cores, run more gateway processes (on other ports, hosts or containers) behind a load balancer;
+they share nothing but Redis.
+"""
+
+from __future__ import annotations
+
+import uvicorn
+
+from embedq.config.logs import configure_logging
+from embedq.config.settings import Settings, load_settings
+from embedq.gateway.app import create_app
+
+
+def serve(host: str, port: int, settings: Settings | None = None) -> None:
+    """Run the gateway on ``host:port`` until SIGINT or SIGTERM (requests in flight finish)."""
+    settings = settings or load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    app = create_app(settings, host=host)
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False,
+                server_header=False, timeout_graceful_shutdown=int(settings.gateway_timeout_s))

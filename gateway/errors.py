@@ -43,21 +43,28 @@ class Refusal:
     code: str
 
 
-# First match wins, so subclasses come before their bases.
-_TABLE: tuple[tuple[type[BaseException], Refusal], ...] = (
+# First match wins, so subclasses come before their bases. What the client can fix:
+_REFUSED: tuple[tuple[type[BaseException], Refusal], ...] = (
     (ApiKeyError, Refusal(401, "authentication_error", "invalid_api_key")),
     (RequestTooLargeError, Refusal(413, "invalid_request_error", "request_too_large")),
     (InvalidInputError, Refusal(400, "invalid_request_error", "invalid_input")),
     (UnknownUseCaseError, Refusal(404, "invalid_request_error", "model_not_found")),
+)
+# What is busy, down or too slow: the client may retry later.
+_UNAVAILABLE: tuple[tuple[type[BaseException], Refusal], ...] = (
     (BackPressureError, Refusal(429, "rate_limit_error", "queue_full")),
     (NoLiveWorkerError, Refusal(503, "service_unavailable", "no_live_worker")),
     (BrokerUnavailableError, Refusal(503, "service_unavailable", "broker_unavailable")),
     (ModelUnavailableError, Refusal(503, "service_unavailable", "model_unavailable")),
+)
+# What failed on our side.
+_FAILED: tuple[tuple[type[BaseException], Refusal], ...] = (
     (EmbedTimeoutError, Refusal(504, "timeout", "timeout")),
     (DeadLetteredError, Refusal(500, "server_error", "dead_lettered")),
     (EmbeddingFailedError, Refusal(500, "server_error", "embedding_failed")),
     (EmbedqError, Refusal(500, "server_error", "embedq_error")),
 )
+_TABLE = _REFUSED + _UNAVAILABLE + _FAILED
 INTERNAL = Refusal(500, "server_error", "internal_error")
 
 

@@ -26,26 +26,12 @@ class EmbedqEmbeddings(Embeddings):
                  dim: int | None = None, timeout: float | None = None) -> None:
         self._embedder = UseCaseEmbedder.create(use_case, client=client, dim=dim,
                                                 timeout=timeout)
-
-    @property
-    def client(self) -> EmbeddingClient:
-        """The producer client doing the work."""
-        return self._embedder.client
-
-    @property
-    def use_case(self) -> str:
-        """The use case (route) the texts go to."""
-        return self._embedder.use_case
-
-    @property
-    def dim(self) -> int:
-        """The length of every vector."""
-        return self._embedder.dim
-
-    @property
-    def timeout(self) -> float:
-        """Seconds to wait for a call's vectors."""
-        return self._embedder.timeout
+        #: The producer client doing the work, the route the texts go to, the length of every
+        #: vector and the seconds a call waits for its vectors.
+        self.client: EmbeddingClient = self._embedder.client
+        self.use_case: str = self._embedder.use_case
+        self.dim: int = self._embedder.dim
+        self.timeout: float = self._embedder.timeout
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """One vector per document, in order."""

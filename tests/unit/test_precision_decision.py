@@ -30,8 +30,8 @@ model name\t: ignored second block
 
 def row(name: str, speedup: float, cosine: float = 1.0, min_cosine: float | None = None,
         drop: float = 0.0) -> Measurement:
-    return Measurement(name, 100 * speedup, speedup, cosine,
-                       cosine if min_cosine is None else min_cosine, 0.85 - drop, drop)
+    return Measurement(name, 100 * speedup, speedup, 0.85 - drop, drop, cosine,
+                       cosine if min_cosine is None else min_cosine)
 
 
 def test_cpuinfo_flags_and_units():

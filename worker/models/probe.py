@@ -61,10 +61,12 @@ class Measurement:
     candidate: str
     texts_per_s: float
     speedup: float
-    mean_cosine: float
-    min_cosine: float
+    #: STS Spearman of this candidate, and PyTorch fp32's minus it.
     spearman: float
     spearman_drop: float
+    #: Cosine of its vectors to PyTorch fp32's, over the sample's sentences.
+    mean_cosine: float
+    min_cosine: float
     error: str | None = None
 
     @classmethod
@@ -154,6 +156,6 @@ class Probe:
         cosines = (want * got).sum(1) / (np.linalg.norm(want, axis=1)
                                          * np.linalg.norm(got, axis=1))
         rho = spearman(vectors, self.sample)
-        return Measurement(candidate, round(speed, 1), round(ratio, 3),
-                           round(float(cosines.mean()), 6), round(float(cosines.min()), 6),
-                           round(rho, 4), round(self.reference_spearman - rho, 4))
+        return Measurement(candidate, round(speed, 1), round(ratio, 3), round(rho, 4),
+                           round(self.reference_spearman - rho, 4),
+                           round(float(cosines.mean()), 6), round(float(cosines.min()), 6))

@@ -53,7 +53,7 @@ class Plan:
 
 
 PROBE_THREADS = 1
-_PLANS: dict[tuple[str, str, str], Plan] = {}
+_PLANS: dict[tuple[str, ...], Plan] = {}
 
 
 def reset_plans() -> None:
@@ -171,7 +171,8 @@ def _decide(spec: ModelSpec, source: ResolvedSource, precision: Precision,
 def plan(spec: ModelSpec, source: ResolvedSource, precision: Precision,
          settings: Settings) -> Plan:
     """What serves ``precision`` of ``spec`` here; ONNX artefacts exported (or fallen back)."""
-    key = (spec.name, precision.value, settings.fp32_backend)
+    key = (spec.name, precision.value, settings.fp32_backend,
+           str(settings.model_cache_dir), str(settings.auto_candidates))
     if key in _PLANS:
         return _PLANS[key]
     chosen = _decide(spec, source, precision, settings)

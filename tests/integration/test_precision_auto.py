@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from structlog.testing import capture_logs
 
-from embedq.config import ConfigError, Precision, load_registry
+from embedq.config.errors import ConfigError
+from embedq.config.registry import Precision, load_registry
 from embedq.config.settings import Settings
 from embedq.worker.models.cpu import read_cpu_features
 from embedq.worker.models.decision import DecisionFile, choose, quality_miss

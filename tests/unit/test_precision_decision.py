@@ -8,8 +8,8 @@ import math
 
 import pytest
 
-from embedq.config import ConfigError, load_registry
-from embedq.config.registry import Precision
+from embedq.config.errors import ConfigError
+from embedq.config.registry import Precision, load_registry
 from embedq.worker.models.cpu import CpuFeatures, parse_cpuinfo, threads_per_process
 from embedq.worker.models.decision import DecisionFile, choose, quality_miss
 from embedq.worker.models.probe import Measurement, sts_sample

@@ -120,23 +120,19 @@ Source = Annotated[
 
 
 class Int8Quality(_Frozen):
-    """How the model's int8 path measured against fp32 (benchmarks/bench_precision.py).
+    """How the model's int8 recipe is built, and how it measured once (for people).
 
-    ``precision: auto`` picks int8 on a CPU only when these meet the targets of
-    `INT8_MIN_MEAN_COSINE` and `INT8_MAX_SPEARMAN_DROP`, because int8 and fp32 vectors of one
-    model end up side by side in one index and must stay close.
+    Whether a worker *serves* int8 is measured per CPU at its first start (the int8 kernels
+    differ per CPU: VNNI, AMX, AVX2); these figures are the reference measurement of the recipe,
+    from benchmarks/bench_precision.py, against `INT8_MIN_MEAN_COSINE` and
+    `INT8_MAX_SPEARMAN_DROP`.
     """
 
     mean_cosine: float = Field(ge=-1, le=1, description="Mean cosine of int8 to fp32 vectors.")
     spearman_drop: float = Field(description="STS-B dev Spearman of fp32 minus that of int8.")
-    keep_ffn_output_fp32: bool = Field(
-        default=False, description="Leave the FFN output projections unquantized (mpnet).")
-
-    def holds(self) -> bool:
-        """True when int8 is close enough to fp32 to be chosen automatically."""
-        return (self.mean_cosine >= INT8_MIN_MEAN_COSINE
-                and self.spearman_drop <= INT8_MAX_SPEARMAN_DROP)
-
+    keep_fp32: tuple[str, ...] = Field(
+        default=(), description="Node kinds left unquantized, chosen by measured loss: "
+        "qkv, attn_out, ffn_in, ffn_out, or one layer's as 'ffn_out:11'.")
 
 
 class ModelSpec(_Frozen):

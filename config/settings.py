@@ -60,6 +60,12 @@ class Settings(BaseSettings):
     max_batch_tokens: int = Field(default=4096, ge=64, description="Padded tokens per pass.")
     max_batch_size: int = Field(default=32, ge=1, description="Texts per forward pass.")
     torch_threads: int | None = Field(default=None, ge=1, description="Per pool process.")
+    fp32_backend: Literal["auto", "onnx", "torch"] = Field(
+        default="auto", description="What serves fp32 on a CPU: auto = the optimized ONNX "
+        "graph where it measured faster than PyTorch and equal to it.")
+    auto_candidates: tuple[str, ...] | None = Field(
+        default=None, description="Limit what precision auto may measure and pick, e.g. "
+        '["torch-fp32", "onnx-int8"]; default: every candidate the model allows.')
     liveness_interval_s: float = Field(
         default=5.0, gt=0, description="How often a worker says its queues have a consumer; "
         "an entry lives three intervals, so producers skip a dead worker's queue soon after.")

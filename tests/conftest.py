@@ -40,6 +40,10 @@ def model_cache() -> Iterator[Path]:
         patch.setenv("HF_HUB_OFFLINE", "1")
         patch.setenv("TOKENIZERS_PARALLELISM", "false")
         patch.setenv("EMBEDQ_MODEL_CACHE_DIR", str(folder))
+        # Workers of other tests start without probing; tests/integration/test_precision_auto.py
+        # measures the real choices with explicit settings.
+        patch.setenv("EMBEDQ_FP32_BACKEND", "torch")
+        patch.setenv("EMBEDQ_AUTO_CANDIDATES", '["torch-fp32"]')
         yield folder
     shutil.rmtree(folder, ignore_errors=True)
 

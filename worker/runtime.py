@@ -32,6 +32,7 @@ from embedq.worker.consumer import Consumer, ConsumerSettings, Guard
 from embedq.worker.heartbeat import Heartbeat
 from embedq.worker.loaded_models import LoadedModels
 from embedq.worker.metrics import BatchFacts, BatchMetrics
+from embedq.worker.models.cpu import threads_per_process
 from embedq.worker.models.loading import check_model
 from embedq.worker.replies import ReplyTarget
 from embedq.worker.service import EmbedService
@@ -118,7 +119,7 @@ class WorkerRuntime:
 
     def threads(self) -> int:
         """Compute threads for each process: the cores shared out, at least one."""
-        return self.settings.torch_threads or max(1, (os.cpu_count() or 1) // self.processes)
+        return threads_per_process(self.processes, self.settings.torch_threads)
 
     def start(self) -> None:
         """In a pool process: load the models, then start the consumers and the heartbeat."""

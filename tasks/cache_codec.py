@@ -18,7 +18,6 @@ size class, so one cached vector costs ~960 bytes of Redis memory (key included)
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -32,31 +31,20 @@ from embedq.config.errors import PayloadError
 from embedq.tasks.names import vector_space
 from embedq.tasks.schema import EmbedRequest
 from embedq.tasks.vectors import l2_normalize
+from embedq.tasks.zstd import compressor, decompressor
 
 FORMAT_TAG = 0x01  # format version 1: [dtype, shape, zstd(high byte plane), other planes, ...]
 STORAGE_DTYPES: dict[str, np.dtype[Any]] = {"float16": np.dtype("<f2"), "float32": np.dtype("<f4")}
 # int8 and packed-binary vectors are stored exactly as returned (one byte plane, compressed).
 _EXACT_DTYPES: dict[str, np.dtype[Any]] = {"int8": np.dtype("i1"), "uint8": np.dtype("u1")}
 _KNOWN = {dtype.str: dtype for dtype in (*STORAGE_DTYPES.values(), *_EXACT_DTYPES.values())}
-_ZSTD_LEVEL = 1  # higher levels measured no smaller on vector bytes, only slower
 _FIELDS = 6
-_contexts = threading.local()  # zstd contexts are not thread-safe; producers may be threaded
 log = structlog.get_logger(__name__)
 
 
 class CacheValueError(PayloadError):
     """A cached value that must not be returned: corrupt, truncated, another format version,
     dtype or shape. Callers count it, log it once and treat it as a miss (it is overwritten)."""
-
-
-def _zstd() -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
-    pair: tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor] | None = getattr(
-        _contexts, "pair", None
-    )
-    if pair is None:
-        pair = (zstandard.ZstdCompressor(level=_ZSTD_LEVEL), zstandard.ZstdDecompressor())
-        _contexts.pair = pair
-    return pair
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +107,7 @@ def encode_entry(entry: CachedVector) -> bytes:
         )
     raw = np.ascontiguousarray(vector, dtype=dtype).tobytes()
     size = dtype.itemsize
-    high = _zstd()[0].compress(raw[size - 1 :: size])
+    high = compressor().compress(raw[size - 1 :: size])
     low = b"".join(raw[plane::size] for plane in range(size - 1))
     body = [dtype.str, [len(vector)], high, low, int(entry.tokens), bool(entry.truncated)]
     packed: bytes = msgpack.packb(body, use_bin_type=True)
@@ -151,7 +139,7 @@ def decode_entry(blob: bytes, dim: int) -> CachedVector:
     if not isinstance(tokens, int) or not isinstance(truncated, bool) or tokens < 0:
         raise CacheValueError("cached value's token facts are malformed")
     try:
-        high = _zstd()[1].decompress(high, max_output_size=dim)
+        high = decompressor().decompress(high, max_output_size=dim)
     except (zstandard.ZstdError, TypeError) as exc:
         raise CacheValueError(f"cached value's high byte plane is not valid zstd: {exc}") from exc
     if len(high) != dim:

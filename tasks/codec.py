@@ -10,6 +10,7 @@ import numpy as np
 import zstandard
 
 from embedq.config.errors import PayloadError
+from embedq.tasks.zstd import compressor, decompressor
 
 _DTYPES: dict[str, np.dtype[np.number]] = {
     "float32": np.dtype("<f4"), "float16": np.dtype("<f2"),
@@ -17,9 +18,6 @@ _DTYPES: dict[str, np.dtype[np.number]] = {
 }
 # An output dtype's array type: binary vectors are packed bits, eight dimensions to a byte.
 _ARRAY_DTYPES = {"float32": "float32", "float16": "float16", "int8": "int8", "binary": "uint8"}
-_COMPRESSION_LEVEL = 1  # float bytes gain little from harder levels; speed matters more.
-_compressor = zstandard.ZstdCompressor(level=_COMPRESSION_LEVEL)
-_decompressor = zstandard.ZstdDecompressor()
 
 
 def vector_width(dim: int, output_dtype: str) -> int:
@@ -42,7 +40,7 @@ def encode_vectors(vectors: np.ndarray) -> bytes:
             f"cannot encode vectors of dtype {vectors.dtype} and shape {vectors.shape}; "
             f"expected a 2-d array of {', '.join(_DTYPES)}"
         )
-    return _compressor.compress(np.ascontiguousarray(vectors, dtype=dtype).tobytes())
+    return compressor().compress(np.ascontiguousarray(vectors, dtype=dtype).tobytes())
 
 
 def decode_vectors(blob: bytes, dtype: str, shape: tuple[int, int]) -> np.ndarray:
@@ -51,7 +49,7 @@ def decode_vectors(blob: bytes, dtype: str, shape: tuple[int, int]) -> np.ndarra
     if np_dtype is None:
         raise PayloadError(f"unknown vector dtype {dtype!r}; expected one of {', '.join(_DTYPES)}")
     try:
-        raw = _decompressor.decompress(blob)
+        raw = decompressor().decompress(blob)
     except zstandard.ZstdError as exc:
         raise PayloadError(f"vector payload is not valid zstd data: {exc}") from exc
     rows, cols = shape

@@ -30,6 +30,7 @@ from embedq.config.errors import (
     BrokerUnavailableError,
     EmbedqError,
     EmbedTimeoutError,
+    InvalidInputError,
     NoLiveWorkerError,
 )
 from embedq.config.registry import Registry, RouteSpec, load_registry
@@ -289,6 +290,8 @@ class EmbeddingClient:
         """`embed_many` with per-item metadata; item failures are listed in each block's
         ``errors`` (NaN rows) instead of raised, so a corpus job can log them and go on."""
         source = check_stream(texts)
+        if isinstance(source, Sequence) and not source:
+            raise InvalidInputError("texts is empty; pass at least one text")
         size = positive("chunk_size", chunk_size) if chunk_size is not None else (
             self.settings.chunk_size)
         window = positive("max_in_flight", max_in_flight) if max_in_flight is not None else (

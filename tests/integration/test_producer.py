@@ -60,6 +60,30 @@ def test_bad_input_is_refused_before_enqueueing(offline_client, texts, error, me
         offline_client.submit(texts, "fast")
 
 
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda c: c.embed_many("hello", "fast"), "an iterable of strings"),
+        (lambda c: c.embed_many([], "fast"), "texts is empty"),
+        (lambda c: c.embed_many(None, "fast"), "got a NoneType"),
+        (lambda c: c.embed_many(5, "fast"), "got a int"),
+        (lambda c: c.embed_many(["a"], "fast", max_in_flight=-1), "max_in_flight must be a "),
+        (lambda c: c.embed_many(["a"], "fast", max_in_flight=0), "max_in_flight must be a "),
+        (lambda c: c.embed_many(["a"], "fast", chunk_size=0), "chunk_size must be a positive"),
+        (lambda c: c.embed_many(["a"], "fast", chunk_size=-1), "chunk_size must be a positive"),
+        (lambda c: c.embed_many(["a"], "fast", chunk_size=2.5), "chunk_size must be a positive"),
+        (lambda c: c.embed_many(["a"], "fast", timeout="5"), "timeout must be a positive"),
+        (lambda c: c.embed(["a"], "fast", timeout="5"), "timeout must be a positive"),
+        (lambda c: c.embed(["a"], "fast", timeout=-1), "timeout must be a positive"),
+        (lambda c: c.embed(["a"], "fast", dim=17), "dim 17 is not offered"),
+        (lambda c: c.embed(["a"], "fast", dim=True), "dim True is not offered"),
+    ],
+)
+def test_bad_arguments_are_typed_errors_before_anything_is_sent(offline_client, call, message):
+    with pytest.raises(InvalidInputError, match=message):
+        call(offline_client)
+
+
 def test_every_bad_item_is_reported(offline_client):
     with pytest.raises(InvalidTextError) as info:
         offline_client.submit(["", "ok", None], "fast")

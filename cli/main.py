@@ -14,6 +14,7 @@ import click
 
 from embedq.cli.cache_commands import cache
 from embedq.cli.dashboard_command import dashboard
+from embedq.cli.dead_letters_command import dead_letters
 from embedq.cli.embed_command import embed
 from embedq.cli.eval_commands import EVAL_COMMANDS
 from embedq.cli.gateway_command import gateway
@@ -183,6 +184,7 @@ def eval_precision(model: str, texts: int, pairs: int | None, threads: int, data
 
 
 main.add_command(cache)
+main.add_command(dead_letters)
 main.add_command(embed)
 main.add_command(worker)
 main.add_command(dashboard)

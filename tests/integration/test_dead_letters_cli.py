@@ -1,0 +1,61 @@
+"""``embedq dead-letters list|replay|drop`` against a real broker and a real worker."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import redis
+
+from embedq.tasks.dead_letters import DeadLetter, count_dead
+from embedq.tasks.envelope import build_message
+from embedq.tasks.names import dead_key, reply_key
+from embedq.tasks.schema import EmbedRequest
+from tests.support import make_client, wait_until, worker_env
+
+QUEUE = "embed.hashing.fp32"
+
+
+def _embedq(url: str, config, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "embedq.cli", "dead-letters", *args],
+                          env=worker_env(url, config), capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+def test_list_replay_and_drop(redis_server, start_worker, hashing_config):
+    start_worker("hashing", "fp32", hashing_config, "-c", "1", EMBEDQ_CACHE_ENABLED="false")
+    broker = redis.Redis.from_url(redis_server.url)
+    request = EmbedRequest(texts=["replay me"], route="fast", model="hashing", precision="fp32",
+                           dim=64, normalize=True, output_dtype="float32")
+    listen = reply_key("operator-test")
+    _, raw = build_message(request, queue=QUEUE, reply_to=listen, origin="test", now=time.time())
+    broker.lpush(dead_key(QUEUE), DeadLetter("a worker ran out of memory", QUEUE, time.time(), 3,
+                                             raw).encode())
+    broker.lpush(QUEUE, b"garbage from somewhere")
+    with make_client(redis_server.url, hashing_config) as client:
+        client.embed(["a barrier: the garbage was read before this"], timeout=60)
+    wait_until(lambda: count_dead(broker, QUEUE) == 2)
+
+    listed = _embedq(redis_server.url, hashing_config, "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    records = json.loads(listed.stdout)[QUEUE]
+    assert records["count"] == 2
+    reasons = {row["reason"] for row in records["newest"]}
+    assert "a worker ran out of memory" in reasons
+    assert any("not a Celery task message" in reason for reason in reasons)
+    assert {row.get("texts") for row in records["newest"]} == {1, None}
+
+    replayed = _embedq(redis_server.url, hashing_config, "replay", "--queue", QUEUE, "--limit", "1")
+    assert replayed.returncode == 0, replayed.stderr
+    assert "replayed 1" in replayed.stdout
+    wait_until(lambda: broker.llen(listen) == 1, timeout=60)  # the oldest: the real message
+    assert count_dead(broker, QUEUE) == 1  # the garbage stays dead
+
+    dropped = _embedq(redis_server.url, hashing_config, "drop", "--queue", QUEUE)
+    assert "dropped 1" in dropped.stdout
+    assert count_dead(broker, QUEUE) == 0
+    refused = _embedq(redis_server.url, hashing_config, "drop")
+    assert refused.returncode != 0
+    assert "--queue" in refused.stderr

@@ -100,6 +100,13 @@ class RedisServer:
             stop_processes([self._process], grace_s=10)
         self._process = None
 
+    def kill(self) -> None:
+        """SIGKILL the server: a crash, with no chance to write anything first."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+        self._process = None
+
     def restart(self, timeout: float = 10.0) -> RedisServer:
         """Shut down and start again on the same port and folder."""
         self.stop()

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlparse
 from celery import Celery
 
 from embedq.config.settings import Settings
+from embedq.tasks.connections import sentinel_master, without_master_name
 
 ACCEPT_CONTENT = ["msgpack", "json"]
 
@@ -33,14 +34,16 @@ def _ssl_options(url: str) -> dict[str, Any] | None:
     return {"ssl_cert_reqs": ssl.CERT_REQUIRED}
 
 
-def _transport_options(settings: Settings) -> dict[str, Any]:
-    """kombu's options for a ``sentinel://`` broker or result backend: the master to follow."""
-    return {"master_name": settings.sentinel_master}
+def _transport_options(settings: Settings, url: str) -> dict[str, Any]:
+    """kombu's options for a ``sentinel://`` URL: the master to follow (the URL's own
+    ``?master_name=``, else ``EMBEDQ_SENTINEL_MASTER``)."""
+    return {"master_name": sentinel_master(url, settings.sentinel_master)}
 
 
 def create_app(settings: Settings, *, name: str = "embedq") -> Celery:
     """A Celery app wired to the settings' broker and result backend."""
-    app = Celery(name, broker=settings.broker, backend=settings.result_backend)
+    app = Celery(name, broker=without_master_name(settings.broker),
+                 backend=without_master_name(settings.result_backend))
     app.conf.update(
         task_serializer="msgpack",
         result_serializer="msgpack",
@@ -54,9 +57,9 @@ def create_app(settings: Settings, *, name: str = "embedq") -> Celery:
         worker_send_task_events=True,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
-        broker_transport_options=_transport_options(settings),
+        broker_transport_options=_transport_options(settings, settings.broker),
         result_backend_transport_options={"retry_policy": {"timeout": 5.0},
-                                          **_transport_options(settings)},
+                                          **_transport_options(settings, settings.result_backend)},
         broker_use_ssl=_ssl_options(settings.broker),
         redis_backend_use_ssl=_ssl_options(settings.result_backend),
     )

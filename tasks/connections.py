@@ -9,7 +9,7 @@ same everywhere. Sentinel URLs use kombu's spelling, so one URL serves Celery an
 from __future__ import annotations
 
 from typing import Any, cast
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlparse, urlunparse
 
 import redis
 from redis.sentinel import Sentinel
@@ -18,13 +18,26 @@ from embedq.config.urls import safe_url
 
 SENTINEL = "sentinel"
 SCHEMES = ("redis", "rediss", "unix", SENTINEL)
-__all__ = ["blob_list", "database", "redis_client", "safe_url", "sentinel_master"]
+__all__ = ["blob_list", "database", "redis_client", "safe_url", "sentinel_master",
+           "without_master_name"]
 
 
 def sentinel_master(url: str, default: str) -> str:
     """The master name a ``sentinel://`` URL asks for (``?master_name=``), else ``default``."""
     names = parse_qs(urlparse(url.split(";")[-1]).query).get("master_name")
     return names[0] if names else default
+
+
+def without_master_name(url: str) -> str:
+    """``url`` without a ``?master_name=`` (kombu takes the master from its transport options
+    and refuses unknown URL parameters), for handing a sentinel URL to Celery."""
+    parts = []
+    for one in url.split(";"):
+        parsed = urlparse(one)
+        query = [(k, v) for k, v in parse_qsl(parsed.query, keep_blank_values=True)
+                 if k != "master_name"]
+        parts.append(urlunparse(parsed._replace(query=urlencode(query))))
+    return ";".join(parts)
 
 
 def redis_client(url: str, *, master_name: str = "mymaster", **options: Any) -> redis.Redis:

@@ -78,9 +78,10 @@ def list_command(queues: tuple[str, ...], limit: int, as_json: bool) -> None:
     """Show each queue's dead letters, newest first, with the reason."""
     settings, client = _broker()
     try:
-        report = {queue: {"count": count_dead(client, queue),
-                          "newest": [_describe(r) for r in list_dead(client, queue, limit)]}
-                  for queue in _queues(settings, client, queues)}
+        report: dict[str, dict[str, Any]] = {
+            queue: {"count": count_dead(client, queue),
+                    "newest": [_describe(r) for r in list_dead(client, queue, limit)]}
+            for queue in _queues(settings, client, queues)}
     except redis.RedisError as exc:
         raise _unreachable(settings, exc) from exc
     if as_json:

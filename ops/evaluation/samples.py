@@ -20,7 +20,7 @@ from embedq.ops.evaluation.evaluators import (
     sts_evaluator,
 )
 
-STS_SAMPLE = ("embedq.ops.evaluation", "data/sts.csv")
+STS_SAMPLE = ("embedq.worker.models", "data/sts.csv")  # shared with the precision probe
 RETRIEVAL_SAMPLE = ("embedq.ops.evaluation", "data/retrieval")
 CLUSTERING_SAMPLE = ("embedq.ops.evaluation", "data/clustering.csv")
 

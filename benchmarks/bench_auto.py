@@ -24,10 +24,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from shared_data import data_dir
 
 from embedq.config.registry import Precision, load_registry
 from embedq.config.settings import Settings, load_settings
-from embedq.ops.bench_texts import data_dir
 from embedq.ops.precision_eval import measure_rss, stsb_pairs
 from embedq.worker.models.cpu import read_cpu_features
 from embedq.worker.models.encoder import Encoder

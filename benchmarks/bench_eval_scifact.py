@@ -16,9 +16,10 @@ import argparse
 import json
 from pathlib import Path
 
+from shared_data import data_dir
+
 from embedq.config.registry import load_registry
 from embedq.config.settings import load_settings
-from embedq.ops.bench_texts import data_dir
 from embedq.ops.evaluation.datasets import read_retrieval
 from embedq.ops.evaluation.evaluators import retrieval_evaluator
 from embedq.ops.evaluation.metrics import as_float

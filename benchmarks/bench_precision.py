@@ -15,9 +15,10 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from shared_data import data_dir
+
 from embedq.config.registry import INT8_MAX_SPEARMAN_DROP, INT8_MIN_MEAN_COSINE, load_registry
 from embedq.config.settings import load_settings
-from embedq.ops.bench_texts import data_dir
 from embedq.ops.precision_eval import PrecisionFigures, evaluate, table
 
 MAX_MEMORY_SHARE = 0.5

@@ -46,7 +46,7 @@ from embedq.worker.models.sources import ResolvedSource, file_safe
 log = structlog.get_logger(__name__)
 
 RECIPE = "ort132-fused-v3"
-INT8_RECIPE = "qint8-pc-rr"
+INT8_RECIPE = "qint8-pc-rr-emb"
 FP32_MIN_COSINE = 0.9999
 INT8_MIN_EXPORT_COSINE = 0.98
 #: Short and long texts, and one past every model's max_tokens (truncation in the graph).
@@ -170,7 +170,10 @@ def _quantize_int8(fp32_file: Path, work: Path, keep: tuple[str, ...]) -> None:
 
     quantize_dynamic(
         str(fp32_file), str(work / MODEL_FILE), weight_type=QuantType.QInt8, per_channel=True,
-        reduce_range=True, op_types_to_quantize=["MatMul", "Attention"],
+        reduce_range=True,
+        # The embedding tables are a third of a small model: quantized too (EmbedLayerNorm once
+        # fused, Gather before), or int8 would barely shrink the file.
+        op_types_to_quantize=["MatMul", "Attention", "EmbedLayerNormalization", "Gather"],
         nodes_to_exclude=_kept_fp32(classify_matmuls(fp32_file), keep),
         # Contrib ops (Attention, SkipLayerNormalization) have no ONNX shape inference.
         extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},

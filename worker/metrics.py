@@ -190,17 +190,19 @@ class Exporter:
         serve(port, address, self.queues)
         host = socket.gethostname() if address in ("0.0.0.0", "::") else address
         self.url = f"http://{host}:{port}/metrics"
+        self._publish()  # advertised before start() returns, not whenever the thread runs
         self._thread.start()
         return self.url
 
+    def _publish(self) -> None:
+        # The broker away is no reason to stop a worker: the next beat tries again.
+        with contextlib.suppress(redis.RedisError):
+            publish_endpoint(self._client, str(self.url),
+                             ttl_s=3 * self.settings.liveness_interval_s)
+
     def _advertise(self) -> None:
-        interval = self.settings.liveness_interval_s
-        while True:
-            # The broker away is no reason to stop a worker: the next beat tries again.
-            with contextlib.suppress(redis.RedisError):
-                publish_endpoint(self._client, str(self.url), ttl_s=3 * interval)
-            if self._stopped.wait(interval):
-                return
+        while not self._stopped.wait(self.settings.liveness_interval_s):
+            self._publish()
 
     def stop(self) -> None:
         """Stop advertising (the HTTP server thread ends with the process)."""

@@ -20,6 +20,8 @@ from embedq.tasks.codec import vector_width
 from embedq.tasks.names import cache_key, model_info_key
 from embedq.tasks.schema import EmbedRequest
 
+_UNPUBLISHED_TTL_S = 1.0
+
 
 class ReadThrough:
     """Looks a request's texts up in the shared Redis tier, in one round trip."""
@@ -48,7 +50,10 @@ class ReadThrough:
             info = ModelInfo.decode(raw) if isinstance(raw, bytes) else None
         except CacheValueError:
             info = None  # an unreadable publication means: do not guess keys
-        self._infos[(model, precision)] = (now + self._info_ttl_s, info)
+        # Nothing published yet (no worker has served the model) is asked again soon: the first
+        # worker's publication should start the read-through within a second, not a full TTL.
+        ttl = self._info_ttl_s if info is not None else min(self._info_ttl_s, _UNPUBLISHED_TTL_S)
+        self._infos[(model, precision)] = (now + ttl, info)
         return info
 
     def lookup(self, request: EmbedRequest) -> tuple[ModelInfo | None, list[CachedVector | None]]:

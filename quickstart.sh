@@ -11,7 +11,7 @@ python3 -m venv .venv
 bash scripts/install-models.sh .venv/bin/python
 
 log=$(mktemp)
-.venv/bin/embedq up --no-flower 2>"$log" &
+.venv/bin/embedq up --no-flower --use-case search --use-case etl 2>"$log" &
 stack=$!
 trap 'kill -TERM $stack 2>/dev/null; wait $stack 2>/dev/null || true; rm -f "$log"' EXIT
 until url=$(grep -o 'EMBEDQ_REDIS_URL=redis://[^ ]*' "$log"); do

@@ -38,16 +38,17 @@ import numpy as np
 import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
+from shared_data import data_dir, sentences
 
 from embedq.config.registry import load_registry
 from embedq.config.settings import Settings
-from embedq.ops.bench import RawModel
-from embedq.ops.bench_texts import data_dir, sentences
+from embedq.ops.bench_stack import RawModel
 from embedq.ops.processes import stop_processes
 from embedq.ops.redis_server import RedisServer, free_port
 from embedq.ops.stack import wait_for_workers
 from embedq.producer.client import EmbeddingClient
 from embedq.producer.corpus import embed_file
+from embedq.tasks.names import queue_name
 
 _WORDS = (
     "red", "blue", "green", "running", "shoes", "jacket", "waterproof", "light", "heavy", "small",
@@ -78,18 +79,18 @@ class Stack:
         self.redis = RedisServer().start()
         self.env = {**os.environ, **env, "EMBEDQ_REDIS_URL": self.redis.url,
                     "EMBEDQ_LOG_FORMAT": "json", "HF_HUB_OFFLINE": "1"}
-        self.workers: list[subprocess.Popen[bytes]] = []
+        self.workers: dict[str, subprocess.Popen[bytes]] = {}
         self.ports: list[int] = []
 
     def worker(self, model: str, concurrency: int) -> None:
         port = free_port()
         self.ports.append(port)
-        self.workers.append(subprocess.Popen(
+        self.workers[queue_name(model, "fp32")] = subprocess.Popen(
             [sys.executable, "-m", "embedq.cli", "worker", "-m", model, "-p", "fp32",
              "-c", str(concurrency)],
             env={**self.env, "EMBEDQ_METRICS_PORT": str(port)},
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait_for_workers(self.redis.url, len(self.workers))
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_workers(self.redis.url, self.workers, lambda: False)
 
     def texts_computed(self) -> int:
         """Texts the workers handed to their pools, from their Prometheus counters."""
@@ -106,7 +107,7 @@ class Stack:
         return EmbeddingClient(settings, load_registry(settings.config_dir))
 
     def stop(self) -> None:
-        stop_processes(self.workers, grace_s=60)
+        stop_processes(list(self.workers.values()), grace_s=60)
         self.workers.clear()
         self.redis.stop()
 

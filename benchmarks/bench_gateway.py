@@ -35,9 +35,9 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+from shared_data import data_dir
 
-from embedq.ops.bench import RawModel, WorkerStack
-from embedq.ops.bench_texts import data_dir
+from embedq.ops.bench_stack import RawModel, WorkerStack
 from embedq.ops.redis_server import free_port
 
 

@@ -24,6 +24,7 @@ from embedq.config.errors import EmbedqError
 from embedq.config.logs import configure_logging
 from embedq.config.registry import Registry, load_registry
 from embedq.config.settings import Settings, load_settings
+from embedq.ops.bench_scenarios import NAMES as SCENARIO_NAMES
 from embedq.tasks.names import route_queue
 
 
@@ -81,8 +82,10 @@ def routes(as_json: bool) -> None:
 @click.option("--gateway/--no-gateway", default=True, show_default=True,
               help="Also start the HTTP gateway on 127.0.0.1 (needs the gateway extra).")
 @click.option("--gateway-port", type=int, default=8080, show_default=True)
+@click.option("--use-case", "-u", "use_cases", multiple=True,
+              help="Start only the workers these use cases need (default: every route's).")
 def up(flower: bool, flower_address: str, flower_port: int, concurrency: int | None,
-       dashboard_port: int, gateway: bool, gateway_port: int) -> None:
+       dashboard_port: int, gateway: bool, gateway_port: int, use_cases: tuple[str, ...]) -> None:
     """Run the embedded default: a private Redis and one worker per configured queue.
 
     Everything runs in the foreground and stops on Ctrl-C or SIGTERM. Other shells reach it by
@@ -92,36 +95,43 @@ def up(flower: bool, flower_address: str, flower_port: int, concurrency: int | N
 
     run_stack(flower=flower, flower_address=flower_address, flower_port=flower_port,
               concurrency=concurrency, dashboard_port=dashboard_port or None,
-              gateway_port=gateway_port if gateway else None)
+              gateway_port=gateway_port if gateway else None, use_cases=use_cases)
 
 
 @main.command()
-@click.option("--bulk", type=int, default=2000, show_default=True, help="Texts for embed_many.")
-@click.option("--storm", type=int, default=2000, show_default=True,
-              help="Single-text embed calls.")
-@click.option("--threads", type=int, default=16, show_default=True, help="Storm producer threads.")
-@click.option("--concurrency", "-c", type=int, default=2, show_default=True,
-              help="Worker pool processes (threads for --pool threads).")
+@click.option("--texts", "kinds", type=click.Choice(["short", "long"]), multiple=True,
+              default=("short", "long"), show_default=True,
+              help="Generated text sets: short (search queries, ~10 tokens), long (~40 tokens).")
+@click.option("--input", "input_path", type=click.Path(path_type=Path, exists=True,
+              dir_okay=False), default=None,
+              help="Your own texts instead, one a line (UTF-8); measured as one set.")
+@click.option("--count", type=int, default=2000, show_default=True,
+              help="Texts per scenario (sequential sends at most 500).")
+@click.option("--scenario", "chosen", type=click.Choice(list(SCENARIO_NAMES)), multiple=True,
+              default=SCENARIO_NAMES, show_default=True, help="Scenarios to run.")
+@click.option("--threads", type=int, default=16, show_default=True,
+              help="Request threads (split among --processes in the processes scenario).")
+@click.option("--processes", type=int, default=4, show_default=True,
+              help="Producer processes in the processes scenario.")
+@click.option("--concurrency", "-c", type=int, default=None,
+              help="Worker pool processes (default: the worker's own, one per core).")
 @click.option("--pool", "-P", type=click.Choice(["prefork", "solo", "threads"]),
               default="prefork", show_default=True, help="Worker pool to measure.")
-@click.option("--batch-size", "batch_sizes", type=int, multiple=True, default=(8, 16, 32, 64),
-              show_default=True, help="Raw encode batch sizes to try (best one is the baseline).")
 @click.option("--mixed/--no-mixed", default=False, help="Also compare batching policies on "
               "short queries mixed with long passages (in-process).")
-@click.option("--data", type=click.Path(path_type=Path), default=None,
-              help="Folder with stsb_dev.csv and scifact/ (default: ../shared/data).")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
               help="Also write the figures as JSON.")
-def bench(bulk: int, storm: int, threads: int, concurrency: int, pool: str,
-          batch_sizes: tuple[int, ...], mixed: bool, data: Path | None,
+def bench(kinds: tuple[str, ...], input_path: Path | None, count: int, chosen: tuple[str, ...],
+          threads: int, processes: int, concurrency: int | None, pool: str, mixed: bool,
           json_out: Path | None) -> None:
-    """Raw in-process encode vs the same work through a private queue, in one run."""
+    """The raw model and the same texts through a private queue, scenario by scenario."""
     from embedq.ops.bench import mixed_lengths, run_bench
 
-    run_bench(bulk=bulk, storm=storm, threads=threads, concurrency=concurrency, pool=pool,
-              data=data, json_out=json_out, batch_sizes=list(batch_sizes))
+    run_bench(kinds=["input"] if input_path else list(kinds), count=count,
+              input_path=input_path, chosen=list(chosen), threads=threads, processes=processes,
+              concurrency=concurrency, pool=pool, json_out=json_out)
     if mixed:
-        mixed_lengths(data)
+        mixed_lengths()
 
 
 @main.command()
@@ -155,11 +165,12 @@ def eval_group() -> None:
 @click.option("--model", "-m", required=True, help="Model name from models.json.")
 @click.option("--texts", type=int, default=512, show_default=True,
               help="Sentences timed at batch 32.")
-@click.option("--pairs", type=int, default=None, help="STS-B dev pairs (default: all 1,500).")
+@click.option("--pairs", type=int, default=None, help="STS pairs to score (default: all).")
 @click.option("--threads", type=int, default=2, show_default=True,
               help="Compute threads (torch and ONNX Runtime).")
-@click.option("--data", type=click.Path(path_type=Path), default=None,
-              help="Folder with stsb_dev.csv (default: ../shared/data).")
+@click.option("--data", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              default=None, help="STS pairs as CSV with sentence1,sentence2,score (default: "
+              "the bundled STS-B sample).")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
               help="Also write the figures as JSON to this file.")
 def eval_precision(model: str, texts: int, pairs: int | None, threads: int, data: Path | None,
@@ -167,12 +178,11 @@ def eval_precision(model: str, texts: int, pairs: int | None, threads: int, data
     """For each precision MODEL runs at here: RSS, weight bytes, texts/s, cosine, Spearman."""
     from dataclasses import asdict
 
-    from embedq.ops.bench_texts import data_dir
-    from embedq.ops.precision_eval import evaluate, table
+    from embedq.ops.precision_eval import bundled_sts, evaluate, table
 
     settings, registry = _context()
     configure_logging(settings.log_level, settings.log_format)  # logs to stderr, not the table
-    rows, skipped = evaluate(registry, model, settings, stsb=data_dir(data) / "stsb_dev.csv",
+    rows, skipped = evaluate(registry, model, settings, stsb=data or bundled_sts(),
                              texts=texts, pairs=pairs, threads=threads)
     click.echo(table(rows))
     for precision, reason in skipped.items():

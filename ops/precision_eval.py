@@ -11,13 +11,13 @@ are comparable; absolute figures on shared machines are noisy, ratios less so.
 
 from __future__ import annotations
 
-import csv
 import gc
 import json
 import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,8 @@ import numpy as np
 from embedq.config.errors import ConfigError, ModelUnavailableError
 from embedq.config.registry import Precision, Registry
 from embedq.config.settings import Settings
+from embedq.ops.evaluation.datasets import read_pairs
+from embedq.ops.evaluation.samples import STS_SAMPLE
 from embedq.tasks.vectors import l2_normalize
 from embedq.worker.models.encoder import Encoder
 from embedq.worker.models.loading import check_model, load_encoder
@@ -51,11 +53,15 @@ class PrecisionFigures:
 
 
 def stsb_pairs(path: Path, limit: int | None = None) -> tuple[list[str], list[str], np.ndarray]:
-    """STS-B dev sentence pairs and their gold scores."""
-    with path.open(encoding="utf-8", newline="") as handle:
-        rows = list(csv.DictReader(handle))[:limit]
-    return ([r["sentence1"] for r in rows], [r["sentence2"] for r in rows],
-            np.array([float(r["score"]) for r in rows]))
+    """STS sentence pairs (``sentence1,sentence2,score``) and their gold scores."""
+    pairs = read_pairs(path)
+    return (pairs.first[:limit], pairs.second[:limit],
+            np.array(pairs.scores[:limit], dtype=np.float64))
+
+
+def bundled_sts() -> Path:
+    """The STS-B sample shipped with embedq (the default when no file is given)."""
+    return Path(str(resources.files(STS_SAMPLE[0]).joinpath(STS_SAMPLE[1])))
 
 
 def encode(encoder: Encoder, texts: list[str]) -> np.ndarray:

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from types import FrameType
 
 import click
@@ -31,15 +32,18 @@ from embedq.tasks.app import create_app
 from embedq.tasks.names import parse_queue, route_queue
 
 log = structlog.get_logger(__name__)
-_READY_TIMEOUT_S = 180.0
+# A first start may export, quantize and measure a model (minutes for mpnet on two cores); later
+# starts reuse the result. The wait ends early if a worker exits.
+_READY_TIMEOUT_S = 1800.0
+_PROGRESS_EVERY_S = 20.0
 
 
-def queues_of(registry: Registry) -> list[str]:
-    """The distinct queues the routes send to, in route order, fallback models included."""
+def queues_of(registry: Registry, use_cases: Sequence[str] = ()) -> list[str]:
+    """The distinct queues the routes of ``use_cases`` (default: all) send to, in route order,
+    fallback models included."""
+    routes = [registry.route(name) for name in use_cases] or list(registry.routes.values())
     return list(dict.fromkeys(
-        route_queue(route.served_by(model))
-        for route in registry.routes.values()
-        for model in route.chain
+        route_queue(route.served_by(model)) for route in routes for model in route.chain
     ))
 
 
@@ -54,15 +58,42 @@ def worker_command(queue: str, concurrency: int | None) -> list[str]:
     return command + (["-c", str(concurrency)] if concurrency else [])
 
 
-def wait_for_workers(redis_url: str, expected: int, timeout: float = _READY_TIMEOUT_S) -> None:
-    """Block until ``expected`` workers answer a broadcast ping (a barrier, not a sleep)."""
+def _node_prefix(queue: str) -> str:
+    """How the node names of a queue's worker begin (``model.precision.pid@host``)."""
+    model, precision = parse_queue(queue) or (queue, "")
+    return f"{model}.{precision}."
+
+
+def wait_for_workers(redis_url: str, workers: dict[str, subprocess.Popen[bytes]],
+                     stopping: Callable[[], bool], timeout: float = _READY_TIMEOUT_S) -> bool:
+    """Block until every worker (by queue) answers a broadcast ping: a barrier, not a sleep.
+
+    Says which queues it still waits for every few seconds; raises if a worker exits or the
+    timeout passes, returns False if asked to stop meanwhile.
+    """
     app = create_app(load_settings(redis_url=redis_url))
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        replies = app.control.ping(timeout=1.0) or []
-        if len(replies) >= expected:
-            return
-    raise ConfigError(f"only some of {expected} workers answered within {timeout:.0f}s")
+    started = time.monotonic()
+    said = started
+    while not stopping():
+        answered = {reply for answer in app.control.ping(timeout=1.0) or [] for reply in answer}
+        waiting = [queue for queue in workers
+                   if not any(name.startswith(_node_prefix(queue)) for name in answered)]
+        if not waiting:
+            return True
+        for queue in waiting:
+            if (code := workers[queue].poll()) is not None:
+                raise ConfigError(f"the worker for {queue} exited with code {code} before it "
+                                  "was ready; its log is above")
+        now = time.monotonic()
+        if now - started > timeout:
+            raise ConfigError(f"the workers for {', '.join(waiting)} did not answer within "
+                              f"{timeout:.0f}s")
+        if now - said >= _PROGRESS_EVERY_S:
+            said = now
+            log.info("waiting_for_workers", queues=waiting, waited_s=round(now - started),
+                     why="a first start prepares each model (export, quantize, measure); "
+                         "later starts reuse it")
+    return False
 
 
 def flower_command(settings: Settings, address: str, port: int) -> tuple[list[str], dict[str, str]]:
@@ -98,6 +129,7 @@ def run_stack(
     *, flower: bool, flower_address: str, flower_port: int, concurrency: int | None,
     dashboard_port: int | None = 8050,
     gateway_port: int | None = None,
+    use_cases: Sequence[str] = (),
 ) -> None:
     """Start Redis, the workers, Flower, the dashboard and the gateway; stop them all on
     Ctrl-C / SIGTERM."""
@@ -117,14 +149,17 @@ def run_stack(
         env = {**os.environ, "EMBEDQ_REDIS_URL": redis_server.url}
         for key in ("EMBEDQ_BROKER_URL", "EMBEDQ_RESULT_BACKEND_URL", "EMBEDQ_CACHE_URL"):
             env.pop(key, None)
-        queues = queues_of(registry)
+        queues = queues_of(registry, use_cases)
+        workers = {}
         for queue in queues:
             metrics = {"EMBEDQ_METRICS_PORT": str(free_port()),
                        "EMBEDQ_METRICS_ADDRESS": "127.0.0.1"}
-            children.append(subprocess.Popen(worker_command(queue, concurrency),
-                                             env={**env, **metrics}))
+            workers[queue] = subprocess.Popen(worker_command(queue, concurrency),
+                                              env={**env, **metrics})
+        children += workers.values()
         try:
-            wait_for_workers(redis_server.url, len(queues))
+            if not wait_for_workers(redis_server.url, workers, lambda: stopping):
+                return
             if flower:
                 command, extra = flower_command(settings, flower_address, flower_port)
                 children.append(subprocess.Popen(command, env={**env, **extra}))

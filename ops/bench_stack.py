@@ -1,0 +1,145 @@
+"""What a benchmark stands on: the raw model it is compared with, and a private queue stack.
+
+Absolute speeds on shared machines are noisy, so every queue figure is a ratio to the raw
+in-process ``encode`` measured in the same run, on the same texts. The stack is private (a
+redis-server on a free port and one real ``embedq worker`` process whose JSON log goes to a
+file), so a bench never touches a Redis the user runs, and it is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+from embedq.config.registry import load_registry
+from embedq.config.settings import Settings
+from embedq.ops.processes import stop_processes
+from embedq.ops.redis_server import RedisServer
+from embedq.producer.client import EmbeddingClient
+
+
+@dataclass
+class Figure:
+    """One measured scenario."""
+
+    scenario: str
+    texts: int
+    seconds: float
+    texts_per_s: float
+    ratio_to_raw: float | None = None
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    mean_batch_texts: float | None = None
+    cpu_utilisation: float | None = None
+    note: str = ""
+
+
+def percentiles(seconds: list[float]) -> dict[str, float]:
+    """p50/p95/p99 of latencies given in seconds, in milliseconds."""
+    values = np.asarray(seconds) * 1e3
+    return {f"p{q}": round(float(np.percentile(values, q)), 2) for q in (50, 95, 99)}
+
+
+class RawModel:
+    """Plain sentence-transformers ``encode`` with all cores, in this process: the baseline."""
+
+    def __init__(self, model_dir: str) -> None:
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        torch.set_num_threads(os.cpu_count() or 1)
+        self.model = SentenceTransformer(model_dir, device="cpu")
+
+    def measure(self, texts: list[str], batch_size: int, label: str) -> Figure:
+        """Texts per second of one ``encode`` call over all texts."""
+        self.model.encode(texts[:64], batch_size=batch_size)
+        started = time.perf_counter()
+        self.model.encode(texts, batch_size=batch_size)
+        seconds = time.perf_counter() - started
+        return Figure(f"raw batch {batch_size}{label}", len(texts), seconds,
+                      len(texts) / seconds)
+
+    def single(self, texts: list[str], label: str) -> Figure:
+        """One text per ``encode`` call: the latency floor of a lone request."""
+        self.model.encode(texts[:8], batch_size=1)
+        latencies = []
+        started = time.perf_counter()
+        for text in texts:
+            began = time.perf_counter()
+            self.model.encode([text], batch_size=1)
+            latencies.append(time.perf_counter() - began)
+        seconds = time.perf_counter() - started
+        return Figure(f"raw one text a call{label}", len(texts), seconds,
+                      len(texts) / seconds, latency_ms=percentiles(latencies))
+
+
+class WorkerStack:
+    """A private redis-server and one ``embedq worker`` process whose log goes to a file."""
+
+    def __init__(self, model: str, precision: str, concurrency: int | None, pool: str,
+                 env: dict[str, str]) -> None:
+        self.redis = RedisServer().start()
+        self.log = Path(tempfile.mkstemp(prefix="embedq-bench-", suffix=".log")[1])
+        self._command = [sys.executable, "-m", "embedq.cli", "worker", "-m", model,
+                         "-p", precision, "-P", pool]
+        if concurrency:
+            self._command += ["-c", str(concurrency)]
+        self._env = {**os.environ, **env, "EMBEDQ_REDIS_URL": self.redis.url,
+                     "EMBEDQ_LOG_FORMAT": "json"}
+        self.process = self._start(self._env)
+        self.settings = Settings(redis_url=self.redis.url)
+
+    def _start(self, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        with self.log.open("ab") as out:
+            return subprocess.Popen(self._command, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    def restart(self, env: dict[str, str]) -> None:
+        """Stop the worker (warm shutdown) and start it again with ``env`` added."""
+        stop_processes([self.process], grace_s=60)
+        self.process = self._start({**self._env, **env})
+
+    def client(self, **settings: object) -> EmbeddingClient:
+        """A producer for this stack (``settings`` override the stack's defaults)."""
+        chosen = Settings(redis_url=self.redis.url, **settings)  # type: ignore[arg-type]
+        return EmbeddingClient(chosen, load_registry(chosen.config_dir))
+
+    def cpu_seconds(self) -> float:
+        """CPU time of the worker and its pool processes so far."""
+        proc = psutil.Process(self.process.pid)
+        total = 0.0
+        for each in [proc, *proc.children(recursive=True)]:
+            times = each.cpu_times()
+            total += times.user + times.system
+        return total
+
+    def settle(self, idle_share: float = 0.05, limit_s: float = 120.0) -> None:
+        """Wait until the worker's processes are idle (a pool process still loading its model
+        would take CPU from whatever is measured next)."""
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            before = self.cpu_seconds()
+            time.sleep(0.5)
+            if self.cpu_seconds() - before < idle_share * 0.5 * (os.cpu_count() or 1):
+                return
+
+    def batch_sizes(self, since_line: int) -> list[int]:
+        """Texts per model batch, from the worker's JSON log lines after ``since_line``."""
+        lines = self.log.read_text(errors="replace").splitlines()[since_line:]
+        return [json.loads(line)["batch_texts"] for line in lines if '"batch_embedded"' in line]
+
+    def log_lines(self) -> int:
+        """How many lines the worker has logged."""
+        return len(self.log.read_text(errors="replace").splitlines())
+
+    def stop(self) -> None:
+        """Warm-shutdown the worker, then stop Redis."""
+        stop_processes([self.process], grace_s=60)
+        self.redis.stop()

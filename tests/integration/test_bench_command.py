@@ -1,0 +1,33 @@
+"""`embedq bench` on a fresh install: generated texts, a private stack, every scenario."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.model
+
+
+def test_bench_runs_every_scenario_and_reports_ratios(tmp_path):
+    out = tmp_path / "bench.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMBEDQ_")}
+    run = subprocess.run(
+        [sys.executable, "-m", "embedq.cli", "bench", "--texts", "short", "--count", "48",
+         "--threads", "8", "--processes", "2", "--json", str(out)],
+        env={**env, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=600,
+        check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    figures = {f["scenario"]: f for f in json.loads(out.read_text())}
+    for name in ("short: sequential, embed([t])", "short: 8 threads, embed([t])",
+                 "short: 2 processes x 4 threads", "short: 48 concurrent aembed([t])",
+                 "short: open loop, 48 submit then get", "short: bulk, embed_many"):
+        assert figures[name]["texts"] == 48
+        assert figures[name]["ratio_to_raw"] > 0
+    assert figures["short: sequential, embed([t])"]["latency_ms"]["p50"] > 0
+    hit = figures["short: cache hit, read-through embed([t])"]
+    assert hit["note"].startswith(f"{hit['texts']}/{hit['texts']} answered")
+    assert "x raw" in run.stdout

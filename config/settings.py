@@ -163,4 +163,4 @@ def load_settings(**overrides: object) -> Settings:
             f"EMBEDQ_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
             for err in exc.errors()
         )
-        raise ConfigError(f"invalid settings: {problems}") from exc
+        raise ConfigError(f"invalid settings: {problems}") from None  # the cause shows inputs

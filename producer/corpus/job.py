@@ -83,6 +83,7 @@ def embed_file(input: str | os.PathLike[str], output: str | os.PathLike[str],
     spec = input_spec(Path(input), input_format, text_field, id_field)
     out = Path(output)
     kind = output_format(out)
+    _probe_folder(out)  # before connecting to anything: an unwritable output is found now
     source = open_source(spec)
     with nullcontext(client) if client is not None else EmbeddingClient() as active:
         return _job(active, spec, out, kind, source, use_case, errors_file, restart, overwrite,

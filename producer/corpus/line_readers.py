@@ -28,6 +28,7 @@ from embedq.producer.corpus.formats import (
 )
 
 _MISSING = object()
+_SNIFF_BYTES = 8192
 
 
 class LineFile:
@@ -44,6 +45,21 @@ class LineFile:
         self._text: io.TextIOWrapper | None = None
         self._stream: BinaryIO = (gzip.GzipFile(fileobj=self._raw, mode="rb")  # type: ignore[assignment]
                                   if spec.gzipped else self._raw)
+        self._refuse_binary(spec)
+
+    def _refuse_binary(self, spec: InputSpec) -> None:
+        """A NUL byte near the start means a binary file, not text with a few bad rows: refuse
+        it before any work (stray invalid UTF-8 in a text file fails only its own rows)."""
+        try:
+            head = self._stream.peek(_SNIFF_BYTES)[:_SNIFF_BYTES]  # type: ignore[attr-defined]
+        except (OSError, EOFError) as exc:
+            self.__exit__()
+            raise self.damaged(exc) from exc
+        if b"\x00" in head:
+            self.__exit__()
+            raise InputFileError(f"{str(spec.path)!r} looks binary (a NUL byte in its first "
+                                 f"{_SNIFF_BYTES // 1024} KiB); embedq reads UTF-8 text, one text "
+                                 "a line, JSON lines, CSV or Parquet")
 
     def __enter__(self) -> LineFile:
         return self

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -92,3 +95,19 @@ def test_bad_setting_names_the_variable(monkeypatch):
     monkeypatch.setenv("EMBEDQ_REDIS_URL", "http://nope")
     with pytest.raises(ConfigError, match="EMBEDQ_REDIS_URL"):
         load_settings()
+
+
+def test_a_bad_url_setting_never_echoes_its_password(monkeypatch):
+    monkeypatch.setenv("EMBEDQ_REDIS_URL", "http://ops:hunter2@broker.example:6379/0")
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    assert "EMBEDQ_REDIS_URL" in str(raised.value)
+    assert "broker.example" in str(raised.value)
+    assert "hunter2" not in str(raised.value)
+    assert raised.value.__cause__ is None
+    run = subprocess.run([sys.executable, "-m", "embedq.cli", "routes"], capture_output=True,
+                         text=True, timeout=60, check=False,
+                         env={**os.environ, "EMBEDQ_REDIS_URL": "http://ops:hunter2@b:1/0"})
+    assert run.returncode != 0
+    assert "EMBEDQ_REDIS_URL" in run.stderr
+    assert "hunter2" not in run.stderr + run.stdout

@@ -139,6 +139,36 @@ def test_missing_input_a_folder_and_stdin_are_refused(tmp_path):
         input_spec(Path("-"), None, None, None)
 
 
+@pytest.mark.parametrize("name", ["blob.txt", "blob.csv", "blob.jsonl.gz"])
+def test_binary_files_are_refused_before_any_row(tmp_path, name):
+    blob = bytes(range(256)) * 8
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(blob) if name.endswith(".gz") else blob)
+    with pytest.raises(InputFileError, match=r"looks binary .*NUL byte"):
+        open_source(input_spec(path, None, None, None))
+
+
+def test_the_cli_refuses_bad_inputs_and_unwritable_outputs_before_connecting(tmp_path):
+    """No Redis listens at the URL: every refusal must come first, as one line, no traceback."""
+    (tmp_path / "texts.txt").write_text("one\ntwo\n")
+    (tmp_path / "blob.txt").write_bytes(b"\x00\x01\x02")
+    cases = {
+        ("--input", "missing.txt", "--output", "o.npy"): "does not exist",
+        ("--input", ".", "--output", "o.npy"): "is a folder",
+        ("--input", "blob.txt", "--output", "o.npy"): "looks binary",
+        ("--input", "texts.txt", "--output", "texts.txt/o.npy"): "cannot write",
+        ("--input", "texts.txt", "--output", "nowhere/o.npy"): "cannot write",
+    }
+    env = {**os.environ, "EMBEDQ_REDIS_URL": "redis://127.0.0.1:9/0"}
+    for args, message in cases.items():
+        run = subprocess.run([sys.executable, "-m", "embedq.cli", "embed", *args], cwd=tmp_path,
+                             env=env, capture_output=True, text=True, timeout=60, check=False)
+        assert run.returncode != 0, args
+        assert message in run.stderr, (args, run.stderr)
+        assert "Traceback" not in run.stderr, (args, run.stderr)
+        assert "broker" not in run.stderr, (args, run.stderr)
+
+
 def test_empty_files_are_jobs_of_no_rows(tmp_path):
     for name in ("e.txt", "e.jsonl", "e.csv"):
         (tmp_path / name).write_bytes(b"")

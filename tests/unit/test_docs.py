@@ -27,3 +27,8 @@ def test_help_works_without_a_broker():
     result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0
     assert "routes" in result.output
+
+
+def test_the_web_app_example_in_the_readme_is_the_tested_file():
+    example = (Path(__file__).resolve().parents[2] / "examples" / "fastapi_app.py").read_text()
+    assert example[example.index("from collections.abc"):] in README

@@ -1,7 +1,6 @@
 """Every candidate backend x precision of a model on the CPU at hand, and what ``auto`` picks.
 
-    HF_HUB_OFFLINE=1 flock -x /work/scratch/bench.lock \\
-        .venv/bin/python benchmarks/bench_auto.py --model minilm [--texts 256] [--threads 1]
+    HF_HUB_OFFLINE=1 python benchmarks/bench_auto.py --model minilm [--texts 256] [--threads 1]
 
 Speed: raw PyTorch fp32 (``SentenceTransformer.encode(batch_size=32)``, the baseline) and each
 candidate (length-sorted batches of 32, as the worker runs them) take turns for ``--rounds``

@@ -2,7 +2,7 @@
 
 Run it alone on the machine:
 
-    flock -x /work/scratch/bench.lock .venv/bin/python benchmarks/bench_corpus.py \
+    .venv/bin/python benchmarks/bench_corpus.py \
         [--rows 1000000] [--minilm-rows 20000] [--scaling-rows 6000] [--json figures.json]
 
 Part 1 measures the producer, not a model, so its workers serve the deterministic hashing model

@@ -1,6 +1,6 @@
 """The HTTP gateway against the raw model and against ``aembed``, in one run (issue 15).
 
-    flock -x /work/scratch/bench.lock python benchmarks/bench_gateway.py [--requests 2000]
+    python benchmarks/bench_gateway.py [--requests 2000]
 
 One minilm fp32 worker (prefork, 2 processes, vector cache off) behind a private Redis, one
 ``embedq gateway`` process, short sentences (STS-B dev, 5-14 words, about 12 tokens):

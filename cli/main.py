@@ -99,6 +99,10 @@ def up(flower: bool, flower_address: str, flower_port: int, concurrency: int | N
 
 
 @main.command()
+@click.option("--model", "-m", default="minilm", show_default=True,
+              help="Model name from models.json.")
+@click.option("--precision", "-p", default="fp32", show_default=True,
+              help="The worker's precision (auto included); raw is always PyTorch fp32.")
 @click.option("--texts", "kinds", type=click.Choice(["short", "long"]), multiple=True,
               default=("short", "long"), show_default=True,
               help="Generated text sets: short (search queries, ~10 tokens), long (~40 tokens).")
@@ -121,13 +125,14 @@ def up(flower: bool, flower_address: str, flower_port: int, concurrency: int | N
               "short queries mixed with long passages (in-process).")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
               help="Also write the figures as JSON.")
-def bench(kinds: tuple[str, ...], input_path: Path | None, count: int, chosen: tuple[str, ...],
-          threads: int, processes: int, concurrency: int | None, pool: str, mixed: bool,
-          json_out: Path | None) -> None:
+def bench(model: str, precision: str, kinds: tuple[str, ...], input_path: Path | None,
+          count: int, chosen: tuple[str, ...], threads: int, processes: int,
+          concurrency: int | None, pool: str, mixed: bool, json_out: Path | None) -> None:
     """The raw model and the same texts through a private queue, scenario by scenario."""
     from embedq.ops.bench import mixed_lengths, run_bench
 
-    run_bench(kinds=["input"] if input_path else list(kinds), count=count,
+    run_bench(model=model, precision=precision, kinds=["input"] if input_path else list(kinds),
+              count=count,
               input_path=input_path, chosen=list(chosen), threads=threads, processes=processes,
               concurrency=concurrency, pool=pool, json_out=json_out)
     if mixed:

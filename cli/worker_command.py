@@ -60,11 +60,13 @@ def worker(
     The model and precision are checked (and a split zip assembled or an int8 model exported)
     before Celery starts, so a worker that cannot serve stops here with the fix in the message.
     """
+    from embedq.worker import metrics
     from embedq.worker.models.loading import check_model
 
     if threads is not None:
         os.environ["EMBEDQ_TORCH_THREADS"] = str(threads)
     settings = load_settings()
+    metrics.prepare(settings)  # before check_model: a fallback it counts must reach /metrics
     try:
         check_model(load_registry(settings.config_dir), model, precision, settings)
     except EmbedqError as exc:

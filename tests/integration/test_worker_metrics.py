@@ -8,11 +8,13 @@ import subprocess
 import sys
 import urllib.request
 
+import pytest
 import redis
 
 from embedq.config.settings import Settings
 from embedq.ops.redis_server import free_port
 from embedq.worker.metrics import Exporter, metrics_endpoints, publish_endpoint, withdraw_endpoint
+from tests.support import wait_until
 
 QUEUE = "embed.minilm.fp32"
 POOL_PROCESS = """
@@ -68,3 +70,19 @@ def test_the_exporter_serves_and_withdraws_itself(redis_server, tmp_path, monkey
         assert "embedq_worker_memory_bytes" in response.read().decode()
     exporter.stop()
     assert url not in metrics_endpoints(client)
+
+
+@pytest.mark.model
+def test_a_model_fallback_at_start_is_on_the_workers_metrics(redis_server, start_worker,
+                                                              tmp_path):
+    """The export fails in the worker command, before Celery starts: still counted on /metrics."""
+    (tmp_path / "onnx").write_text("a file where the export folder should be")
+    port = free_port()
+    start_worker("minilm", "fp32", None, "-c", "1", EMBEDQ_MODEL_CACHE_DIR=str(tmp_path),
+                 EMBEDQ_FP32_BACKEND="onnx", EMBEDQ_METRICS_PORT=str(port))
+    url = f"http://127.0.0.1:{port}/metrics"
+    wait_until(lambda: url in metrics_endpoints(redis.Redis.from_url(redis_server.url)),
+               timeout=120)
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    assert 'embedq_model_fallbacks_total{model="minilm",stage="export"} 1.0' in text

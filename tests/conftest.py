@@ -33,8 +33,8 @@ from tests.support import (
 
 @pytest.fixture(scope="session", autouse=True)
 def model_cache() -> Iterator[Path]:
-    """Offline, quiet tokenizers, and one model cache for the whole session (assembled mpnet,
-    exported int8 models), inherited by every worker process and removed at the end."""
+    """Offline, quiet tokenizers, CPU only, and one model cache for the whole session (assembled
+    mpnet, exported int8 models), inherited by every worker process and removed at the end."""
     folder = Path(tempfile.mkdtemp(prefix="embedq-test-models-"))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HF_HUB_OFFLINE", "1")
@@ -44,6 +44,9 @@ def model_cache() -> Iterator[Path]:
         # measures the real choices with explicit settings.
         patch.setenv("EMBEDQ_FP32_BACKEND", "torch")
         patch.setenv("EMBEDQ_AUTO_CANDIDATES", '["torch-fp32"]')
+        # The same CPU-only view on a GPU host: these tests check the CPU paths (a refused
+        # fp16, an int8 export); the CUDA choices are unit-tested as pure logic.
+        patch.setenv("CUDA_VISIBLE_DEVICES", "")
         yield folder
     shutil.rmtree(folder, ignore_errors=True)
 

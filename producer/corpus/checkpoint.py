@@ -34,6 +34,13 @@ class Identity:
     options: dict[str, Any]  # text and id fields, id type, output format
 
 
+def require_folder(output: Path) -> None:
+    """Refuse an output whose folder does not exist, naming the folder to create."""
+    if not output.parent.is_dir():
+        raise OutputFileError(f"cannot write {str(output)!r}: its folder "
+                              f"{str(output.parent)!r} does not exist; create it first")
+
+
 class Checkpoint:
     """The ``<output>.embedq`` folder of one job."""
 
@@ -49,6 +56,7 @@ class Checkpoint:
 
     def lock(self) -> None:
         """Create the folder (proving the output's folder is writable) and hold its lock."""
+        require_folder(self.output)
         try:
             self.folder.mkdir(exist_ok=True)
             handle = os.open(self.folder / "lock", os.O_RDWR | os.O_CREAT, 0o644)

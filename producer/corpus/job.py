@@ -21,7 +21,12 @@ import structlog
 from embedq.config.errors import CheckpointMismatchError, InvalidInputError, OutputFileError
 from embedq.config.registry import RouteSpec
 from embedq.producer.client import EmbeddingClient
-from embedq.producer.corpus.checkpoint import Checkpoint, Identity, check_same_job
+from embedq.producer.corpus.checkpoint import (
+    Checkpoint,
+    Identity,
+    check_same_job,
+    require_folder,
+)
 from embedq.producer.corpus.fingerprint import changes, fingerprint
 from embedq.producer.corpus.formats import (
     IdType,
@@ -124,9 +129,7 @@ def _route_record(client: EmbeddingClient, route: RouteSpec) -> dict[str, Any]:
 
 def _probe_folder(path: Path) -> None:
     """Refuse now, not after hours of work, if ``path`` cannot be written."""
-    if not path.parent.is_dir():
-        raise OutputFileError(f"cannot write {str(path)!r}: its folder {str(path.parent)!r} "
-                              "does not exist; create it first")
+    require_folder(path)
     probe = path.with_name(f".{path.name}.probe")
     try:
         probe.write_bytes(b"")

@@ -16,7 +16,10 @@ broker's design, on Celery's own message format):
   in-flight list are one ``MULTI`` (see `worker.replies`);
 * **restore** (`RESTORE`, one script): a dead consumer's in-flight messages go back to the
   head of the queue, oldest first, and its liveness entry goes. Dead means its liveness entry
-  expired, or (on the same host, at once) its process no longer exists.
+  expired, or (on the same host, at once) its process no longer exists. When its whole worker
+  died (the parent too: a kill or a crash of the worker, not of one pool process), the
+  deliveries are refunded: only a message whose pool process died under a living worker is a
+  poison suspect.
 """
 
 from __future__ import annotations
@@ -78,10 +81,21 @@ while not alone and total < budget and count < most do
 end
 return out
 """
-# KEYS: the dead consumer's inflight, queue, live set.  ARGV: the dead consumer's id.
+# KEYS: the dead consumer's inflight, queue, live set, deliveries.
+# ARGV: the dead consumer's id, '1' to refund the deliveries (its whole worker died, not just
+# the process that held them: the messages are not suspects).
 _RESTORE = """
 local n = 0
-while redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT') do n = n + 1 end
+while true do
+  local raw = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
+  if not raw then break end
+  n = n + 1
+  if ARGV[2] == '1' then
+    local id = redis.sha1hex(raw)
+    local count = tonumber(redis.call('HGET', KEYS[4], id))
+    if count and count > 0 then redis.call('HINCRBY', KEYS[4], id, -1) end
+  end
+end
 redis.call('ZREM', KEYS[3], ARGV[1])
 return n
 """
@@ -96,26 +110,47 @@ def _namespace() -> str:
 
 
 def consumer_id() -> str:
-    """A unique id that says where the consumer runs: ``host:pid-namespace:pid:nonce``."""
-    return f"{socket.gethostname()}:{_namespace()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """A unique id that says where the consumer runs: ``host:pid-namespace:pid:parent-nonce``
+    (the parent is the worker process that forked this pool process)."""
+    return (f"{socket.gethostname()}:{_namespace()}:{os.getpid()}:"
+            f"{os.getppid()}-{uuid.uuid4().hex[:8]}")
 
 
-def gone_locally(consumer: str) -> bool:
-    """True when ``consumer`` ran on this host and pid namespace and its process is gone."""
+def _local_pids(consumer: str) -> tuple[int, int | None] | None:
+    """(pid, parent pid or None) of a consumer on this host and pid namespace, else None."""
     try:
-        host, namespace, pid, _ = consumer.rsplit(":", 3)
+        host, namespace, pid, tail = consumer.rsplit(":", 3)
         number = int(pid)
+        parent = int(tail.split("-", 1)[0]) if "-" in tail else None
     except ValueError:
-        return False
-    if host != socket.gethostname() or namespace != _namespace() or number == os.getpid():
-        return False
+        return None
+    if host != socket.gethostname() or namespace != _namespace():
+        return None
+    return number, parent
+
+
+def _dead(pid: int) -> bool:
     try:
-        os.kill(number, 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
     except PermissionError:
         return False
-    return _zombie(number)
+    return _zombie(pid)
+
+
+def gone_locally(consumer: str) -> bool:
+    """True when ``consumer`` ran on this host and pid namespace and its process is gone."""
+    pids = _local_pids(consumer)
+    return pids is not None and pids[0] != os.getpid() and _dead(pids[0])
+
+
+def worker_gone_locally(consumer: str) -> bool:
+    """True when the worker that ran ``consumer`` died as a whole (its parent is gone too): a
+    kill of the worker, not a message that killed one pool process."""
+    pids = _local_pids(consumer)
+    return (pids is not None and pids[1] is not None and pids[1] != os.getpid()
+            and _dead(pids[0]) and _dead(pids[1]))
 
 
 def _zombie(pid: int) -> bool:
@@ -181,9 +216,13 @@ class QueueClaims:
         return [Claimed(bytes(raw), int(count)) for raw, count in rows]
 
     def restore(self, consumer: str) -> int:
-        """Put a dead consumer's claimed messages back at the head of the queue."""
-        keys = [inflight_key(self.queue, consumer), self.queue, live_key(self.queue)]
-        return int(self._restore(keys=keys, args=[consumer]))
+        """Put a dead consumer's claimed messages back at the head of the queue. Their delivery
+        counts stand (a suspect of poison) unless its whole worker died: then they are refunded,
+        so that killing workers again and again never dead-letters an innocent message."""
+        keys = [inflight_key(self.queue, consumer), self.queue, live_key(self.queue),
+                deliveries_key(self.queue)]
+        refund = "1" if worker_gone_locally(consumer) else "0"
+        return int(self._restore(keys=keys, args=[consumer, refund]))
 
     def sweep(self, *, everything: bool = False) -> int:
         """Restore every dead consumer's messages; returns how many came back.

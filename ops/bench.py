@@ -11,9 +11,9 @@ read-through hit.
 
 from __future__ import annotations
 
-import gc
 import json
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -163,8 +163,8 @@ def run_bench(*, model: str, precision: str, kinds: list[str], count: int,
                     runs[-1].scenario(name)
         hit = cache_hits(stack, next(iter(sets.values()))[:300])
     finally:
-        gc.collect()
         stack.stop()
+        shutil.rmtree(config, ignore_errors=True)
     after = {kind: raw.measure(texts, 32, f", after ({kind})")
              for kind, texts in sets.items()}
     figures: list[Figure] = []

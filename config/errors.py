@@ -137,6 +137,11 @@ class ApiKeyError(EmbedqError):
     """An HTTP request without a bearer key, or with one the gateway does not accept."""
 
 
-class BackPressureError(EmbedqError):
-    """A route's queue is deeper than the gateway's limit: the client should retry later
-    rather than wait in a line that only grows."""
+class OverloadedError(EmbedqError):
+    """Refused at once, nothing enqueued: the work already queued for the route would take longer
+    than the request's deadline allows. Retrying after ``retry_after_s`` (or elsewhere) can
+    succeed; waiting in a line that cannot be served in time cannot."""
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message)

@@ -10,9 +10,9 @@ import time
 import redis
 
 from embedq.tasks.dead_letters import DeadLetter, count_dead
-from embedq.tasks.envelope import build_message
 from embedq.tasks.names import dead_key, reply_key
 from embedq.tasks.schema import EmbedRequest
+from embedq.tasks.wire import build_message
 from tests.support import make_client, wait_until, worker_env
 
 QUEUE = "embed.hashing.fp32"

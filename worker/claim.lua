@@ -100,7 +100,10 @@ for _, source in ipairs({{queue, side}, {bulk, 'RIGHT'}}) do
     local raw = redis.call('LINDEX', list, from == 'RIGHT' and -1 or 0)
     if not raw then break end
     local id = redis.sha1hex(raw)
-    if redis.call('HEXISTS', deliveries, id) == 1 then break end  -- a suspect: claimed alone
+    -- A message delivered before (its worker process died on it) is a poison suspect: it is
+    -- claimed alone, as the first of a claim of its own.
+    local suspect = redis.call('HEXISTS', deliveries, id) == 1
+    if suspect and (total > 0 or #held > 0) then break end
     redis.call('LMOVE', list, inflight, from, 'LEFT')
     count = count + 1
     local h = headers(raw)
@@ -110,7 +113,7 @@ for _, source in ipairs({{queue, side}, {bulk, 'RIGHT'}}) do
       out[#out + 1] = {raw, 0, 'expired', n}
     else
       total = total + n
-      deliver(raw, id, n)
+      if deliver(raw, id, n) > 1 or suspect then alone = true end
     end
   end
 end

@@ -172,6 +172,20 @@ def _poison_marked_dead(broker: redis.Redis, lua: str | None) -> bool:
             and broker.hget(deliveries_key(QUEUE), message_id(raw)) == DEAD_MARK)
 
 
+def _bulk_suspect_claimed_alone(broker: redis.Redis, lua: str | None) -> bool:
+    """A bulk message restored after its worker process died is claimed alone: it must not
+    block the bulk list (a blocking wait only ever takes interactive work)."""
+    suspect, other = _message(8, bulk=True), _message(8, bulk=True)
+    broker.lpush(bulk_queue(QUEUE), other, suspect)
+    broker.hset(deliveries_key(QUEUE), message_id(suspect), 1)
+    claims = _claims(broker, lua)
+    first, second = claims.claim(POLICY), None
+    broker.delete(claims.inflight)
+    second = claims.claim(POLICY)
+    return ([c.raw for c in first] == [suspect] and first[0].deliveries == 2
+            and [c.raw for c in second] == [other])
+
+
 CLAIM_CHECKS: dict[str, tuple[ClaimCheck, tuple[str, str]]] = {
     # each check, and a deliberate break of the script that it must catch
     "budget counted in texts": (_budget_in_texts, ("total = total + n", "total = total + 1")),
@@ -184,6 +198,9 @@ CLAIM_CHECKS: dict[str, tuple[ClaimCheck, tuple[str, str]]] = {
                                       ("return deadline ~= nil and deadline <= now",
                                        "return false")),
     "poison dead-marked": (_poison_marked_dead, ("elseif n > limit then", "elseif false then")),
+    "a bulk suspect alone": (_bulk_suspect_claimed_alone,
+                             ("if suspect and (total > 0 or #held > 0) then break end",
+                              "if suspect then break end")),
 }
 
 

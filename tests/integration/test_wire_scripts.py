@@ -176,10 +176,10 @@ def _bulk_suspect_claimed_alone(broker: redis.Redis, lua: str | None) -> bool:
     """A bulk message restored after its worker process died is claimed alone: it must not
     block the bulk list (a blocking wait only ever takes interactive work)."""
     suspect, other = _message(8, bulk=True), _message(8, bulk=True)
-    broker.lpush(bulk_queue(QUEUE), other, suspect)
+    broker.lpush(bulk_queue(QUEUE), suspect, other)  # the suspect at the tail, first in line
     broker.hset(deliveries_key(QUEUE), message_id(suspect), 1)
     claims = _claims(broker, lua)
-    first, second = claims.claim(POLICY), None
+    first = claims.claim(POLICY)
     broker.delete(claims.inflight)
     second = claims.claim(POLICY)
     return ([c.raw for c in first] == [suspect] and first[0].deliveries == 2

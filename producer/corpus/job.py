@@ -21,6 +21,7 @@ import structlog
 from embedq.config.errors import CheckpointMismatchError, InvalidInputError, OutputFileError
 from embedq.config.registry import RouteSpec
 from embedq.producer.client import EmbeddingClient
+from embedq.producer.corpus import killpoints
 from embedq.producer.corpus.checkpoint import (
     Checkpoint,
     Identity,
@@ -178,6 +179,7 @@ def _run(client: EmbeddingClient, source: Source, spec: InputSpec, checkpoint: C
     started = time.monotonic()
     spool = checkpoint.spool
     start = spool.open()
+    killpoints.reached("before-parts")
     made_by = spool.model()
     served = route.served_by(made_by[0]) if made_by else client.serving(route)
     dim = client.registry.output_dim(served)
@@ -193,6 +195,7 @@ def _run(client: EmbeddingClient, source: Source, spec: InputSpec, checkpoint: C
             f"{str(spec.path)!r} changed while the job ran ({'; '.join(moved)}); its rows may "
             "not match; re-run with --restart")
     model, revision = spool.model() or (served.model, "")
+    killpoints.reached("before-merge")
     summary = _finish(checkpoint, identity, errors_path, width=width, dtype=dtype,
                       facts={"input": str(spec.path), "output": str(checkpoint.output),
                              "resumed_from": start, "rows_this_run": ledger.durable_end - start,
@@ -217,7 +220,9 @@ def _finish(checkpoint: Checkpoint, identity: Identity, errors_path: Path, *, wi
                       metadata={**identity.route, **facts, "input": identity.input})
     else:
         write_npy(spool, out, out.with_name(out.name + ".ids.jsonl"), width=width, dtype=dtype)
+    killpoints.reached("output-published")
     failed = write_errors(spool, errors_path)
+    killpoints.reached("merged")
     seconds = time.monotonic() - started
     facts["seconds"] = round(facts["seconds"] + seconds, 3)
     summary = CorpusSummary(
@@ -228,5 +233,6 @@ def _finish(checkpoint: Checkpoint, identity: Identity, errors_path: Path, *, wi
         texts_per_s=round(facts["rows_this_run"] / max(facts["seconds"], 1e-9), 1))
     record = checkpoint.read()
     checkpoint.write({**record, "state": "complete", "summary": asdict(summary)})
+    killpoints.reached("completed")
     spool.clear()
     return summary

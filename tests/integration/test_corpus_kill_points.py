@@ -1,0 +1,169 @@
+"""A corpus job killed with SIGKILL at each point between two durable writes, then run again by
+the same command: the rerun must end with exactly the files of an uninterrupted run (output,
+ids, errors file), no parts and no temporary files left, and a job already complete must be a
+no-op that says so.
+
+The job kills itself at a named point (`embedq.producer.corpus.killpoints`), so "after the last
+part and before the merge" or "half way through writing the output" is hit every time. The
+corpus is JSON lines with bad rows in the middle and at the end, on the hashing model without a
+vector cache, so two runs must agree exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embedq.producer.corpus import embed_file
+from embedq.producer.corpus.killpoints import POINTS, VARIABLE
+from tests.integration.corpus_helpers import durable_end, read_vectors
+from tests.support import make_client, worker_env
+
+GOOD = 256  # eight chunks of 32: the last part with a good row ends before the bad tail
+BAD_INSIDE = {10: '{"id": 1010, "text": ""}', 70: "{broken", 71: '{"id": 1071}',
+              200: '{"id": 1200, "text": 5}'}
+BAD_TAIL = ['{"id": 2000, "text": "   "}', '{"id": 2001}', "[1, 2]", '{"id": 2003, "text": ""}']
+ROWS = GOOD + len(BAD_INSIDE) + len(BAD_TAIL)
+OPTIONS = ["-u", "fast", "--id-field", "id", "--chunk-size", "32", "--window", "64"]
+
+
+def _lines() -> list[str]:
+    lines, good = [], 0
+    for offset in range(GOOD + len(BAD_INSIDE)):
+        if offset in BAD_INSIDE:
+            lines.append(BAD_INSIDE[offset])
+        else:
+            lines.append(json.dumps({"id": 1000 + offset, "text": f"row {offset}, text {good}"}))
+            good += 1
+    return lines + BAD_TAIL
+
+
+def _part_end(good_rows: int) -> int:
+    """Where the part that holds the first ``good_rows`` good rows ends: each chunk of 32 good
+    rows is one part (window 64: one chunk in flight, commits of 32)."""
+    seen = 0
+    for offset in range(ROWS):
+        if offset not in BAD_INSIDE:
+            seen += 1
+            if seen == good_rows:
+                return offset + 1
+    raise AssertionError(good_rows)
+
+
+@pytest.fixture(scope="module")
+def env(redis_server, hashing_config):
+    return worker_env(redis_server.url, hashing_config, EMBEDQ_CACHE_ENABLED="false")
+
+
+@pytest.fixture(scope="module")
+def worker(start_worker, hashing_config):
+    return start_worker("hashing", "fp32", hashing_config, "-c", "2",
+                        EMBEDQ_CACHE_ENABLED="false")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, redis_server, hashing_config, worker):
+    """The input, and the files of one uninterrupted run into each output format."""
+    folder = tmp_path_factory.mktemp("corpus")
+    source = folder / "in.jsonl"
+    source.write_text("\n".join(_lines()) + "\n")
+    client = make_client(redis_server.url, hashing_config, cache_enabled=False)
+    try:
+        for name in ("clean.parquet", "clean.npy"):
+            summary = embed_file(source, folder / name, "fast", id_field="id", client=client)
+            assert (summary.embedded, summary.failed) == (GOOD, ROWS - GOOD)
+    finally:
+        client.close()
+    return source
+
+
+def _cli(env: dict[str, str], source: Path, out: Path,
+         kill_at: str | None = None) -> subprocess.CompletedProcess[str]:
+    extra = {VARIABLE: kill_at} if kill_at else {}
+    return subprocess.run(
+        [sys.executable, "-m", "embedq.cli", "embed", *OPTIONS, "--input", str(source),
+         "--output", str(out)],
+        env={**env, **extra}, capture_output=True, text=True, timeout=300, check=False)
+
+
+def _files(out: Path) -> tuple[list[object], np.ndarray, list[dict[str, object]]]:
+    """Ids, vectors and failed rows of a finished job, in either output format."""
+    if out.suffix == ".parquet":
+        ids, vectors = read_vectors(out)
+    else:
+        ids = [json.loads(line) for line in Path(f"{out}.ids.jsonl").read_text().splitlines()]
+        vectors = np.load(out)
+    errors = [json.loads(line) for line in Path(f"{out}.errors.jsonl").read_text().splitlines()]
+    return ids, vectors, errors
+
+
+def _state(out: Path) -> str:
+    return str(json.loads((out.parent / f"{out.name}.embedq" / "job.json").read_text())["state"])
+
+
+def _temporary_files(folder: Path) -> list[Path]:
+    return list(folder.rglob(".*.tmp"))
+
+
+def _assert_killed_at(point: str, out: Path) -> None:
+    """The files on disk are what a kill at ``point`` leaves (so the test tests that point)."""
+    parts = out.parent / f"{out.name}.embedq" / "parts"
+    errors = Path(f"{out}.errors.jsonl")
+    if point == "before-parts":
+        assert (_state(out), durable_end(out), out.exists()) == ("running", 0, False)
+    elif point.startswith("after-part-"):
+        assert durable_end(out) == int(point.removeprefix("after-part-")) < ROWS
+        assert not out.exists()
+    elif point in ("before-merge", "merge-partial"):
+        assert (durable_end(out), out.exists()) == (ROWS, False)
+        assert bool(_temporary_files(out.parent)) == (point == "merge-partial")
+    elif point == "vectors-published":
+        assert out.exists()
+        assert not Path(f"{out}.ids.jsonl").exists()
+    elif point == "output-published":
+        assert (_state(out), out.exists(), errors.exists()) == ("running", True, False)
+    elif point == "merged":
+        assert (_state(out), errors.exists(), durable_end(out)) == ("running", True, ROWS)
+    else:
+        assert (_state(out), durable_end(out)) == ("complete", ROWS)
+    assert point == "before-parts" or parts.exists()
+
+
+KILLS = ["before-parts", f"after-part-{_part_end(32)}", f"after-part-{_part_end(GOOD)}",
+         "before-merge", "merge-partial", "output-published", "merged", "completed"]
+CASES = [(name, point) for name in ("out.parquet", "out.npy") for point in KILLS]
+CASES.insert(len(KILLS) + 5, ("out.npy", "vectors-published"))
+
+
+@pytest.mark.parametrize(("name", "point"), CASES)
+def test_a_job_killed_at_each_point_is_finished_by_the_same_command(env, worker, corpus,
+                                                                    tmp_path, name, point):
+    assert point.startswith(POINTS)
+    out = tmp_path / name
+    killed = _cli(env, corpus, out, kill_at=point)
+    assert killed.returncode == -9, killed.stderr
+    _assert_killed_at(point, out)
+    rerun = _cli(env, corpus, out)
+    assert rerun.returncode == 0, rerun.stderr
+    said = rerun.stderr.strip().splitlines()[-1]
+    assert f"{GOOD:,} of {ROWS:,} rows embedded, {ROWS - GOOD} failed" in said
+    assert said.startswith("already complete: ") == (point == "completed")
+    ids, vectors, errors = _files(out)
+    clean_ids, clean_vectors, clean_errors = _files(corpus.parent / f"clean{out.suffix}")
+    assert ids == clean_ids == [1000 + i for i in range(GOOD + len(BAD_INSIDE))
+                                if i not in BAD_INSIDE]
+    np.testing.assert_array_equal(vectors, clean_vectors)
+    assert errors == clean_errors
+    assert [e["row"] for e in errors] == [*(r + 1 for r in BAD_INSIDE),
+                                          *range(GOOD + len(BAD_INSIDE) + 1, ROWS + 1)]
+    assert _state(out) == "complete"
+    assert not (tmp_path / f"{name}.embedq" / "parts").exists(), "the parts outlive the job"
+    assert not _temporary_files(tmp_path), "a temporary file outlives the job"
+    again = _cli(env, corpus, out)
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.strip().splitlines()[-1].startswith("already complete: ")

@@ -113,6 +113,7 @@ def _job(client: EmbeddingClient, spec: InputSpec, out: Path, kind: str, source:
     checkpoint.lock()
     try:
         _probe_folder(errors_path)
+        checkpoint.drop_unfinished([out, _ids_path(out), errors_path])
         done = _prepare(checkpoint, identity, spec, restart or overwrite)
         if done is not None:
             return done
@@ -120,6 +121,11 @@ def _job(client: EmbeddingClient, spec: InputSpec, out: Path, kind: str, source:
                     on_progress)
     finally:
         checkpoint.release()
+
+
+def _ids_path(out: Path) -> Path:
+    """The ids beside an ``.npy`` output, one JSON value a line."""
+    return out.with_name(out.name + ".ids.jsonl")
 
 
 def _route_record(client: EmbeddingClient, route: RouteSpec) -> dict[str, Any]:
@@ -143,8 +149,6 @@ def _probe_folder(path: Path) -> None:
 def _prepare(checkpoint: Checkpoint, identity: Identity, spec: InputSpec,
              fresh: bool) -> CorpusSummary | None:
     """Start, resume or recognise a finished job; the summary when there is nothing to do."""
-    for leftover in checkpoint.output.parent.glob(f".{checkpoint.output.name}*.tmp"):
-        leftover.unlink()  # a final file that a kill interrupted before its rename
     if fresh:
         checkpoint.discard()
     current = fingerprint(spec.path)
@@ -160,6 +164,7 @@ def _prepare(checkpoint: Checkpoint, identity: Identity, spec: InputSpec,
         raise CheckpointMismatchError(
             f"the job that writes {str(checkpoint.output)!r} completed, but that file is gone; "
             "re-run with --restart to make it again")
+    checkpoint.spool.clear()  # a kill after the record said complete left the parts
     return CorpusSummary(**{**record["summary"], "already_complete": True})
 
 
@@ -219,7 +224,7 @@ def _finish(checkpoint: Checkpoint, identity: Identity, errors_path: Path, *, wi
         write_parquet(spool, out, id_type=id_type, width=width, dtype=dtype,
                       metadata={**identity.route, **facts, "input": identity.input})
     else:
-        write_npy(spool, out, out.with_name(out.name + ".ids.jsonl"), width=width, dtype=dtype)
+        write_npy(spool, out, _ids_path(out), width=width, dtype=dtype)
     killpoints.reached("output-published")
     failed = write_errors(spool, errors_path)
     killpoints.reached("merged")

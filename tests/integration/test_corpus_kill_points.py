@@ -17,12 +17,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from embedq.producer.corpus import embed_file
 from embedq.producer.corpus.killpoints import POINTS, VARIABLE
 from tests.integration.corpus_helpers import durable_end, read_vectors
-from tests.support import make_client, worker_env
+from tests.support import make_client, wait_for_consumers, worker_env
 
 GOOD = 256  # eight chunks of 32: the last part with a good row ends before the bad tail
 BAD_INSIDE = {10: '{"id": 1010, "text": ""}', 70: "{broken", 71: '{"id": 1071}',
@@ -56,18 +57,15 @@ def _part_end(good_rows: int) -> int:
 
 
 @pytest.fixture(scope="module")
-def env(redis_server, hashing_config):
+def env(redis_server, hashing_config, start_worker):
+    """The environment of an ``embedq embed`` process, once a hashing worker serves it."""
+    start_worker("hashing", "fp32", hashing_config, "-c", "1", EMBEDQ_CACHE_ENABLED="false")
+    wait_for_consumers(redis_server.url, "embed.hashing.fp32")
     return worker_env(redis_server.url, hashing_config, EMBEDQ_CACHE_ENABLED="false")
 
 
 @pytest.fixture(scope="module")
-def worker(start_worker, hashing_config):
-    return start_worker("hashing", "fp32", hashing_config, "-c", "2",
-                        EMBEDQ_CACHE_ENABLED="false")
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory, redis_server, hashing_config, worker):
+def corpus(tmp_path_factory, redis_server, hashing_config, env):
     """The input, and the files of one uninterrupted run into each output format."""
     folder = tmp_path_factory.mktemp("corpus")
     source = folder / "in.jsonl"
@@ -141,8 +139,8 @@ CASES.insert(len(KILLS) + 5, ("out.npy", "vectors-published"))
 
 
 @pytest.mark.parametrize(("name", "point"), CASES)
-def test_a_job_killed_at_each_point_is_finished_by_the_same_command(env, worker, corpus,
-                                                                    tmp_path, name, point):
+def test_a_job_killed_at_each_point_is_finished_by_the_same_command(env, corpus, tmp_path,
+                                                                    name, point):
     assert point.startswith(POINTS)
     out = tmp_path / name
     killed = _cli(env, corpus, out, kill_at=point)
@@ -153,6 +151,9 @@ def test_a_job_killed_at_each_point_is_finished_by_the_same_command(env, worker,
     said = rerun.stderr.strip().splitlines()[-1]
     assert f"{GOOD:,} of {ROWS:,} rows embedded, {ROWS - GOOD} failed" in said
     assert said.startswith("already complete: ") == (point == "completed")
+    if point in ("before-merge", "merge-partial", "vectors-published", "output-published",
+                 "merged"):
+        assert "every row was durable already: merged" in said
     ids, vectors, errors = _files(out)
     clean_ids, clean_vectors, clean_errors = _files(corpus.parent / f"clean{out.suffix}")
     assert ids == clean_ids == [1000 + i for i in range(GOOD + len(BAD_INSIDE))
@@ -167,3 +168,60 @@ def test_a_job_killed_at_each_point_is_finished_by_the_same_command(env, worker,
     again = _cli(env, corpus, out)
     assert again.returncode == 0, again.stderr
     assert again.stderr.strip().splitlines()[-1].startswith("already complete: ")
+
+
+@pytest.fixture
+def client(redis_server, hashing_config, env):
+    made = make_client(redis_server.url, hashing_config, cache_enabled=False)
+    yield made
+    made.close()
+
+
+@pytest.mark.parametrize("lines", [[], BAD_TAIL], ids=["empty", "every-row-bad"])
+def test_a_job_with_no_text_to_send_still_makes_its_files(client, tmp_path, lines):
+    """The same end as a rerun after the last part: nothing to send is not an error."""
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(f"{line}\n" for line in lines))
+    out = tmp_path / "out.parquet"
+    summary = embed_file(source, out, "fast", id_field="id", client=client)
+    assert (summary.rows, summary.embedded, summary.failed) == (len(lines), 0, len(lines))
+    assert pq.read_table(out).num_rows == 0
+    assert Path(f"{out}.errors.jsonl").exists() == bool(lines)
+
+
+def test_only_this_jobs_unfinished_files_are_removed(client, corpus, tmp_path):
+    """``x.parquet.npy`` is another job, with its own lock: its half-written output next to
+    ``x.parquet`` must survive the start of ``x.parquet``'s job."""
+    out = tmp_path / "x.parquet"
+    mine = [tmp_path / ".x.parquet.k3j_x9a0.tmp", tmp_path / "errs" / ".e.jsonl.0abcdefg.tmp",
+            tmp_path / "x.parquet.embedq" / ".job.json.q1w2e3r4.tmp"]
+    theirs = [tmp_path / ".x.parquet.npy.a1b2c3d4.tmp", tmp_path / ".x.parquet.npy.ids.jsonl"
+              ".a1b2c3d4.tmp"]
+    for path in [*mine, *theirs]:
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"half")
+    embed_file(corpus, out, "fast", id_field="id", client=client,
+               errors_file=tmp_path / "errs" / "e.jsonl")
+    assert [path.exists() for path in theirs] == [True, True]
+    assert [path.exists() for path in mine] == [False, False, False]
+
+
+def test_parts_without_a_job_record_are_never_resumed(client, corpus, tmp_path):
+    """A kill during ``--restart`` removes the record first, then the parts: what is left of
+    them belongs to no job that can be checked, here one of another route (32 float16 dims)."""
+    out = tmp_path / "out.parquet"
+
+    def stop(progress) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        embed_file(corpus, out, "half", id_field="id", client=client, chunk_size=32, window=64,
+                   on_progress=stop)
+    assert durable_end(out) > 0
+    (tmp_path / "out.parquet.embedq" / "job.json").unlink()
+    summary = embed_file(corpus, out, "fast", id_field="id", client=client)
+    assert (summary.resumed_from, summary.embedded) == (0, GOOD)
+    ids, vectors = read_vectors(out)
+    clean_ids, clean_vectors = read_vectors(corpus.parent / "clean.parquet")
+    assert ids == clean_ids
+    np.testing.assert_array_equal(vectors, clean_vectors)

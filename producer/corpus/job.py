@@ -3,7 +3,10 @@
 Everything that can be refused is refused before the first text is sent: a missing or unreadable
 input, fields that are not there, an output folder that cannot be written, an output that this
 job did not make, a checkpoint of another job. Then the run goes on from the durable end of the
-checkpoint, and at the end the spool becomes the output in one sequential pass.
+checkpoint, and at the end the spool becomes the output in one sequential pass. Every final
+file is published atomically and the record says complete only after the last of them, so a run
+killed anywhere in the merge leaves all its parts, and the next run (which then has no row left
+to send) merges again; `killpoints` names the points a test kills it at.
 """
 
 from __future__ import annotations

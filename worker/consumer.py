@@ -36,12 +36,12 @@ from embedq.config.errors import DeadLetteredError, EmbedqError, PayloadError
 from embedq.tasks.loops import Loop
 from embedq.tasks.names import cancel_key
 from embedq.tasks.schema import EmbedRequest, EmbedResult
-from embedq.tasks.wire import Envelope, GarbageMessageError, open_envelope
+from embedq.tasks.wire import DROPPED_ROW, Envelope, GarbageMessageError, open_envelope
 from embedq.worker.batching import BatchPolicy
 from embedq.worker.claims import Claimed, QueueClaims
 from embedq.worker.metrics import BatchFacts
 from embedq.worker.replies import Outbox, ReplyTarget
-from embedq.worker.service import DROPPED, Handled
+from embedq.worker.service import Handled
 
 log = structlog.get_logger(__name__)
 
@@ -279,7 +279,7 @@ class Consumer:
                 timings = {**outcome.timings_ms, "total": round(runtime * 1e3, 3)}
                 outcome = replace(outcome, worker=self.target.hostname, queue=self.queue,
                                   timings_ms=timings)
-                skipped = {row for row, why in outcome.errors if why == DROPPED}
+                skipped = {row for row, why in outcome.errors if why == DROPPED_ROW}
                 late += sum(0 < d <= answered and row not in skipped
                             for row, d in enumerate(request.deadlines or ()))
                 outbox.succeed(envelope, outcome, runtime)

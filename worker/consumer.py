@@ -164,16 +164,16 @@ class Consumer:
         texts = sum(len(request.texts) for _, request in fresh)
         self._flowing_until = time.monotonic() + _FLOWING_S if texts > 1 else 0.0
         for group in [fresh, *suspects]:
-            facts = self._embed(group, outbox) if group else None
+            facts = self._embed(group, outbox, expired) if group else None
             self._unsent = outbox  # kept until written: a broker outage must not lose it
             outbox.commit(self.claims.client)
             self._unsent = None
             if facts is None and expired:
                 log.info("batch_dropped", queue=self.queue, expired_texts=expired)
                 facts = BatchFacts(queue=self.queue, messages=0, texts=0, failed=0, seconds=0.0,
-                                   enqueued_at=(), claimed_at=now)
+                                   enqueued_at=(), claimed_at=now, expired=expired)
             if facts is not None:
-                facts, expired = replace(facts, expired=facts.expired + expired), 0
+                expired = 0  # counted once, with the first group
                 if self.observe is not None:
                     self.observe(replace(facts, answered_at=time.time()))
 
@@ -259,8 +259,9 @@ class Consumer:
             outbox.notify(envelope, exc)
             return None
 
-    def _embed(self, group: list[Parsed], outbox: Outbox) -> BatchFacts:
-        """One run of the model over a group; every message gets its result or its error."""
+    def _embed(self, group: list[Parsed], outbox: Outbox, expired: int) -> BatchFacts:
+        """One run of the model over a group; every message gets its result or its error.
+        ``expired`` texts of the batch were dropped before it (counted with it)."""
         claimed_at = time.time()
         started = time.perf_counter()
         try:
@@ -297,10 +298,11 @@ class Consumer:
         first = group[0][1]
         log.info("batch_embedded", queue=self.queue, route=first.route, model=first.model,
                  precision=first.precision, messages=len(group), batch_texts=computed,
-                 expired_texts=dropped, late_texts=late, latency_ms=round(runtime * 1e3, 3),
+                 expired_texts=dropped + expired, late_texts=late,
+                 latency_ms=round(runtime * 1e3, 3),
                  task_ids=[envelope.task_id for envelope, _ in group])
         return BatchFacts(
             queue=self.queue, messages=len(group), texts=computed,
             failed=sum(not isinstance(o, EmbedResult) for o in outcomes), seconds=runtime,
             enqueued_at=tuple(e.enqueued_at for e, _ in group if e.enqueued_at is not None),
-            claimed_at=claimed_at, expired=dropped, late=late)
+            claimed_at=claimed_at, expired=dropped + expired, late=late)

@@ -25,6 +25,7 @@ class Totals:
     """Cumulative figures of one queue on one worker (counters, histogram buckets, gauges)."""
 
     texts: float = 0.0
+    expired: float = 0.0  # dropped uncomputed: their callers had left
     failed: float = 0.0
     batch_texts_sum: float = 0.0
     batches: float = 0.0
@@ -53,6 +54,7 @@ def _adder(name: str) -> Callable[[Totals, dict[str, str], float], None]:
 # sample name -> how it adds to a queue's totals
 _READERS: dict[str, Callable[[Totals, dict[str, str], float], None]] = {
     "embedq_texts_total": _adder("texts"),
+    "embedq_expired_texts_total": _adder("expired"),
     "embedq_messages_failed_total": _adder("failed"),
     "embedq_batch_texts_sum": _adder("batch_texts_sum"),
     "embedq_batch_texts_count": _adder("batches"),

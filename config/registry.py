@@ -19,7 +19,6 @@ from embedq.config.errors import ConfigError, UnknownModelError, UnknownUseCaseE
 
 MODELS_FILE = "models.json"
 ROUTES_FILE = "routes.json"
-CONFIG_SCHEMA_VERSION = 1
 MIN_DIM = 8
 # The quality targets for int8 against fp32; `precision: auto` keeps to them.
 INT8_MIN_MEAN_COSINE = 0.99

@@ -19,6 +19,10 @@ EPYC = """processor\t: 0
 model name\t: AMD EPYC
 flags\t\t: fpu sse sse2 avx f16c fma avx2 sha_ni vaes
 """
+ZEN4 = """processor\t: 0
+model name\t: AMD EPYC 9R14 96-Core Processor
+flags\t\t: avx avx2 fma f16c avx512f avx512bw avx512vl avx512_vnni avx512_bf16 avx512_vbmi2
+"""
 XEON = """processor\t: 0
 model name\t: Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz
 flags\t\t: avx avx2 fma avx512f avx512bw avx512vl avx512_vnni avx_vnni avx512_bf16 amx_bf16 \
@@ -46,7 +50,10 @@ def test_cpuinfo_flags_and_units():
     assert xeon.fp16_units
     assert xeon.int8_dot
     assert xeon.model_name.startswith("Intel(R) Xeon(R) Platinum")
-    assert epyc.signature() != xeon.signature()
+    zen4 = parse_cpuinfo(ZEN4)  # AVX-512 with VNNI and BF16, but no fp16 arithmetic, no AMX
+    assert (zen4.bf16_units, zen4.fp16_units, zen4.int8_dot) == (True, False, True)
+    assert "avx512_vbmi2" not in zen4.flags  # changes no kernel choice: not in the signature
+    assert len({epyc.signature(), zen4.signature(), xeon.signature()}) == 3
     assert len(epyc.signature()) == 16
     assert epyc.signature() == parse_cpuinfo(EPYC + "bogomips\t: 4890\n").signature()
 
@@ -109,11 +116,15 @@ def test_allowed_candidates_follow_the_request_and_the_model():
     assert allowed_candidates(minilm, Precision.INT8, "auto") == ["onnx-int8"]
 
 
-def test_bf16_refused_without_units_with_the_measured_reason():
+def test_half_precisions_refused_without_units_with_the_measured_reason():
     spec = load_registry(None).model("minilm")
     with pytest.raises(ConfigError, match=r"no bf16 units and measured 0\.14x PyTorch fp32"):
         _refuse_half(spec, Precision.BF16, parse_cpuinfo(EPYC), lambda: AVX2_TABLE)
     _refuse_half(spec, Precision.BF16, parse_cpuinfo(XEON), lambda: {})  # units: allowed
+    _refuse_half(spec, Precision.BF16, parse_cpuinfo(ZEN4), lambda: {})
+    with pytest.raises(ConfigError, match=r"no fp16 units and measured 0\.19x PyTorch fp32"):
+        _refuse_half(spec, Precision.FP16, parse_cpuinfo(ZEN4), lambda: AVX2_TABLE)
+    _refuse_half(spec, Precision.FP16, parse_cpuinfo(XEON), lambda: {})
 
 
 def test_decision_file_round_trip_and_corruption(tmp_path):

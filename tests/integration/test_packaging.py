@@ -8,6 +8,7 @@ installation, never in a checkout.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -22,9 +23,12 @@ DATA = {"worker/models/data": "embedq/worker/models/data",
 
 
 def test_the_wheel_builds_without_warnings_and_ships_every_data_file(tmp_path):
+    source = tmp_path / "source"  # pip builds in the tree it is given: not in the checkout
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".*", "build", "dist", "*.egg-info", "__pycache__", "tests", "benchmarks", "docs"))
     run = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-         "--no-index", str(REPO), "-w", str(tmp_path)],
+         "--no-index", str(source), "-w", str(tmp_path)],
         capture_output=True, text=True, timeout=300, check=False)
     output = run.stdout + run.stderr
     assert run.returncode == 0, output[-3000:]

@@ -131,8 +131,10 @@ class EmbedService:
         """Per request, the positions found in the cache (one lookup for the whole group)."""
         if cache is None:
             return [{} for _ in requests]
-        wanted = {key: vector_width(r.dim, r.output_dtype)
-                  for r, per_item in zip(requests, keys, strict=True) for key in per_item.values()}
+        wanted: dict[str, int] = {}
+        for request, per_item in zip(requests, keys, strict=True):
+            wanted.update(dict.fromkeys(per_item.values(),
+                                        vector_width(request.dim, request.output_dtype)))
         found = dict(zip(wanted, cache.get_many(list(wanted), list(wanted.values())), strict=True))
         return [
             {i: entry for i, key in per_item.items() if (entry := found[key]) is not None}
@@ -174,15 +176,16 @@ class EmbedService:
             for i, text in enumerate(request.texts)
             if i not in bad and i not in found
         }
-        vectors = empty_vectors(len(request.texts), request.dim, request.output_dtype)
+        output_dtype = OutputDtype(request.output_dtype)  # checked by `check`
+        vectors = empty_vectors(len(request.texts), request.dim, output_dtype)
         ranges = (embedder.int8_ranges(request.dim, request.normalize)
-                  if request.output_dtype == OutputDtype.INT8 and rows else None)
+                  if output_dtype is OutputDtype.INT8 and rows else None)
         tokens = [0] * len(request.texts)
         truncated = [False] * len(request.texts)
         if rows and encoded is not None:
             vectors[list(rows)] = postprocess(
                 encoded.vectors[list(rows.values())], dim=request.dim,
-                normalize=request.normalize, output_dtype=request.output_dtype, ranges=ranges,
+                normalize=request.normalize, output_dtype=output_dtype, ranges=ranges,
             )
             for i, row in rows.items():
                 tokens[i], truncated[i] = encoded.tokens[row], encoded.truncated[row]

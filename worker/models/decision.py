@@ -25,7 +25,7 @@ from typing import Any
 import structlog
 
 from embedq.config.errors import ConfigError
-from embedq.config.registry import INT8_MAX_SPEARMAN_DROP, INT8_MIN_MEAN_COSINE, Precision
+from embedq.config.precisions import INT8_MAX_SPEARMAN_DROP, INT8_MIN_MEAN_COSINE, Precision
 from embedq.worker.models.candidates import REFERENCE, Candidate
 from embedq.worker.models.cpu import CpuFeatures
 from embedq.worker.models.probe import Measurement

@@ -9,8 +9,9 @@ imports torch in them.
 from __future__ import annotations
 
 from embedq.config.errors import ConfigError
-from embedq.config.registry import HashingSource, Precision, Registry
+from embedq.config.registry import Precision, Registry
 from embedq.config.settings import Settings
+from embedq.config.sources import HashingSource
 from embedq.worker.models.candidates import Runtime
 from embedq.worker.models.encoder import Encoder
 from embedq.worker.models.hashing_encoder import HashingEncoder

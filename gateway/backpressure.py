@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from embedq.config.errors import BackPressureError
+from embedq.gateway.errors import BackPressureError
 from embedq.producer import EmbeddingClient
 
 _INTERVAL_S = 0.25

@@ -1,4 +1,4 @@
-"""Turns a flush of embed requests into one result (or one error) per request.
+"""Turns a batch of claimed embed requests into one result (or one error) per request.
 
 Requests that share a model and precision are embedded together: their texts are validated one
 by one, deduplicated, and sent through the model in token-budget batches once; each request then
@@ -6,8 +6,9 @@ gets its own post-processing (dimension, normalisation, dtype). A bad item costs
 (its row is NaN and its error is listed); a bad request costs only itself.
 
 With the vector cache on, every item is looked up in both tiers first (one Redis round trip per
-flush), only the misses go through the model, and they are written back in one pipelined call;
-each item's ``cached`` flag says which it was. A cache problem never fails a request.
+batch of requests), only the misses go through the model, and they are written back in one
+pipelined call; each item's ``cached`` flag says which it was. A cache problem never fails a
+request.
 """
 
 from __future__ import annotations

@@ -120,3 +120,13 @@ class OutputFileError(CorpusError):
 
 class CheckpointMismatchError(CorpusError):
     """A checkpoint of another input, route, model revision or options, or a damaged one."""
+
+
+class OverloadedError(EmbedqError):
+    """Refused at once, nothing enqueued: the work already queued for the route would take longer
+    than the request's deadline allows. Retrying after ``retry_after_s`` (or elsewhere) can
+    succeed; waiting in a line that cannot be served in time cannot."""
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message)

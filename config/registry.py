@@ -107,6 +107,8 @@ class RouteSpec(Frozen):
     queue: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]+$")
     fallback: tuple[str, ...] = Field(
         default=(), description="Models to use, in order, while the first has no live worker.")
+    shed: bool = Field(default=True, description="Refuse interactive requests at once when "
+                       "they cannot be answered before their deadline (bulk work never is).")
     description: str = ""
 
     @property

@@ -10,6 +10,7 @@ traceback goes to the gateway's log, never to the client.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import orjson
@@ -25,6 +26,7 @@ from embedq.config.errors import (
     InvalidTextError,
     ModelUnavailableError,
     NoLiveWorkerError,
+    OverloadedError,
     UnknownUseCaseError,
 )
 
@@ -48,11 +50,6 @@ class ApiKeyError(EmbedqError):
     """An HTTP request without a bearer key, or with one the gateway does not accept."""
 
 
-class BackPressureError(EmbedqError):
-    """A route's queue is deeper than the gateway's limit: the client should retry later
-    rather than wait in a line that only grows."""
-
-
 @dataclass(frozen=True, slots=True)
 class Refusal:
     """How one kind of error goes over HTTP."""
@@ -71,7 +68,7 @@ _REFUSED: tuple[tuple[type[BaseException], Refusal], ...] = (
 )
 # What is busy, down or too slow: the client may retry later.
 _UNAVAILABLE: tuple[tuple[type[BaseException], Refusal], ...] = (
-    (BackPressureError, Refusal(429, "rate_limit_error", "queue_full")),
+    (OverloadedError, Refusal(429, "rate_limit_error", "overloaded")),
     (NoLiveWorkerError, Refusal(503, "service_unavailable", "no_live_worker")),
     (BrokerUnavailableError, Refusal(503, "service_unavailable", "broker_unavailable")),
     (ModelUnavailableError, Refusal(503, "service_unavailable", "model_unavailable")),
@@ -121,7 +118,9 @@ def error_response(exc: BaseException, request_id: str) -> Response:
     """The OpenAI-shaped error for ``exc``; never a traceback."""
     refusal = refusal_of(exc)
     headers = {"x-request-id": request_id}
-    if refusal.status in (429, 503):
+    if isinstance(exc, OverloadedError):
+        headers["retry-after"] = str(max(1, math.ceil(exc.retry_after_s)))
+    elif refusal.status in (429, 503):
         headers["retry-after"] = _RETRY_AFTER_S
     return _response(refusal.status, _message(exc, request_id), refusal.type, _param(exc),
                      refusal.code, headers)

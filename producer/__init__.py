@@ -11,7 +11,8 @@ from embedq.config.errors import (
     NoLiveWorkerError,
     UnknownUseCaseError,
 )
-from embedq.producer.client import EmbeddingClient, EmbedJob, RouteStatus
+from embedq.producer.client import EmbeddingClient, RouteStatus
+from embedq.producer.handle import EmbedJob
 from embedq.producer.jobs import Embeddings
 
 __all__ = [

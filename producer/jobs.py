@@ -40,17 +40,21 @@ class Embeddings:
 
 @dataclass(frozen=True, slots=True)
 class RequestSpec:
-    """Everything that decides which queue and which vectors: requests of one spec coalesce."""
+    """Everything that decides which queue and which vectors: requests of one spec coalesce.
+    Bulk work (``embed_many``, corpus jobs) travels apart, behind interactive work."""
 
     route: RouteSpec
     dim: int
+    bulk: bool = False
 
 
 class Job:
     """The distinct texts of one call, their rows, and the future that completes with them."""
 
-    def __init__(self, spec: RequestSpec, texts: list[str], positions: list[int]) -> None:
+    def __init__(self, spec: RequestSpec, texts: list[str], positions: list[int], *,
+                 deadline: float) -> None:
         self.spec = spec
+        self.deadline = deadline  # wall clock: it travels to workers on other hosts
         self.texts = texts  # distinct, first-seen order
         self.positions = positions  # input position -> row
         count = len(texts)
@@ -101,6 +105,16 @@ class Job:
                 if at in errors:
                     self.errors[row] = errors[at]
             self._answered(len(rows))
+
+    def cancel(self) -> bool:
+        """Give up on the job (its caller left); False if it was already done."""
+        with self._lock:
+            return self.future.cancel()
+
+    @property
+    def cancelled(self) -> bool:
+        """True once its caller cancelled it."""
+        return self.future.cancelled()
 
     def fail(self, error: EmbedqError) -> None:
         """The whole job fails with ``error`` (a message of it was refused or dead-lettered)."""

@@ -23,10 +23,21 @@ class SentMessage:
     queue: str
     raw: bytes
     parts: list[tuple[Job, list[int], list[int]]]  # job, job rows, message rows
+    key: str = ""  # the list it was pushed to: the queue, or its bulk list
+    texts: int = 0
+    cancelled: set[int] = field(default_factory=set)  # message rows whose callers left
     sent_at: float = field(default_factory=time.monotonic)
     resends: int = 0
     missing_probes: int = 0
     state: str = "sent"
+
+    def __post_init__(self) -> None:
+        self.key = self.key or self.queue
+
+    @property
+    def bulk(self) -> bool:
+        """True for a message on its queue's bulk list."""
+        return self.key != self.queue
 
     @property
     def abandoned(self) -> bool:

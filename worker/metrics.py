@@ -47,6 +47,8 @@ class BatchFacts:
     enqueued_at: tuple[float, ...]  # wall clock, per message that says (embedq's producer)
     claimed_at: float
     answered_at: float = 0.0  # set once the replies are written
+    expired: int = 0  # texts dropped uncomputed: their callers had left or cancelled
+    late: int = 0  # texts computed, but answered after their caller's deadline
 
 
 def prepare(settings: Settings) -> None:
@@ -74,6 +76,10 @@ class BatchMetrics:
                                     labels, buckets=_SECONDS_BUCKETS)
         self.failed = Counter("embedq_messages_failed_total", "Messages answered with an error.",
                               labels)
+        self.expired = Counter("embedq_expired_texts_total", "Texts dropped uncomputed: their "
+                               "callers' deadlines had passed or they cancelled.", labels)
+        self.late = Counter("embedq_late_texts_total", "Texts computed but answered after their "
+                            "caller's deadline.", labels)
         self.request = Histogram("embedq_request_seconds", "Enqueue to reply written, per message.",
                                  labels, buckets=_SECONDS_BUCKETS)
         self.cache = Counter("embedq_cache_lookups_total", "Cache lookups by tier and result.",
@@ -86,6 +92,10 @@ class BatchMetrics:
         labels = {"queue": facts.queue, "model": model, "precision": precision}
         self.messages.labels(**labels).inc(facts.messages)
         self.texts.labels(**labels).inc(facts.texts)
+        self.expired.labels(**labels).inc(facts.expired)
+        self.late.labels(**labels).inc(facts.late)
+        if not facts.messages:
+            return  # a batch whose every message was dropped
         outcome = "failed" if facts.failed == facts.messages else "done"
         self.batches.labels(**labels, outcome=outcome).inc()
         self.batch_texts.labels(**labels).observe(facts.texts)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from typing import NamedTuple
 
 import structlog
 
@@ -34,6 +35,23 @@ from embedq.worker.loaded_models import LoadedModels
 log = structlog.get_logger(__name__)
 
 Outcome = EmbedResult | EmbedqError
+#: The error a row gets when it was not computed because nobody waited for it any more.
+DROPPED = "not computed: its caller's deadline passed or the caller cancelled"
+
+
+class Handled(NamedTuple):
+    """One outcome per request, in order, and how many texts were dropped uncomputed."""
+
+    outcomes: list[Outcome]
+    dropped: int
+
+
+def _wanted(deadlines: list[float | None]) -> Callable[[list[int]], list[int]]:
+    """Asked before each forward pass: which of these texts does some caller still wait for?"""
+    def wanted(rows: list[int]) -> list[int]:
+        now = time.time()
+        return [row for row in rows if (deadline := deadlines[row]) is None or deadline > now]
+    return wanted
 
 
 class EmbedService:
@@ -67,7 +85,7 @@ class EmbedService:
             )
         return precision
 
-    def handle(self, requests: list[EmbedRequest]) -> list[Outcome]:
+    def handle(self, requests: list[EmbedRequest]) -> Handled:
         """One outcome per request, in order; never raises for a request's own problems."""
         outcomes: list[Outcome | None] = [None] * len(requests)
         groups: dict[tuple[str, Precision], list[int]] = defaultdict(list)
@@ -76,6 +94,7 @@ class EmbedService:
                 groups[(request.model, self.check(request))].append(position)
             except EmbedqError as exc:
                 outcomes[position] = exc
+        dropped = 0
         for (model, precision), members in groups.items():
             try:
                 embedder = self.models.get(model, precision)
@@ -83,12 +102,14 @@ class EmbedService:
                 for position in members:
                     outcomes[position] = exc
                 continue
-            results = self._embed_group(embedder, [requests[p] for p in members])
+            results, skipped = self._embed_group(embedder, [requests[p] for p in members])
+            dropped += skipped
             for position, result in zip(members, results, strict=True):
                 outcomes[position] = result
-        return [outcome for outcome in outcomes if outcome is not None]
+        return Handled([outcome for outcome in outcomes if outcome is not None], dropped)
 
-    def _embed_group(self, embedder: Embedder, requests: list[EmbedRequest]) -> list[EmbedResult]:
+    def _embed_group(self, embedder: Embedder, requests: list[EmbedRequest]
+                     ) -> tuple[list[EmbedResult], int]:
         started = time.perf_counter()
         limit = self.settings.max_text_chars
         problems = [
@@ -105,11 +126,18 @@ class EmbedService:
         hits = self._lookup(cache, requests, keys)
         looked_up = time.perf_counter()
         unique: dict[str, int] = {}
+        deadlines: list[float | None] = []  # per unique text: the latest of its callers'
         for request, bad, found in zip(requests, problems, hits, strict=True):
             for i, text in enumerate(request.texts):
                 if i not in bad and i not in found:
-                    unique.setdefault(text, len(unique))
-        encoded = embedder.encode(list(unique)) if unique else None
+                    row = unique.setdefault(text, len(unique))
+                    own = request.deadlines[i] if request.deadlines is not None else None
+                    if row == len(deadlines):
+                        deadlines.append(own)
+                    elif deadlines[row] is not None:
+                        deadlines[row] = None if own is None else max(own, deadlines[row] or 0)
+        wanted = _wanted(deadlines) if any(d is not None for d in deadlines) else None
+        encoded = embedder.encode(list(unique), wanted) if unique else None
         timings = {
             "cache_lookup": round((looked_up - started) * 1e3, 3),
             "encode": round((time.perf_counter() - looked_up) * 1e3, 3),
@@ -123,7 +151,7 @@ class EmbedService:
             self._write_back(cache, results, keys, hits)
             cache.announce(requests[0].model, requests[0].precision, info)
             cache.report()
-        return results
+        return results, len(encoded.dropped) if encoded else 0
 
     @staticmethod
     def _lookup(
@@ -152,8 +180,9 @@ class EmbedService:
         """Store every freshly computed vector in both tiers, in one pipelined write."""
         fresh: dict[str, CachedVector] = {}
         for result, per_item, found in zip(results, keys, hits, strict=True):
+            skipped = {i for i, _ in result.errors}  # dropped uncomputed: nothing to keep
             for i, key in per_item.items():
-                if i not in found:
+                if i not in found and i not in skipped:
                     fresh[key] = CachedVector(
                         result.vectors[i], result.tokens[i], result.truncated[i]
                     )
@@ -177,6 +206,10 @@ class EmbedService:
             for i, text in enumerate(request.texts)
             if i not in bad and i not in found
         }
+        if encoded is not None and encoded.dropped:
+            skipped = {i for i, row in rows.items() if row in encoded.dropped}
+            rows = {i: row for i, row in rows.items() if i not in skipped}
+            bad = {**bad, **dict.fromkeys(skipped, DROPPED)}
         output_dtype = OutputDtype(request.output_dtype)  # checked by `check`
         vectors = empty_vectors(len(request.texts), request.dim, output_dtype)
         ranges = (embedder.int8_ranges(request.dim, request.normalize)

@@ -70,16 +70,17 @@ def _request(dtype: str, dim: int = 64) -> EmbedRequest:
 
 
 def test_int8_vectors_agree_across_workers_and_come_back_from_the_cache(services, tmp_path):
-    first = services(cache_enabled=False).handle([_request("int8", 48)])[0]
-    other = services(cache_enabled=False).handle([_request("int8", 48)])[0]  # another process
+    first = services(cache_enabled=False).handle([_request("int8", 48)]).outcomes[0]
+    other = services(cache_enabled=False).handle(  # another process
+        [_request("int8", 48)]).outcomes[0]
     assert first.vectors.dtype == np.int8
     assert first.vectors.shape == (3, 48)
     np.testing.assert_array_equal(first.vectors, other.vectors)
     assert len(list((tmp_path / "models" / "calibration").glob("hash-*-fp32.npy"))) == 1
 
     cached = services()
-    cold = cached.handle([_request("int8", 48)])[0]
-    warm = cached.handle([_request("int8", 48)])[0]
+    cold = cached.handle([_request("int8", 48)]).outcomes[0]
+    warm = cached.handle([_request("int8", 48)]).outcomes[0]
     assert warm.cached == [True] * 3
     np.testing.assert_array_equal(warm.vectors, cold.vectors)
     np.testing.assert_array_equal(cold.vectors, first.vectors)
@@ -87,13 +88,13 @@ def test_int8_vectors_agree_across_workers_and_come_back_from_the_cache(services
 
 def test_binary_vectors_are_the_signs_of_the_float_ones(services):
     service = services()
-    floats = service.handle([_request("float32")])[0]
-    binary = service.handle([_request("binary")])[0]
+    floats = service.handle([_request("float32")]).outcomes[0]
+    binary = service.handle([_request("binary")]).outcomes[0]
     assert binary.cached == [False] * 3  # another dtype is another vector space
     assert binary.vectors.dtype == np.uint8
     assert binary.vectors.shape == (3, 8)
     np.testing.assert_array_equal(binary.vectors, np.packbits(floats.vectors > 0, axis=1))
-    again = service.handle([_request("binary")])[0]
+    again = service.handle([_request("binary")]).outcomes[0]
     assert again.cached == [True] * 3
     np.testing.assert_array_equal(again.vectors, binary.vectors)
 

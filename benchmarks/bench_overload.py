@@ -1,10 +1,11 @@
 """Goodput under a spike (issue 19): ``python benchmarks/bench_overload.py [--seconds 60]``.
 
-One worker (default ``minilm`` fp32, cache off) behind a private Redis; its capacity is measured
-in the same run, then unique short texts are offered at 0.7x, 2x and 5x that capacity with a 2 s
-deadline each, with adaptive LIFO (the default) and, for comparison, with FIFO
-(``EMBEDQ_LIFO_AFTER_S=0``); last, a 2x spike while an ``embed_many`` of 20,000 texts runs on the
-same queue. See `embedq.ops.bench_overload` for what each column means.
+One worker (default ``minilm`` fp32, cache off) behind a private Redis. Its capacity is measured
+in the same run (a saturated ``embed_many``, before and after); unique short texts are then
+offered at 0.7x, 2x and 5x that capacity with a 2 s deadline each, with adaptive LIFO (the
+default) and, for comparison, with FIFO (``EMBEDQ_LIFO_AFTER_S=0``); last, a 2x spike while an
+``embed_many`` of 20,000 texts runs on the same queue. See `embedq.ops.bench_overload` for what
+each column means.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def main() -> None:
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--deadline", type=float, default=2.0)
-    parser.add_argument("--capacity-seconds", type=float, default=10.0)
+    parser.add_argument("--capacity-texts", type=int, default=3000,
+                        help="texts of the saturated embed_many that measures capacity")
     parser.add_argument("--bulk", type=int, default=20_000)
     parser.add_argument("--factors", default="0.7,2,5")
     parser.add_argument("--no-fifo", action="store_true", help="skip the FIFO comparison")
@@ -68,8 +70,9 @@ def main() -> None:
                                            progress=False):
                     pass  # every pool process has loaded the model
                 stack.settle()
-                cap = capacity(client, texts, args.capacity_seconds)
-                print(f"{policy}: capacity {cap:.1f} single-text requests/s", flush=True)
+                cap = capacity(client, texts, args.capacity_texts)
+                print(f"{policy}: capacity {cap:.1f} texts/s", flush=True)
+                first = len(rows)
                 for factor in factors:
                     rows.append(measure_spike(stack, client, texts, label=f"{policy} {factor:g}x",
                                               cap=cap, factor=factor, seconds=args.seconds,
@@ -84,6 +87,11 @@ def main() -> None:
                     print_figures(rows[-1:])
                     print(report, flush=True)
                     stack.settle()
+                after = capacity(client, texts, args.capacity_texts)
+                print(f"{policy}: capacity after {after:.1f} texts/s; ratios use the mean "
+                      f"{(cap + after) / 2:.1f}", flush=True)
+                for row in rows[first:]:
+                    row.goodput_x_capacity = round(row.goodput_per_s / ((cap + after) / 2), 3)
     finally:
         stack.stop()
         shutil.rmtree(config, ignore_errors=True)

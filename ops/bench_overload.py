@@ -1,7 +1,8 @@
 """Goodput under a spike: what callers with deadlines get at 1x, 2x and 5x a worker's capacity.
 
-One worker serves a private route with the cache off. Its capacity is measured first, in the same
-run, as interactive single-text requests answered per second with many callers waiting at once.
+One worker serves a private route with the cache off. Its capacity is measured in the same run,
+before and after the spikes, as the texts per second a saturated ``embed_many`` gets (full
+batches): the most any spike could get out of the worker.
 Then an asyncio producer offers unique short texts at a fixed rate (a multiple of that
 capacity) for a while, every request with the same deadline, and counts what each caller got:
 an answer within its deadline (goodput), an `OverloadedError` (refused at once, nothing
@@ -54,25 +55,13 @@ class SpikeFigures:
     notes: list[str] = field(default_factory=list)
 
 
-def capacity(client: EmbeddingClient, texts: Iterator[str], seconds: float,
-             in_flight: int = 256) -> float:
-    """Single-text requests answered per second with ``in_flight`` callers always waiting."""
-    async def run() -> int:
-        stop = time.perf_counter() + seconds
-        done = 0
-
-        async def caller() -> None:
-            nonlocal done
-            while time.perf_counter() < stop:
-                await client.aembed([next(texts)], ROUTE, timeout=60)
-                done += 1
-
-        await asyncio.gather(*(caller() for _ in range(in_flight)))
-        return done
-
+def capacity(client: EmbeddingClient, texts: Iterator[str], count: int) -> float:
+    """Texts per second the worker serves saturated: ``embed_many`` over ``count`` unique short
+    texts (full batches, no deadline pressure): the most any spike could get out of it."""
     started = time.perf_counter()
-    answered = asyncio.run(run())
-    return answered / (time.perf_counter() - started)
+    served = sum(len(block) for block in client.embed_many(
+        [next(texts) for _ in range(count)], ROUTE, progress=False))
+    return served / (time.perf_counter() - started)
 
 
 def _classify(exc: BaseException | None) -> str:

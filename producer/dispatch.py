@@ -232,7 +232,8 @@ class Dispatcher:
             job.messages += 1
         return SentMessage(task_id, queue, raw,
                            [(job, rows, at) for job, (rows, at) in parts.items()],
-                           key=bulk_queue(queue) if spec.bulk else queue, texts=len(texts))
+                           key=bulk_queue(queue) if spec.bulk else queue, texts=len(texts),
+                           deadline=max(deadlines))
 
     @staticmethod
     def _read_load(pipe: redis.client.Pipeline, reads: list[tuple[str, bool]],

@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from embedq.config.errors import EmbeddingFailedError, EmbedqError
+from embedq.config.errors import EmbeddingFailedError, EmbedqError, EmbedTimeoutError
 from embedq.config.registry import RouteSpec
 from embedq.tasks.cache_codec import CachedVector, place_cached
 from embedq.tasks.codec import empty_vectors
 from embedq.tasks.schema import EmbedResult
+from embedq.tasks.wire import DROPPED_ROW
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,8 +95,14 @@ class Job:
             self._answered(len(hits))
 
     def fill(self, rows: list[int], result: EmbedResult, result_rows: list[int]) -> None:
-        """Rows answered by one message's result (``result_rows`` index the result)."""
+        """Rows answered by one message's result (``result_rows`` index the result). A row the
+        worker dropped because the deadline had passed fails the job as the timeout it is."""
         errors = dict(result.errors)
+        dropped = sum(errors.get(at) == DROPPED_ROW for at in result_rows)
+        if dropped:
+            self.fail(EmbedTimeoutError(f"the deadline of this request passed before a worker "
+                                        f"could compute {dropped} of its texts"))
+            return
         with self._lock:
             self.vectors[rows] = result.vectors[result_rows]
             for row, at in zip(rows, result_rows, strict=True):

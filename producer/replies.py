@@ -140,7 +140,7 @@ class ReplyListener:
         if now - self._probed_at < _PROBE_EVERY_S:
             return
         self._probed_at = now
-        self.outstanding.forget_abandoned(self.settings.result_expires_s)
+        self.outstanding.forget_abandoned()
         for message in self.outstanding.oldest(self.settings.resend_after_s, _PROBE_LIMIT):
             message.state = probe(self.client, message)
             if message.state == "queued":

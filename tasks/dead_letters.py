@@ -37,7 +37,7 @@ def replay(client: redis.Redis, queue: str, limit: int) -> int:
     key = dead_key(queue)
     with client.pipeline(transaction=True) as pipe:
         while sent < limit:
-            pipe.watch(key)
+            pipe.watch(key)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
             blob = pipe.lindex(key, -1)
             if not isinstance(blob, bytes):
                 pipe.unwatch()

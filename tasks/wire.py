@@ -50,6 +50,8 @@ ENQUEUED_HEADER = "embedq_enqueued_at"
 TEXTS_HEADER = "embedq_texts"
 DEADLINE_HEADER = "embedq_deadline"
 DEAD_MARK = b"dead"  # a message's deliveries entry once it is dead-lettered
+#: A result row's error when it was not computed because nobody waited for it any more.
+DROPPED_ROW = "not computed: its caller's deadline passed or the caller cancelled"
 RECORD_VERSION = 1
 _SHOWN = 120
 

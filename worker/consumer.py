@@ -36,12 +36,12 @@ from embedq.config.errors import DeadLetteredError, EmbedqError, PayloadError
 from embedq.tasks.loops import Loop
 from embedq.tasks.names import cancel_key
 from embedq.tasks.schema import EmbedRequest, EmbedResult
-from embedq.tasks.wire import Envelope, GarbageMessageError, open_envelope
+from embedq.tasks.wire import DROPPED_ROW, Envelope, GarbageMessageError, open_envelope
 from embedq.worker.batching import BatchPolicy
 from embedq.worker.claims import Claimed, QueueClaims
 from embedq.worker.metrics import BatchFacts
 from embedq.worker.replies import Outbox, ReplyTarget
-from embedq.worker.service import DROPPED, Handled
+from embedq.worker.service import Handled
 
 log = structlog.get_logger(__name__)
 
@@ -51,6 +51,8 @@ Guard = Callable[[EmbedRequest], str | None]  # why a request does not belong on
 Parsed = tuple[Envelope, EmbedRequest]
 _FLOWING_S = 1.0  # a batch of several texts within this long means traffic is flowing
 _RATE_WEIGHT = 0.3  # how much one batch moves the published service rate (an EWMA)
+# The rate is texts per second of a whole serving cycle while busy (claim, linger, compute),
+# so that the live consumers' rates add up to what the pool really serves under load.
 
 
 def _row_deadlines(envelope: Envelope, request: EmbedRequest, cancelled: list[int] | None
@@ -91,6 +93,7 @@ class Consumer:
     _flowing_until: float = field(default=0.0, init=False)
     _swept_at: float = field(default=0.0, init=False)
     _rate: float = field(default=0.0, init=False)
+    _busy_since: float = field(default=0.0, init=False)  # perf_counter: this cycle's start
 
     @property
     def clean(self) -> bool:
@@ -134,10 +137,12 @@ class Consumer:
             if restored:
                 log.warning("messages_restored", queue=self.queue, count=restored,
                             note="claimed by a consumer that died; back at the head of the queue")
+        self._busy_since = time.perf_counter()
         claims = self._claim()  # a busy queue is claimed from at once, without blocking first
         if not claims:
             if not self.claims.wait(self.poll_s):
                 return
+            self._busy_since = time.perf_counter()  # idle until now
             claims = self._claim()
         self.serve(claims)
 
@@ -274,7 +279,7 @@ class Consumer:
                 timings = {**outcome.timings_ms, "total": round(runtime * 1e3, 3)}
                 outcome = replace(outcome, worker=self.target.hostname, queue=self.queue,
                                   timings_ms=timings)
-                skipped = {row for row, why in outcome.errors if why == DROPPED}
+                skipped = {row for row, why in outcome.errors if why == DROPPED_ROW}
                 late += sum(0 < d <= answered and row not in skipped
                             for row, d in enumerate(request.deadlines or ()))
                 outbox.succeed(envelope, outcome, runtime)
@@ -283,8 +288,9 @@ class Consumer:
                             error=str(outcome))
                 outbox.fail(envelope, outcome, runtime)
         computed = texts - dropped
-        if computed > 0 and runtime > 0:
-            rate = computed / runtime
+        cycle = time.perf_counter() - self._busy_since  # claim, linger, compute: all it costs
+        if computed > 0 and self._busy_since and cycle > 0:
+            rate = computed / cycle
             self._rate = rate if not self._rate else (
                 _RATE_WEIGHT * rate + (1 - _RATE_WEIGHT) * self._rate)
             outbox.publish_rate(self.claims.consumer, self._rate)

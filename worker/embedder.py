@@ -8,6 +8,7 @@ for a caller that has left is never done. The input order is restored at the end
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,7 @@ class Embedder:
                  calibration_file: Path | None = None) -> None:
         self.encoder = encoder
         self.passes = passes
+        self.seconds_per_text = 0.0  # measured, an EWMA over passes: what a pass will take
         self._calibration = _Calibration(calibration_file) if calibration_file else None
 
     def int8_ranges(self, dim: int, normalize: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -86,20 +88,25 @@ class Embedder:
         return calibration.ranges[(dim, normalize)]
 
     def encode(self, texts: list[str],
-               wanted: Callable[[list[int]], list[int]] | None = None) -> Encoded:
+               wanted: Callable[[list[int], float], list[int]] | None = None) -> Encoded:
         """Embed ``texts`` pass by pass and return them in input order. ``wanted`` (if given)
-        is asked before each pass which of its texts are still wanted; the others are dropped
-        (their rows stay NaN and are listed in ``dropped``)."""
+        is asked before each pass, with the seconds the pass is expected to take, which of its
+        texts are still wanted; the others are dropped (NaN rows, listed in ``dropped``)."""
         tokens = self.encoder.count_tokens(texts)
         passes = self.passes.plan(tokens, truncate_at=self.encoder.max_tokens)
         vectors = np.full((len(texts), self.encoder.dim), np.nan, dtype=np.float32)
         dropped: set[int] = set()
         sizes: list[int] = []
         for planned in passes:
-            run = planned if wanted is None else wanted(planned)
+            run = planned if wanted is None else wanted(
+                planned, len(planned) * self.seconds_per_text)
             dropped.update(set(planned) - set(run))
             if run:
+                started = time.perf_counter()
                 vectors[run] = self.encoder.encode_batch([texts[i] for i in run])
+                per_text = (time.perf_counter() - started) / len(run)
+                self.seconds_per_text = per_text if not self.seconds_per_text else (
+                    0.3 * per_text + 0.7 * self.seconds_per_text)
                 sizes.append(len(run))
         truncated = [count > self.encoder.max_tokens for count in tokens]
         return Encoded(vectors, tokens, truncated, sizes, frozenset(dropped))

@@ -28,6 +28,7 @@ from embedq.tasks.codec import empty_vectors, vector_width
 from embedq.tasks.names import cache_key
 from embedq.tasks.schema import EmbedRequest, EmbedResult
 from embedq.tasks.validation import text_problem
+from embedq.tasks.wire import DROPPED_ROW
 from embedq.worker.cache_tiered import TieredCache, no_cache
 from embedq.worker.embedder import Embedder, Encoded, postprocess
 from embedq.worker.loaded_models import LoadedModels
@@ -35,8 +36,6 @@ from embedq.worker.loaded_models import LoadedModels
 log = structlog.get_logger(__name__)
 
 Outcome = EmbedResult | EmbedqError
-#: The error a row gets when it was not computed because nobody waited for it any more.
-DROPPED = "not computed: its caller's deadline passed or the caller cancelled"
 
 
 class Handled(NamedTuple):
@@ -46,11 +45,12 @@ class Handled(NamedTuple):
     dropped: int
 
 
-def _wanted(deadlines: list[float | None]) -> Callable[[list[int]], list[int]]:
-    """Asked before each forward pass: which of these texts does some caller still wait for?"""
-    def wanted(rows: list[int]) -> list[int]:
-        now = time.time()
-        return [row for row in rows if (deadline := deadlines[row]) is None or deadline > now]
+def _wanted(deadlines: list[float | None]) -> Callable[[list[int], float], list[int]]:
+    """Asked before each forward pass, expected to take ``pass_s``: which of these texts can
+    still reach a caller before its deadline?"""
+    def wanted(rows: list[int], pass_s: float) -> list[int]:
+        ready = time.time() + pass_s
+        return [row for row in rows if (deadline := deadlines[row]) is None or deadline > ready]
     return wanted
 
 
@@ -209,7 +209,7 @@ class EmbedService:
         if encoded is not None and encoded.dropped:
             skipped = {i for i, row in rows.items() if row in encoded.dropped}
             rows = {i: row for i, row in rows.items() if i not in skipped}
-            bad = {**bad, **dict.fromkeys(skipped, DROPPED)}
+            bad = {**bad, **dict.fromkeys(skipped, DROPPED_ROW)}
         output_dtype = OutputDtype(request.output_dtype)  # checked by `check`
         vectors = empty_vectors(len(request.texts), request.dim, output_dtype)
         ranges = (embedder.int8_ranges(request.dim, request.normalize)

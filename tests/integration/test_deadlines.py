@@ -16,8 +16,7 @@ import redis
 from embedq.config.errors import EmbedTimeoutError, OverloadedError, PayloadError
 from embedq.tasks.names import backlog_key, bulk_queue, cancel_key, rate_key
 from embedq.tasks.schema import EmbedRequest
-from embedq.tasks.wire import Reply
-from embedq.worker.service import DROPPED
+from embedq.tasks.wire import DROPPED_ROW, Reply
 from tests.support import make_client, wait_for_consumers, wait_until
 
 QUEUE = "embed.hashing.fp32"
@@ -103,7 +102,7 @@ def test_rows_past_their_deadline_are_dropped_before_the_forward_pass(service_ma
     handled = service.handle([request])
     (result,) = handled.outcomes
     assert handled.dropped == 1
-    assert result.errors == [(0, DROPPED)]
+    assert result.errors == [(0, DROPPED_ROW)]
     assert abs(float((result.vectors[1] ** 2).sum()) - 1) < 1e-5
 
 

@@ -42,6 +42,9 @@ def test_the_wheel_builds_without_warnings_and_ships_every_data_file(tmp_path):
         missing = [str(p) for p in files
                    if f"{installed}/{p.relative_to(REPO / folder).as_posix()}" not in shipped]
         assert not missing, f"not in the wheel: {missing}"
+    scripts = sorted(p.name for p in (REPO / "worker").glob("*.lua"))
+    assert scripts, "the worker's Redis scripts"
+    assert [n for n in scripts if f"embedq/worker/{n}" not in shipped] == []
 
 
 def test_the_installed_package_finds_its_data():

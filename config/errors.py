@@ -3,7 +3,9 @@
 It lives in the bottom layer (config) so that the producer, the contract and the worker all
 raise and catch the same classes without importing each other. Messages name the item and the
 problem and, where there is one, the fix. The classes must stay importable without torch: Celery
-re-creates a worker's exception on the producer by module and class name.
+re-creates a worker's exception on the producer by module and class name. The few errors only
+the HTTP gateway raises (a bad field, a missing key, back-pressure) are branches of this tree
+kept beside their HTTP statuses, in `embedq.gateway.errors`.
 """
 
 from __future__ import annotations
@@ -118,23 +120,6 @@ class OutputFileError(CorpusError):
 
 class CheckpointMismatchError(CorpusError):
     """A checkpoint of another input, route, model revision or options, or a damaged one."""
-
-
-class InvalidFieldError(InvalidInputError):
-    """One field of an HTTP request is wrong; ``field`` names it as the client wrote it
-    (``input[3]``, ``dimensions``, ``body``), so an OpenAI-style error can point at it."""
-
-    def __init__(self, field: str, message: str) -> None:
-        self.field = field
-        super().__init__(message)
-
-
-class RequestTooLargeError(InvalidFieldError):
-    """An HTTP request over a gateway limit (body bytes or texts); the message names the limit."""
-
-
-class ApiKeyError(EmbedqError):
-    """An HTTP request without a bearer key, or with one the gateway does not accept."""
 
 
 class OverloadedError(EmbedqError):

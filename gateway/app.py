@@ -29,11 +29,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from embedq.config.errors import InvalidFieldError, InvalidInputError, RequestTooLargeError
+from embedq.config.errors import InvalidInputError
 from embedq.config.registry import Registry, RouteSpec, load_registry
 from embedq.config.settings import Settings, load_settings
 from embedq.gateway.auth import KeyCheck
-from embedq.gateway.errors import INTERNAL, error_response, refusal_of, routing_error
+from embedq.gateway.errors import (
+    INTERNAL,
+    InvalidFieldError,
+    RequestTooLargeError,
+    error_response,
+    refusal_of,
+    routing_error,
+)
 from embedq.gateway.metrics import GatewayMetrics
 from embedq.gateway.protocol import parse_request, response_body
 from embedq.producer import EmbeddingClient, Embeddings

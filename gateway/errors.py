@@ -1,4 +1,5 @@
-"""embedq's error tree as OpenAI-shaped HTTP errors: one table from class to status.
+"""embedq's error tree as OpenAI-shaped HTTP errors: one table from class to status, and the
+errors only the gateway raises (branches of the tree in `embedq.config.errors`).
 
 Every SDK reads ``{"error": {"message", "type", "param", "code"}}`` and picks its exception class
 from the status alone, so the status says what the client can do: fix the request (400, 404,
@@ -16,23 +17,37 @@ import orjson
 from starlette.responses import Response
 
 from embedq.config.errors import (
-    ApiKeyError,
     BrokerUnavailableError,
     DeadLetteredError,
     EmbeddingFailedError,
     EmbedqError,
     EmbedTimeoutError,
-    InvalidFieldError,
     InvalidInputError,
     InvalidTextError,
     ModelUnavailableError,
     NoLiveWorkerError,
     OverloadedError,
-    RequestTooLargeError,
     UnknownUseCaseError,
 )
 
 _RETRY_AFTER_S = "1"
+
+
+class InvalidFieldError(InvalidInputError):
+    """One field of an HTTP request is wrong; ``field`` names it as the client wrote it
+    (``input[3]``, ``dimensions``, ``body``), so an OpenAI-style error can point at it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+class RequestTooLargeError(InvalidFieldError):
+    """An HTTP request over a gateway limit (body bytes or texts); the message names the limit."""
+
+
+class ApiKeyError(EmbedqError):
+    """An HTTP request without a bearer key, or with one the gateway does not accept."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,28 +16,27 @@ from pathlib import Path
 import numpy as np
 
 from embedq.config.errors import ConfigError
+from embedq.config.precisions import OutputDtype
 from embedq.tasks.vectors import l2_normalize
 from embedq.worker.batching import PassPolicy
 from embedq.worker.models.encoder import Encoder
 from embedq.worker.models.quantize import calibration_vectors, int8_ranges, to_binary, to_int8
 
-_OUTPUT_DTYPES = {"float32": np.float32, "float16": np.float16}
 
-
-def postprocess(vectors: np.ndarray, *, dim: int, normalize: bool, output_dtype: str,
+def postprocess(vectors: np.ndarray, *, dim: int, normalize: bool, output_dtype: OutputDtype,
                 ranges: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Matryoshka-truncate to ``dim``, then L2-normalise, then the output dtype (int8 needs the
     calibrated ``ranges`` of this dim and normalisation, see `Embedder.int8_ranges`)."""
     out = vectors[:, :dim].astype(np.float32, copy=True)
     if normalize:
         l2_normalize(out)
-    if output_dtype == "binary":
+    if output_dtype is OutputDtype.BINARY:
         return to_binary(out)
-    if output_dtype == "int8":
+    if output_dtype is OutputDtype.INT8:
         if ranges is None:
             raise ConfigError("int8 output needs calibration ranges; none were given")
         return to_int8(out, ranges)
-    return out.astype(_OUTPUT_DTYPES[output_dtype], copy=False)
+    return out.astype(output_dtype.array_dtype, copy=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +83,8 @@ class Embedder:
                 calibration.vectors = calibration_vectors(
                     calibration.path, lambda texts: self.encode(texts).vectors)
             calibration.ranges[(dim, normalize)] = int8_ranges(postprocess(
-                calibration.vectors, dim=dim, normalize=normalize, output_dtype="float32"))
+                calibration.vectors, dim=dim, normalize=normalize,
+                output_dtype=OutputDtype.FLOAT32))
         return calibration.ranges[(dim, normalize)]
 
     def encode(self, texts: list[str],

@@ -1,4 +1,4 @@
-"""Turns a flush of embed requests into one result (or one error) per request.
+"""Turns a batch of claimed embed requests into one result (or one error) per request.
 
 Requests that share a model and precision are embedded together: their texts are validated one
 by one, deduplicated, and sent through the model in token-budget batches once; each request then
@@ -6,8 +6,9 @@ gets its own post-processing (dimension, normalisation, dtype). A bad item costs
 (its row is NaN and its error is listed); a bad request costs only itself.
 
 With the vector cache on, every item is looked up in both tiers first (one Redis round trip per
-flush), only the misses go through the model, and they are written back in one pipelined call;
-each item's ``cached`` flag says which it was. A cache problem never fails a request.
+batch of requests), only the misses go through the model, and they are written back in one
+pipelined call; each item's ``cached`` flag says which it was. A cache problem never fails a
+request.
 """
 
 from __future__ import annotations
@@ -159,8 +160,10 @@ class EmbedService:
         """Per request, the positions found in the cache (one lookup for the whole group)."""
         if cache is None:
             return [{} for _ in requests]
-        wanted = {key: vector_width(r.dim, r.output_dtype)
-                  for r, per_item in zip(requests, keys, strict=True) for key in per_item.values()}
+        wanted: dict[str, int] = {}
+        for request, per_item in zip(requests, keys, strict=True):
+            wanted.update(dict.fromkeys(per_item.values(),
+                                        vector_width(request.dim, request.output_dtype)))
         found = dict(zip(wanted, cache.get_many(list(wanted), list(wanted.values())), strict=True))
         return [
             {i: entry for i, key in per_item.items() if (entry := found[key]) is not None}
@@ -207,15 +210,16 @@ class EmbedService:
             skipped = {i for i, row in rows.items() if row in encoded.dropped}
             rows = {i: row for i, row in rows.items() if i not in skipped}
             bad = {**bad, **dict.fromkeys(skipped, DROPPED_ROW)}
-        vectors = empty_vectors(len(request.texts), request.dim, request.output_dtype)
+        output_dtype = OutputDtype(request.output_dtype)  # checked by `check`
+        vectors = empty_vectors(len(request.texts), request.dim, output_dtype)
         ranges = (embedder.int8_ranges(request.dim, request.normalize)
-                  if request.output_dtype == OutputDtype.INT8 and rows else None)
+                  if output_dtype is OutputDtype.INT8 and rows else None)
         tokens = [0] * len(request.texts)
         truncated = [False] * len(request.texts)
         if rows and encoded is not None:
             vectors[list(rows)] = postprocess(
                 encoded.vectors[list(rows.values())], dim=request.dim,
-                normalize=request.normalize, output_dtype=request.output_dtype, ranges=ranges,
+                normalize=request.normalize, output_dtype=output_dtype, ranges=ranges,
             )
             for i, row in rows.items():
                 tokens[i], truncated[i] = encoded.tokens[row], encoded.truncated[row]

@@ -1,6 +1,6 @@
 """Reading the workers' ``/metrics`` into per-queue totals the page can turn into rates.
 
-Workers publish where their exporter listens (``worker.metrics.metrics_endpoints``); the
+Workers publish where their exporter listens (`embedq.tasks.metrics_endpoints`); the
 sampler fetches each one with a short timeout, so a stuck worker costs one empty reading, not a
 stuck page. Only embedq's own families are kept, summed per queue.
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from embedq.worker.metrics import metrics_endpoints
+from embedq.tasks.metrics_endpoints import metrics_endpoints
 
 SCRAPE_TIMEOUT_S = 1.0
 

@@ -45,7 +45,6 @@ from embedq.producer.corpus.progress import ProgressCallback
 from embedq.producer.corpus.runner import Plan, Run, plan_for
 from embedq.producer.corpus.stream import live_workers
 from embedq.producer.corpus.writers import write_errors, write_npy, write_parquet
-from embedq.tasks.codec import empty_vectors
 
 _log = structlog.get_logger("embedq.corpus")
 
@@ -191,8 +190,8 @@ def _run(client: EmbeddingClient, source: Source, spec: InputSpec, checkpoint: C
     made_by = spool.model()
     served = route.served_by(made_by[0]) if made_by else client.serving(route)
     dim = client.registry.output_dim(served)
-    dtype = empty_vectors(0, dim, served.output_dtype.value).dtype
-    width = empty_vectors(0, dim, served.output_dtype.value).shape[1]
+    dtype = np.dtype(served.output_dtype.array_dtype)
+    width = served.output_dtype.width(dim)
     ledger = Ledger(start, source.id_type, width, dtype, made_by)
     _log.info("corpus job", input=str(spec.path), output=str(checkpoint.output),
               resumed_from=start, window=plan.window, in_flight=plan.in_flight_chunks)

@@ -22,7 +22,6 @@ from embedq.producer.corpus.formats import IdType
 from embedq.producer.corpus.spool import Part, Spool
 
 ROW_GROUP_BYTES = 8 << 20
-COLUMNS = ("id", "embedding", "model", "revision", "precision", "truncated")
 
 
 def write_parquet(spool: Spool, path: Path, *, id_type: IdType, width: int, dtype: np.dtype,

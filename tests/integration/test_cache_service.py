@@ -63,7 +63,7 @@ def test_hits_are_unit_vectors_again(service_factory):
     np.testing.assert_allclose(np.linalg.norm(hit.vectors, axis=1), 1.0, rtol=1e-6)
 
 
-def test_a_flush_looks_up_once_and_dedupes_across_requests(service_factory):
+def test_a_batch_of_requests_looks_up_once_and_dedupes_across_them(service_factory):
     service = service_factory()
     service.handle([_request(["shared"])])
     calls = []
@@ -71,7 +71,7 @@ def test_a_flush_looks_up_once_and_dedupes_across_requests(service_factory):
     service.cache().shared.get_many = lambda keys, dims: calls.append(keys) or original(keys, dims)
     out = service.handle([_request(["shared", "new one"]), _request(["new one", "x", ""]),
                           _request(["shared"], dim=32, output_dtype="float16")]).outcomes
-    assert len(calls) == 1  # one Redis round trip for the whole flush
+    assert len(calls) == 1  # one Redis round trip for the whole batch
     assert out[0].cached == [True, False]
     assert out[1].cached == [False, False, False]  # "" is a bad item, never cached
     assert out[1].errors == [(2, "is empty or only whitespace")]

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from embedq.config.errors import ConfigError
+from embedq.config.precisions import OutputDtype
 from embedq.tasks.cache_codec import CachedVector, as_stored, decode_entry, encode_entry, restore
 from embedq.tasks.codec import decode_vectors, empty_vectors, encode_vectors, vector_width
 from embedq.tasks.schema import EmbedRequest
@@ -29,6 +30,16 @@ def test_binary_packs_one_sign_bit_per_dimension():
     assert to_binary(vectors).tolist() == [[0b10100000, 0b10000000]]
     assert vector_width(9, "binary") == 2
     assert vector_width(9, "int8") == 9
+
+
+def test_the_output_dtype_names_its_array_and_the_wire_keeps_its_string():
+    arrays = {kind: empty_vectors(1, 9, kind) for kind in OutputDtype}
+    assert {k.value: (a.dtype.name, a.shape[1]) for k, a in arrays.items()} == {
+        "float32": ("float32", 9), "float16": ("float16", 9), "int8": ("int8", 9),
+        "binary": ("uint8", 2)}
+    assert [k.value for k in OutputDtype if k.quantized] == ["int8", "binary"]
+    for kind in OutputDtype:  # what a request carries (a string) means the same as the enum
+        assert empty_vectors(1, 9, kind.value).dtype == arrays[kind].dtype
 
 
 @pytest.mark.parametrize("dtype", ["int8", "binary"])
@@ -90,4 +101,5 @@ def test_binary_vectors_are_the_signs_of_the_float_ones(services):
 
 def test_postprocess_needs_ranges_for_int8():
     with pytest.raises(ConfigError, match="calibration ranges"):
-        postprocess(np.ones((1, 4), dtype=np.float32), dim=4, normalize=True, output_dtype="int8")
+        postprocess(np.ones((1, 4), dtype=np.float32), dim=4, normalize=True,
+                    output_dtype=OutputDtype.INT8)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embedq.config import Settings, load_registry
+from embedq.config import OutputDtype, Settings, load_registry
 from embedq.config.errors import ModelUnavailableError, PayloadError
 from embedq.tasks import EmbedRequest, EmbedResult
 from embedq.worker.batching import PassPolicy
@@ -31,7 +31,7 @@ def test_batches_of_equal_short_texts_fill_to_size():
 
 def test_postprocess_truncates_then_normalises_then_casts():
     vectors = np.array([[3.0, 4.0, 12.0], [0.0, 0.0, 0.0]], dtype=np.float32)
-    out = postprocess(vectors, dim=2, normalize=True, output_dtype="float16")
+    out = postprocess(vectors, dim=2, normalize=True, output_dtype=OutputDtype.FLOAT16)
     assert out.dtype == np.float16
     np.testing.assert_allclose(out[0], [0.6, 0.8], rtol=1e-3)
     np.testing.assert_array_equal(out[1], [0, 0])  # a zero vector stays zero, no NaN

@@ -15,18 +15,21 @@ import pytest
 
 from embedq.config import Settings
 from embedq.config.errors import (
-    ApiKeyError,
     BrokerUnavailableError,
     ConfigError,
     EmbedTimeoutError,
-    InvalidFieldError,
     NoLiveWorkerError,
     OverloadedError,
-    RequestTooLargeError,
     UnknownUseCaseError,
 )
 from embedq.gateway.auth import KeyCheck, is_loopback
-from embedq.gateway.errors import error_response, refusal_of
+from embedq.gateway.errors import (
+    ApiKeyError,
+    InvalidFieldError,
+    RequestTooLargeError,
+    error_response,
+    refusal_of,
+)
 from embedq.gateway.protocol import EmbeddingsRequest, parse_request, response_body
 from embedq.tasks.vectors import to_float32
 

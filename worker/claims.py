@@ -30,12 +30,14 @@ from dataclasses import dataclass
 from importlib.resources import files
 from typing import Literal, cast
 
+import msgpack
 import redis
 
 from embedq.tasks.connections import blob_list
 from embedq.tasks.names import (
     backlog_key,
     bulk_queue,
+    cancel_key,
     deliveries_key,
     inflight_key,
     live_key,
@@ -116,6 +118,21 @@ class QueueClaims:
         rows = self._claim(keys=keys, args=args)
         return [Claimed(bytes(raw), int(count), cast(State, state.decode()), int(texts))
                 for raw, count, state, texts in rows]
+
+    def cancelled(self, task_ids: list[str]) -> dict[str, list[int]]:
+        """The rows of these messages whose callers cancelled (an empty list: every row), in
+        one ``HMGET``."""
+        found = self.client.hmget(cancel_key(self.queue), task_ids)
+        marks: dict[str, list[int]] = {}
+        for task_id, blob in zip(task_ids, found, strict=True):
+            if isinstance(blob, bytes):
+                try:
+                    rows = msgpack.unpackb(blob)
+                except (ValueError, msgpack.UnpackException):
+                    rows = []  # an unreadable mark still says the caller left
+                marks[task_id] = [r for r in rows if isinstance(r, int)] if isinstance(
+                    rows, list) else []
+        return marks
 
     def restore(self, consumer: str) -> int:
         """Put a dead consumer's claimed messages back at the head of their lists. Their

@@ -29,12 +29,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-import msgpack
 import structlog
 
 from embedq.config.errors import DeadLetteredError, EmbedqError, PayloadError
 from embedq.tasks.loops import Loop
-from embedq.tasks.names import cancel_key
 from embedq.tasks.schema import EmbedRequest, EmbedResult
 from embedq.tasks.wire import DROPPED_ROW, Envelope, GarbageMessageError, open_envelope
 from embedq.worker.batching import BatchPolicy
@@ -210,17 +208,7 @@ class Consumer:
         for the whole batch, and the marks are cleared with the batch's acknowledgements."""
         if not envelopes:
             return {}
-        ids = [envelope.task_id for envelope in envelopes]
-        found = self.claims.client.hmget(cancel_key(self.queue), ids)
-        marks: dict[str, list[int]] = {}
-        for task_id, blob in zip(ids, found, strict=True):
-            if isinstance(blob, bytes):
-                try:
-                    rows = msgpack.unpackb(blob)
-                except (ValueError, msgpack.UnpackException):
-                    rows = []  # an unreadable mark still says the caller left
-                marks[task_id] = [r for r in rows if isinstance(r, int)] if isinstance(
-                    rows, list) else []
+        marks = self.claims.cancelled([envelope.task_id for envelope in envelopes])
         if marks:
             outbox.forget_cancels(list(marks))
         return marks

@@ -9,6 +9,7 @@ from embedq.config.errors import (
     InvalidInputError,
     InvalidTextError,
     NoLiveWorkerError,
+    OverloadedError,
     UnknownUseCaseError,
 )
 from embedq.producer.client import EmbeddingClient, RouteStatus
@@ -27,6 +28,7 @@ __all__ = [
     "InvalidInputError",
     "InvalidTextError",
     "NoLiveWorkerError",
+    "OverloadedError",
     "RouteStatus",
     "UnknownUseCaseError",
 ]

@@ -2,14 +2,16 @@
 -- in-flight list at every instant.
 --
 -- KEYS: interactive queue, bulk queue, this consumer's in-flight list, the queue's deliveries
---       hash, the queue's backlog counter (texts waiting in the interactive queue).
+--       hash, the queue's backlog counter (texts waiting in the interactive queue), the queue's
+--       cancellation marks (message id -> rows whose callers cancelled).
 -- ARGV: text budget, most messages, most deliveries, now (epoch s), messages already moved in
 --       flight for this batch by earlier calls, the dead mark, then the wire's header names
 --       (texts, deadline, enqueued-at), then the age (s) of the oldest interactive message past
 --       which the newest is served first (0: never), then the most expired messages to clear
 --       per call, then the live texts earlier calls of this batch claimed.
 --
--- Returns {raw, deliveries, state, texts} per message moved in flight: state 'live' (serve it),
+-- Returns {raw, deliveries, state, texts, cancel mark or ''} per message moved in flight
+-- (the mark saves the consumer a round trip): state 'live' (serve it),
 -- 'expired' (no caller waits: acknowledge without computing), 'dead' (delivered more than
 -- allowed, each delivery ending with its worker process dead) or 'redead' (sent again after it
 -- was dead-lettered); the caller writes dead letters. Texts are counted from the envelope's
@@ -19,6 +21,7 @@ local now, already, dead_mark = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local TEXTS, DEADLINE, ENQUEUED = ARGV[7], ARGV[8], ARGV[9]
 local lifo_after, clear_most = tonumber(ARGV[10]), tonumber(ARGV[11])
 local queue, bulk, inflight, deliveries, backlog = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local cancels = KEYS[6]
 
 local function headers(raw)
   local ok, envelope = pcall(cjson.decode, raw)
@@ -42,18 +45,19 @@ local function expired(h)
 end
 
 local out, total, count, alone, drained = {}, tonumber(ARGV[12]), 0, false, 0
-local function deliver(raw, id, n_texts)
+local function deliver(raw, id, n_texts, h)
+  local mark = type(h.id) == 'string' and redis.call('HGET', cancels, h.id) or ''
   local n = -1
   if redis.call('HGET', deliveries, id) ~= dead_mark then
     n = redis.call('HINCRBY', deliveries, id, 1)
   end
   if n < 0 then
-    out[#out + 1] = {raw, 0, 'redead', n_texts}
+    out[#out + 1] = {raw, 0, 'redead', n_texts, ''}
   elseif n > limit then
     redis.call('HSET', deliveries, id, dead_mark)
-    out[#out + 1] = {raw, n - 1, 'dead', n_texts}
+    out[#out + 1] = {raw, n - 1, 'dead', n_texts, ''}
   else
-    out[#out + 1] = {raw, n, 'live', n_texts}
+    out[#out + 1] = {raw, n, 'live', n_texts, mark or ''}
   end
   return n
 end
@@ -67,10 +71,10 @@ for i = #held - already, 1, -1 do
   local n = texts(h)
   drained = drained + n  -- a blocking wait takes from the interactive queue only
   if expired(h) then
-    out[#out + 1] = {held[i], 0, 'expired', n}
+    out[#out + 1] = {held[i], 0, 'expired', n, ''}
   else
     total = total + n
-    if deliver(held[i], redis.sha1hex(held[i]), n) > 1 then alone = true end
+    if deliver(held[i], redis.sha1hex(held[i]), n, h) > 1 then alone = true end
   end
 end
 
@@ -81,7 +85,7 @@ for _ = 1, clear_most do
   local h = headers(raw)
   if not expired(h) then break end
   redis.call('LMOVE', queue, inflight, 'RIGHT', 'LEFT')
-  out[#out + 1] = {raw, 0, 'expired', texts(h)}
+  out[#out + 1] = {raw, 0, 'expired', texts(h), ''}
   drained = drained + texts(h)
 end
 
@@ -110,10 +114,10 @@ for _, source in ipairs({{queue, side}, {bulk, 'RIGHT'}}) do
     local n = texts(h)
     if list == queue then drained = drained + n end
     if expired(h) then
-      out[#out + 1] = {raw, 0, 'expired', n}
+      out[#out + 1] = {raw, 0, 'expired', n, ''}
     else
       total = total + n
-      if deliver(raw, id, n) > 1 or suspect then alone = true end
+      if deliver(raw, id, n, h) > 1 or suspect then alone = true end
     end
   end
 end

@@ -67,11 +67,23 @@ class Claimed:
     deliveries: int
     state: State = "live"
     texts: int = 1  # from the envelope's header, read by the claim script
+    cancel: bytes = b""  # its callers' cancellation mark, if any (see `cancelled_rows`)
 
     @property
     def dead(self) -> bool:
         """True when it must go to the dead letters instead of being served."""
         return self.state in ("dead", "redead")
+
+
+def cancelled_rows(mark: bytes) -> list[int] | None:
+    """The rows a cancellation mark names (an empty list: every row), None for no mark."""
+    if not mark:
+        return None
+    try:
+        rows = msgpack.unpackb(mark)
+    except (ValueError, msgpack.UnpackException):
+        return []  # an unreadable mark still says the callers left
+    return [r for r in rows if isinstance(r, int)] if isinstance(rows, list) else []
 
 
 class QueueClaims:
@@ -110,29 +122,14 @@ class QueueClaims:
         calls for the same batch; what a blocking wait moved in since is claimed now.
         """
         keys = [self.queue, bulk_queue(self.queue), self.inflight, deliveries_key(self.queue),
-                backlog_key(self.queue)]
+                backlog_key(self.queue), cancel_key(self.queue)]
         args: list[str | bytes | int | float] = [
             policy.claim_texts, policy.claim_messages, policy.max_deliveries, time.time(),
             already, DEAD_MARK, TEXTS_HEADER, DEADLINE_HEADER, ENQUEUED_HEADER,
             policy.lifo_after_s, _CLEAR_MOST, texts]
         rows = self._claim(keys=keys, args=args)
-        return [Claimed(bytes(raw), int(count), cast(State, state.decode()), int(texts))
-                for raw, count, state, texts in rows]
-
-    def cancelled(self, task_ids: list[str]) -> dict[str, list[int]]:
-        """The rows of these messages whose callers cancelled (an empty list: every row), in
-        one ``HMGET``."""
-        found = self.client.hmget(cancel_key(self.queue), task_ids)
-        marks: dict[str, list[int]] = {}
-        for task_id, blob in zip(task_ids, found, strict=True):
-            if isinstance(blob, bytes):
-                try:
-                    rows = msgpack.unpackb(blob)
-                except (ValueError, msgpack.UnpackException):
-                    rows = []  # an unreadable mark still says the caller left
-                marks[task_id] = [r for r in rows if isinstance(r, int)] if isinstance(
-                    rows, list) else []
-        return marks
+        return [Claimed(bytes(raw), int(count), cast(State, state.decode()), int(texts),
+                        bytes(mark)) for raw, count, state, texts, mark in rows]
 
     def restore(self, consumer: str) -> int:
         """Put a dead consumer's claimed messages back at the head of their lists. Their

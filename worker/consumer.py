@@ -36,7 +36,7 @@ from embedq.tasks.loops import Loop
 from embedq.tasks.schema import EmbedRequest, EmbedResult
 from embedq.tasks.wire import DROPPED_ROW, Envelope, GarbageMessageError, open_envelope
 from embedq.worker.batching import BatchPolicy
-from embedq.worker.claims import Claimed, QueueClaims
+from embedq.worker.claims import Claimed, QueueClaims, cancelled_rows
 from embedq.worker.metrics import BatchFacts
 from embedq.worker.replies import Outbox, ReplyTarget
 from embedq.worker.service import Handled
@@ -187,7 +187,10 @@ class Consumer:
                 expired += claim.texts
             elif (parsed := self._open(claim, outbox)) is not None:
                 opened.append((claim, parsed))
-        marks = self._cancelled([envelope for _, (envelope, _) in opened], outbox)
+        marks = {envelope.task_id: rows for claim, (envelope, _) in opened
+                 if (rows := cancelled_rows(claim.cancel)) is not None}
+        if marks:
+            outbox.forget_cancels(list(marks))  # cleared with the batch's acknowledgements
         fresh: list[Parsed] = []
         suspects: list[list[Parsed]] = []
         for claim, (envelope, request) in opened:
@@ -202,16 +205,6 @@ class Consumer:
             else:
                 suspects.append([parsed])
         return fresh, suspects, expired
-
-    def _cancelled(self, envelopes: list[Envelope], outbox: Outbox) -> dict[str, list[int]]:
-        """Rows whose callers cancelled, per message (an empty list: every row); one ``HMGET``
-        for the whole batch, and the marks are cleared with the batch's acknowledgements."""
-        if not envelopes:
-            return {}
-        marks = self.claims.cancelled([envelope.task_id for envelope in envelopes])
-        if marks:
-            outbox.forget_cancels(list(marks))
-        return marks
 
     def _open(self, claim: Claimed, outbox: Outbox) -> Parsed | None:
         """The message's envelope and request, or None after dealing with what is wrong."""

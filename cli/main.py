@@ -18,7 +18,9 @@ from embedq.cli.dead_letters_command import dead_letters
 from embedq.cli.embed_command import embed
 from embedq.cli.eval_commands import EVAL_COMMANDS
 from embedq.cli.gateway_command import gateway
+from embedq.cli.k8s_command import k8s
 from embedq.cli.options import json_option
+from embedq.cli.probe_command import probe
 from embedq.cli.worker_command import worker
 from embedq.config.errors import EmbedqError
 from embedq.config.logs import configure_logging
@@ -206,6 +208,8 @@ main.add_command(dashboard)
 for _command in EVAL_COMMANDS:
     eval_group.add_command(_command)
 main.add_command(gateway)
+main.add_command(k8s)
+main.add_command(probe)
 
 
 def run() -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from embedq.cli.autoscale_command import autoscale
 from embedq.cli.cache_commands import cache
 from embedq.cli.dashboard_command import dashboard
 from embedq.cli.dead_letters_command import dead_letters
@@ -210,6 +211,7 @@ for _command in EVAL_COMMANDS:
 main.add_command(gateway)
 main.add_command(k8s)
 main.add_command(probe)
+main.add_command(autoscale)
 
 
 def run() -> None:

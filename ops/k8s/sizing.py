@@ -51,9 +51,15 @@ FOOTPRINTS: dict[tuple[str, str], Footprint] = {
         89, 164, 1340, 1.2, 13.9, 150,
         f"{_MEASURED}; texts/s: the fp32 rate x 2.07/1.41 (README: int8 and fp32 workers "
         "against raw PyTorch through `embedq bench --scenario bulk`)"),
+    ("mpnet", "auto"): Footprint(
+        90, 752, 6705, 5.5, 395.0, 15,
+        f"{_MEASURED}; auto chose onnx-fp32 there (the first start measures every candidate in "
+        "the parent: 6.5 minutes and its memory peak); texts/s: an estimate, MiniLM's / 7 "
+        "(twice the layers, twice the width), not measured"),
     ("hashing", "fp32"): Footprint(
         89, 120, 300, 1.0, 1.0, 5000,
-        "the deterministic test model: no weights; the memory is Python and Celery"),
+        "the deterministic test model, not measured: no weights, the memory is Python and "
+        "Celery"),
 }
 UNMEASURED = Footprint(
     100, 2048, 4096, 30.0, 600.0, 20,

@@ -99,3 +99,29 @@ def test_up_serves_then_stops_everything(hashing_config):
     assert not _listening(redis_port)
     assert not _listening(flower_port)
     assert not _listening(gateway_port)
+
+
+def test_up_autoscale_serves_every_queue_then_stops_its_workers(hashing_config):
+    import psutil
+
+    env = {**os.environ, "EMBEDQ_CONFIG_DIR": str(hashing_config), "EMBEDQ_LOG_FORMAT": "json"}
+    env.pop("EMBEDQ_REDIS_URL", None)
+    up = subprocess.Popen(
+        [sys.executable, "-m", "embedq.cli", "up", "--autoscale", "--cores", "2", "--no-flower",
+         "--dashboard-port", "0", "--no-gateway"],
+        env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    lines = _Lines(up.stderr)
+    try:
+        assert lines.ready.wait(120), "embedq up --autoscale never reported ready"
+        assert lines.url, "embedq up exited before it was ready"
+        client = make_client(lines.url, hashing_config)
+        assert client.embed(["hello from an autoscaled up"], "fast", timeout=60).shape == (1, 64)
+        client.close()
+        descendants = psutil.Process(up.pid).children(recursive=True)
+        assert any("autoscale" in " ".join(p.cmdline()) for p in descendants)
+    finally:
+        up.send_signal(signal.SIGTERM)
+        up.wait(timeout=90)
+        lines.join()
+    assert up.returncode == 0
+    assert not [p for p in descendants if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]

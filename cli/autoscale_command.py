@@ -17,9 +17,6 @@ from embedq.config.logs import configure_logging
 from embedq.config.registry import load_registry
 from embedq.config.settings import load_settings
 from embedq.ops.autoscale.policy import Policy
-from embedq.ops.autoscale.runner import Autoscaler
-from embedq.ops.k8s.render import chained_queues
-from embedq.ops.stack import queues_of
 
 _DEFAULT = Policy(cores=1)
 
@@ -47,6 +44,11 @@ def autoscale(cores: int | None, use_cases: tuple[str, ...], keep_warm: tuple[st
               initial: int, metrics_port: int | None) -> None:
     """Keep every route's worker pool sized to its backlog within a core budget; scale idle
     routes to zero and bring them back on the first request. Ctrl-C stops the workers."""
+    # Imported here: prometheus_client must not be imported by `embedq` before a worker sets
+    # up its multiprocess mode (`embedq.worker.metrics.prepare`).
+    from embedq.ops.autoscale.runner import Autoscaler
+    from embedq.ops.k8s.render import chained_queues
+    from embedq.ops.stack import queues_of
     from embedq.worker.models.cpu import cores_given
 
     settings = load_settings()

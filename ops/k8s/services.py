@@ -28,9 +28,13 @@ from embedq.ops.k8s.objects import (
 )
 
 _REDIS_IMAGE = "redis:7.4"
-_REDIS_PING = {"exec": {"command": ["sh", "-c", 'redis-cli -a "$REDIS_PASSWORD" '
-                                    "--no-auth-warning ping | grep -q PONG"]},
-               "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3}
+
+
+def _redis_ping(answers: str) -> dict[str, Any]:
+    """redis-cli ping with the password from the environment, never in the probe's text."""
+    return {"exec": {"command": ["sh", "-c", 'redis-cli -a "$REDIS_PASSWORD" --no-auth-warning '
+                                 f"ping | grep -qE '{answers}'"]},
+            "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 3}
 
 
 def config_map(models: dict[str, Any], routes: dict[str, Any], options: Options) -> dict[str, Any]:
@@ -46,7 +50,8 @@ def _redis_container(args: list[str], mounts: list[dict[str, Any]]) -> dict[str,
             "args": ["--requirepass", "$(REDIS_PASSWORD)", *args],
             "env": [secret_env("REDIS_PASSWORD", "embedq-redis", "password")],
             "ports": [{"name": "redis", "containerPort": 6379}],
-            "readinessProbe": _REDIS_PING, "livenessProbe": _REDIS_PING,
+            # Alive while it loads a large append-only file (LOADING), ready once it answers.
+            "readinessProbe": _redis_ping("PONG"), "livenessProbe": _redis_ping("PONG|LOADING"),
             "volumeMounts": mounts}
 
 

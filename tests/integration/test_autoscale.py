@@ -7,6 +7,8 @@ process), so a backlog of 1,200 texts outlasts a 1 s drain target on one process
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -38,6 +40,11 @@ def config(tmp_path):
                         default="r")
 
 
+def _probe(env: dict[str, str]) -> int:
+    return subprocess.run([sys.executable, "-m", "embedq.cli", "probe", "--queue", QUEUE],
+                          env=env, capture_output=True, check=False).returncode
+
+
 def test_a_pool_grows_idles_to_zero_and_comes_back(redis_server, config):
     env = worker_env(redis_server.url, config, EMBEDQ_MAX_BATCH_SIZE="8",
                      EMBEDQ_BATCH_FLUSH_TEXTS="8")
@@ -57,6 +64,7 @@ def test_a_pool_grows_idles_to_zero_and_comes_back(redis_server, config):
                 return pool.size == n and live_consumers(broker, [QUEUE])[0] == n
 
             wait_until(lambda: size_is(1), timeout=60)
+            assert _probe(env) == 0  # `embedq probe`: this host's worker has its model loaded
             texts = [f"backlog text {i}" for i in range(1200)]
             job = client.submit(texts, "r")
             wait_until(lambda: size_is(2), timeout=60)  # the backlog grew the pool
@@ -64,6 +72,7 @@ def test_a_pool_grows_idles_to_zero_and_comes_back(redis_server, config):
             np.testing.assert_allclose(got, expected_hashing(config, texts, model="slow"),
                                        rtol=1e-6)
             wait_until(lambda: size_is(0), timeout=60)  # idle: no process, no model loaded
+            assert _probe(env) == 1
             one = client.embed(["the first request after idling"], "r", timeout=60)
             np.testing.assert_allclose(
                 one, expected_hashing(config, ["the first request after idling"],

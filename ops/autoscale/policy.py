@@ -7,7 +7,10 @@ of it (`PoolMemory`); `decide` turns both into a size per queue:
 * a queue with work grows until its backlog drains within ``target_drain_s`` (texts waiting /
   measured texts per second per process), and by one more while its oldest message has waited
   longer than that with every process up (the rate was optimistic, or texts are long);
-* with work but a smaller need, it shrinks one process at a time, ``settle_s`` apart;
+* it also grows by one while texts keep waiting and every process is busy (utilisation at
+  ``BUSY``): work arrives as fast as the pool serves it, however short the list;
+* with work but a smaller need, it shrinks one process at a time, ``settle_s`` apart, and only
+  while its processes have slack (utilisation under ``SLACK``);
 * idle (nothing waiting or claimed) for ``shrink_after_s`` it keeps one warm process, idle for
   ``idle_to_zero_s`` none (its model's memory is freed); the first message brings one back;
 * the budget: the processes of growing pools (a backlog) plus what the pools that keep up
@@ -20,6 +23,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+BUSY = 0.9  # utilisation at which texts waiting mean the pool is the bottleneck
+SLACK = 0.6  # a pool with work shrinks only below this utilisation (no grow-shrink flapping)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,14 +91,31 @@ def _need(seen: Observation, memory: PoolMemory, policy: Policy, now: float) -> 
     need = max(1, math.ceil(seen.texts_waiting / (rate * policy.target_drain_s)))
     reason = f"{seen.texts_waiting} texts waiting at {rate:.0f} texts/s per process"
     settled = now - memory.last_change_at >= policy.settle_s
-    if (seen.oldest_age_s or 0.0) > policy.target_drain_s and seen.ready >= seen.processes \
-            and need <= seen.processes and settled:
-        need, reason = seen.processes + 1, f"oldest waited {seen.oldest_age_s:.0f}s"
+    if need <= seen.processes and settled and seen.ready >= seen.processes:
+        why = _short_handed(seen, policy)
+        if why:
+            return seen.processes + 1, why
     if need < seen.processes:
-        if not settled:
-            return seen.processes, reason + " (settling)"
+        if not settled or seen.utilisation >= SLACK:
+            return seen.processes, reason + " (holding: settling or busy)"
         return seen.processes - 1, reason
     return need, reason
+
+
+def _short_handed(seen: Observation, policy: Policy) -> str | None:
+    """Why a pool whose backlog looks small should still grow by one, if it should.
+
+    The oldest message has waited longer than the target (the rate was optimistic, or the texts
+    are long), or texts keep waiting while every process is busy: work arrives at least as fast
+    as the pool serves it, whatever the list holds (a producer's ``embed_many`` window keeps
+    its backlog at home, so the queue shows only a window's worth).
+    """
+    if (seen.oldest_age_s or 0.0) > policy.target_drain_s:
+        return f"oldest waited {seen.oldest_age_s:.0f}s"
+    if seen.texts_waiting > 0 and seen.utilisation >= BUSY:
+        return (f"{seen.texts_waiting} texts waiting while the {seen.processes} process(es) "
+                f"are {seen.utilisation:.0%} busy")
+    return None
 
 
 def _allocate(wants: dict[str, int], seen: dict[str, Observation],

@@ -103,3 +103,21 @@ def test_the_rate_is_learnt_only_while_a_backlog_drains():
     assert 0 < meter.utilisation < 0.2
     meter.update(3.0, {"w2": 5.0}, processes=1, backlogged=False)  # a new worker's counter
     assert meter.utilisation > 0
+
+
+def test_texts_waiting_at_a_busy_pool_grow_it_however_short_the_list():
+    # An embed_many window: 512 texts waiting drain in 3.4 s, but the process never rests.
+    memory = {"q": PoolMemory()}
+    observed = [seen(texts=512, processes=1, rate=150, util=0.95)]
+    (decision,) = decide(100, observed, memory, POLICY)
+    assert decision.target == 2
+    assert "95% busy" in decision.reason
+    # The same list at a pool with slack: no growth.
+    memory = {"q": PoolMemory()}
+    assert sizes(100, [seen(texts=512, processes=1, rate=150, util=0.3)], memory) == {"q": 1}
+
+
+def test_a_busy_pool_with_work_does_not_shrink():
+    memory = {"q": PoolMemory(last_change_at=0)}
+    assert sizes(100, [seen(texts=100, processes=2, util=0.8)], memory) == {"q": 2}
+    assert sizes(100, [seen(texts=100, processes=2, util=0.2)], memory) == {"q": 1}

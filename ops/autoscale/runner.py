@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 import redis
 import structlog
@@ -30,6 +31,24 @@ log = structlog.get_logger(__name__)
 TICK_S = 0.5
 
 
+@dataclass
+class Backoff:
+    """After a worker exits on its own (a model that cannot load, a crash), wait before the
+    next start, doubling up to a minute: a broken queue must not become a fork loop."""
+
+    delay_s: float = 0.0
+    until: float = 0.0
+
+    def failed(self, now: float) -> None:
+        """A worker exited unasked."""
+        self.delay_s = min(60.0, max(2.0, self.delay_s * 2))
+        self.until = now + self.delay_s
+
+    def allows(self, now: float) -> bool:
+        """May a worker start now?"""
+        return now >= self.until
+
+
 def _prior(queue: str) -> float:
     model, precision = parse_queue(queue) or (queue, "fp32")
     return footprint(model, precision).texts_per_s
@@ -47,6 +66,7 @@ class Autoscaler:
         self.pools = {q: Pool(q, env) for q in self.queues}
         self.memory = {q: PoolMemory(min_size=1 if q in keep else 0) for q in self.queues}
         self.meters = {q: RateMeter(_prior(q)) for q in self.queues}
+        self.backoff = {q: Backoff() for q in self.queues}
         self.registry = CollectorRegistry()
         self.size_gauge = Gauge("embedq_autoscale_pool_size", "Worker processes of the queue "
                                 "(one core each) the autoscaler keeps.", ["queue"],
@@ -70,17 +90,27 @@ class Autoscaler:
         found = []
         for stat, texts in zip(stats, waiting, strict=True):
             pool, meter = self.pools[stat.queue], self.meters[stat.queue]
-            pool.reap()
+            backoff = self.backoff[stat.queue]
+            if pool.reap():
+                backoff.failed(now)
+                log.warning("autoscale_backoff", queue=stat.queue, wait_s=backoff.delay_s)
+            elif stat.consumers:
+                backoff.delay_s = 0.0  # served again: the next failure waits two seconds
             meter.update(now, pool.served(), pool.size, texts > 0)
             found.append(Observation(stat.queue, texts, stat.oldest_age_s, stat.unacked,
                                      pool.size, stat.consumers, meter.rate_per_process,
                                      meter.utilisation))
         return found
 
-    def apply(self, decisions: list[Decision]) -> None:
+    def apply(self, decisions: list[Decision], now: float) -> None:
         """Start or stop workers; log each change; set the gauges."""
         for decision in decisions:
             pool = self.pools[decision.queue]
+            if decision.target > pool.size and not self.backoff[decision.queue].allows(now):
+                decision = replace(decision, target=pool.size,
+                                   reason="a worker of this queue exited on its own: waiting "
+                                          f"{self.backoff[decision.queue].delay_s:.0f}s "
+                                          "before starting another (its log says why)")
             if decision.target > pool.size:
                 pool.grow(decision.target - pool.size)
             elif decision.target < pool.size:
@@ -103,7 +133,7 @@ class Autoscaler:
             log.warning("autoscale_broker_unavailable", error=str(exc), action="sizes unchanged")
             return []
         decisions = decide(now, observed, self.memory, self.policy)
-        self.apply(decisions)
+        self.apply(decisions, now)
         return decisions
 
     def run(self, stopping: Callable[[], bool]) -> None:

@@ -20,6 +20,7 @@ from embedq.config.settings import Settings
 from embedq.ops.autoscale.policy import Policy
 from embedq.ops.autoscale.runner import Autoscaler
 from embedq.tasks.liveness import live_consumers
+from embedq.tasks.queue_texts import texts_waiting
 from tests.support import (
     HASHING_MODEL,
     expected_hashing,
@@ -89,3 +90,29 @@ def test_a_pool_grows_idles_to_zero_and_comes_back(redis_server, config):
     assert {(1, 2), (1, 0), (0, 1)} <= set(changes), changes
     assert any("texts waiting" in e["reason"] for e in logs
                if e["event"] == "autoscale_decision" and e["size_to"] == 2)
+
+
+def test_a_queue_whose_worker_cannot_start_backs_off(redis_server, tmp_path):
+    broken = {**HASHING_MODEL, "source": {"kind": "package", "package": "no_such_model_pkg",
+                                          "distribution": "no-such-model-pkg"}}
+    config = write_config(tmp_path / "broken", {"gone": broken}, {"r": {"model": "gone"}},
+                          default="r")
+    env = worker_env(redis_server.url, config)
+    settings = Settings(redis_url=redis_server.url, config_dir=config)
+    with capture_logs() as logs:
+        scaler = Autoscaler(settings, ["embed.gone.fp32"], POLICY, env, initial=1)
+        pool = scaler.pools["embed.gone.fp32"]
+        try:
+            wait_until(lambda: pool.running[0].process.poll() is not None, timeout=60)
+            scaler.tick()  # sees the exit: backs off
+            client = make_client(redis_server.url, config)
+            client.submit(["waiting"], "r")
+            broker = redis.Redis.from_url(redis_server.url)
+            wait_until(lambda: texts_waiting(broker, ["embed.gone.fp32"]) == [1], timeout=10)
+            for _ in range(3):
+                scaler.tick()  # texts wait, but no new worker within the back-off
+            assert pool.size == 0
+            client.close()
+        finally:
+            scaler.stop()
+    assert [e["wait_s"] for e in logs if e["event"] == "autoscale_backoff"] == [2.0]

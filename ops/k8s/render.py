@@ -18,7 +18,13 @@ from embedq.config.registry import Registry
 from embedq.ops.k8s import services
 from embedq.ops.k8s.objects import SECRETS, Options
 from embedq.ops.k8s.sizing import footprint
-from embedq.ops.k8s.workers import deployment, plan_of, scaled_object, worker_name
+from embedq.ops.k8s.workers import (
+    BUSY_PER_REPLICA,
+    deployment,
+    plan_of,
+    scaled_object,
+    worker_name,
+)
 from embedq.ops.stack import queues_of
 from embedq.tasks.names import route_queue
 
@@ -74,7 +80,8 @@ def guide(registry: Registry, options: Options) -> str:
         fp = footprint(plan.model, plan.precision)
         rows.append(f"  {worker_name(plan)}: {plan.min_replicas}..{options.max_replicas} pods; "
                     f"+1 per {round(fp.texts_per_s * options.target_drain_s)} texts waiting "
-                    f"or while the oldest waits > {options.target_drain_s}s; sizing: "
+                    f"or while the oldest waits > {options.target_drain_s}s, or per "
+                    f"{BUSY_PER_REPLICA} busy processes; sizing: "
                     f"{fp.source}")
     return (f"embedq on Kubernetes (namespace {options.namespace}, image {options.image})\n\n"
             f"1. kubectl create namespace {options.namespace}\n"
@@ -83,7 +90,8 @@ def guide(registry: Registry, options: Options) -> str:
             f"{secrets}\n"
             "3. KEDA (keda.sh) installed, and a Prometheus at "
             f"{options.prometheus_url}\n   scraping embedq-dashboard:8050/metrics "
-            "(basic auth: the embedq-dashboard Secret)\n"
+            "(basic auth: the embedq-dashboard Secret) and the worker pods\n"
+            "   (annotated prometheus.io/scrape, port 9100)\n"
             "4. kubectl apply -f .\n\nWorkers (one core per pod):\n" + "\n".join(rows) + "\n")
 
 

@@ -4,7 +4,9 @@ Each pod runs one pool process with one compute thread (one process per core mea
 a pod is one core and KEDA's replica count is the pool size. KEDA scales on what a worker
 consumes, texts, not messages (one message holds 1 to ``EMBEDQ_CHUNK_SIZE`` texts): one replica
 per ``texts_per_s x target_drain_s`` texts waiting, and more while the oldest message is older
-than the drain target. Both come from the dashboard's ``/metrics`` through Prometheus. With
+than the drain target (both from the dashboard's ``/metrics``), or while the pods are busy
+(seconds spent embedding per second, from the workers' own ``/metrics``: a producer's
+``embed_many`` keeps its backlog at home, so the list alone may stay short). With
 ``minReplicaCount: 0`` an idle queue has no pod; the first message activates it (the request
 waits on the queue meanwhile: nothing is refused for want of a consumer). A queue of a route
 with a fallback chain keeps one replica: with none, producers would move that route to its
@@ -22,6 +24,7 @@ from embedq.ops.k8s.sizing import footprint, memory_limit_mib, memory_request_mi
 from embedq.tasks.names import parse_queue
 
 METRICS_PORT = 9100
+BUSY_PER_REPLICA = "0.8"  # one replica per 0.8 busy processes: grow before all are saturated
 _PROBE_PERIOD_S = 10
 
 
@@ -130,6 +133,15 @@ def scaled_object(plan: WorkerPlan, options: Options) -> dict[str, Any]:
                      # Value: replicas grow in proportion while the oldest waits longer.
                      "threshold": str(options.target_drain_s),
                      "activationThreshold": "0",
+                 }},
+                {"type": "prometheus", "name": "busy", "metricType": "AverageValue",
+                 "metadata": {
+                     "serverAddress": options.prometheus_url,
+                     # Seconds spent embedding per second, over every pod: busy processes.
+                     "query": f"sum(rate(embedq_batch_seconds_sum{{{where}}}[1m])) or vector(0)",
+                     # A producer's embed_many keeps its backlog at home (only a window of
+                     # messages waits), so a pool can be the bottleneck with a short list.
+                     "threshold": BUSY_PER_REPLICA,
                  }},
             ],
         },

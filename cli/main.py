@@ -103,6 +103,13 @@ def up(flower: bool, flower_address: str, flower_port: int, concurrency: int | N
     """
     from embedq.ops.stack import run_stack
 
+    if autoscale and concurrency:
+        raise click.UsageError("--concurrency does not apply with --autoscale: its pools are "
+                               "one-process workers, sized by the load within --cores")
+    if cores and not autoscale:
+        raise click.UsageError("--cores is the autoscaler's budget: add --autoscale, or size "
+                               "fixed workers with --concurrency")
+
     run_stack(flower=flower, flower_address=flower_address, flower_port=flower_port,
               concurrency=concurrency, dashboard_port=dashboard_port or None,
               gateway_port=gateway_port if gateway else None, use_cases=use_cases,

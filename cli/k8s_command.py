@@ -9,7 +9,6 @@ import click
 from embedq.config.registry import load_registry
 from embedq.config.settings import load_settings
 from embedq.ops.k8s.objects import Options
-from embedq.ops.k8s.render import write
 
 _DEFAULTS = Options()
 
@@ -37,6 +36,8 @@ def render(out: Path, namespace: str, image: str, prometheus_url: str, max_repli
            target_drain_s: int, idle_to_zero_s: int) -> None:
     """Write a worker Deployment and KEDA ScaledObject per queue, the gateway, the dashboard,
     Flower and the two Redis into OUT, with a README.txt of the steps."""
+    from embedq.ops.k8s.render import write  # PyYAML comes with the worker extra
+
     settings = load_settings()
     options = Options(namespace=namespace, image=image, prometheus_url=prometheus_url,
                       max_replicas=max_replicas, target_drain_s=target_drain_s,

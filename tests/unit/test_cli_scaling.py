@@ -14,11 +14,12 @@ from click.testing import CliRunner
 from embedq.cli.main import main
 
 
-def test_the_command_line_imports_no_prometheus_client():
-    code = "import sys, embedq.cli.main; print('prometheus_client' in sys.modules)"
+def test_the_command_line_imports_neither_prometheus_client_nor_yaml():
+    code = ("import sys, embedq.cli.main; "
+            "print('prometheus_client' in sys.modules, 'yaml' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
-    assert done.stdout.strip() == "False"
+    assert done.stdout.strip() == "False False"  # PyYAML too: only the worker extra has it
 
 
 def test_up_refuses_options_that_do_not_mix_with_autoscale():

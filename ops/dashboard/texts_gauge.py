@@ -34,7 +34,7 @@ class TextsCollector(Collector):
         self.read = read
 
     def collect(self) -> Iterator[Metric]:
-        """The texts waiting per queue (estimated past the oldest entries a scrape reads)."""
+        """The texts waiting per queue (estimated from a sample for a long queue)."""
         family = GaugeMetricFamily(
             NAME, "Texts waiting in the queue (the sum of its messages' embedq_texts headers).",
             labels=LABELS)

@@ -34,8 +34,11 @@ def test_texts_are_counted_from_the_headers_and_estimated_past_the_oldest(redis_
     assert texts_waiting(client, ["embed.m.fp32", "embed.empty.fp32"]) == [73, 0]
     for _ in range(10):
         _push(client, "embed.big.fp32", 10)
-    # Reading only the 4 oldest entries: their mean scaled up to the depth.
-    assert texts_waiting(client, ["embed.big.fp32"], most=4) == [100]
+    # Reading only the 2 oldest and 2 newest entries: their mean scaled up to the depth.
+    assert texts_waiting(client, ["embed.big.fp32"], each_end=2) == [100]
+    _push(client, "embed.big.fp32", 50)  # 150 texts now, estimated as (10+10+10+50)/4 x 11
+    assert texts_waiting(client, ["embed.big.fp32"], each_end=2) == [220]
+    assert texts_waiting(client, ["embed.big.fp32"], each_end=6) == [150]  # all read: exact
     client.script_flush()  # Redis forgot the script: it is loaded again
     assert texts_waiting(client, ["embed.m.fp32"]) == [73]
 

@@ -87,7 +87,11 @@ def test_a_pool_grows_idles_to_zero_and_comes_back(redis_server, config):
     assert pool.size == 0
     assert largest[0] <= POLICY.cores
     changes = [(e["size_from"], e["size_to"]) for e in logs if e["event"] == "autoscale_decision"]
-    assert {(1, 2), (1, 0), (0, 1)} <= set(changes), changes
+    # Grown by the backlog, down to zero (through one warm process, or at once when a slow
+    # tick on a loaded machine saw both idle thresholds passed), back to one by the request.
+    assert (1, 2) in changes, changes
+    assert any(to == 0 for _, to in changes), changes
+    assert (0, 1) in changes, changes
     assert any("texts waiting" in e["reason"] for e in logs
                if e["event"] == "autoscale_decision" and e["size_to"] == 2)
 

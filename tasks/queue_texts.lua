@@ -1,6 +1,6 @@
 -- Texts waiting on each queue, from the embedq_texts header of a sample of its entries.
 -- KEYS: the queues. ARGV[1]: entries read at each end of a queue (all of a shorter queue),
--- ARGV[2]: the header's name (tasks.envelope.TEXTS_HEADER).
+-- ARGV[2]: the header's name (tasks.wire.TEXTS_HEADER).
 -- Returns, per queue, {depth, texts in the entries read, entries read}. The header sits near
 -- the end of an envelope (after the body), so the search starts 1 KiB before the end; an entry
 -- without the header (a plain Celery producer's) counts as one text, as the worker's claim does.

@@ -20,7 +20,8 @@ from typing import cast
 
 import redis
 
-from embedq.tasks.envelope import TEXTS_HEADER
+from embedq.tasks.names import bulk_queue
+from embedq.tasks.wire import TEXTS_HEADER
 
 EACH_END = 16
 _SCRIPT = files("embedq.tasks").joinpath("queue_texts.lua").read_text(encoding="utf-8")
@@ -28,15 +29,13 @@ _SCRIPT = files("embedq.tasks").joinpath("queue_texts.lua").read_text(encoding="
 
 def texts_waiting(client: redis.Redis, queues: Sequence[str],
                   each_end: int = EACH_END) -> list[int]:
-    """Texts waiting on each of ``queues``, in order, in one round trip (a script)."""
+    """Texts waiting on each of ``queues`` (its interactive and its bulk list together), in
+    order, in one round trip (a script)."""
     if not queues:
         return []
+    lists = [name for queue in queues for name in (queue, bulk_queue(queue))]
     script = client.register_script(_SCRIPT)  # EVALSHA, loaded again if Redis forgot it
-    replies = cast(list[list[int]], script(keys=list(queues), args=[each_end, TEXTS_HEADER]))
-    waiting = []
-    for depth, texts, read in replies:
-        if read == 0 or depth <= read:
-            waiting.append(int(texts))
-        else:
-            waiting.append(round(texts * depth / read))
-    return waiting
+    replies = cast(list[list[int]], script(keys=lists, args=[each_end, TEXTS_HEADER]))
+    counts = [int(texts) if read == 0 or depth <= read else round(texts * depth / read)
+              for depth, texts, read in replies]
+    return [counts[2 * i] + counts[2 * i + 1] for i in range(len(queues))]

@@ -48,7 +48,7 @@ def _probe(env: dict[str, str]) -> int:
 
 def test_a_pool_grows_idles_to_zero_and_comes_back(redis_server, config):
     env = worker_env(redis_server.url, config, EMBEDQ_MAX_BATCH_SIZE="8",
-                     EMBEDQ_BATCH_FLUSH_TEXTS="8")
+                     EMBEDQ_BATCH_TEXTS="8")
     settings = Settings(redis_url=redis_server.url, config_dir=config)
     broker = redis.Redis.from_url(redis_server.url)
     stopping = threading.Event()

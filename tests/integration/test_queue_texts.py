@@ -10,19 +10,20 @@ import redis
 from embedq.ops.dashboard.exporter import queue_registry
 from embedq.ops.dashboard.texts_gauge import texts_reader
 from embedq.ops.probe import serving_here
-from embedq.tasks.envelope import build_message
 from embedq.tasks.liveness import mark_alive
+from embedq.tasks.names import bulk_queue
 from embedq.tasks.queue_texts import texts_waiting
 from embedq.tasks.schema import EmbedRequest
+from embedq.tasks.wire import build_message
 
 
-def _push(client: redis.Redis, queue: str, count: int) -> None:
+def _push(client: redis.Redis, queue: str, count: int, *, bulk: bool = False) -> None:
     request = EmbedRequest(texts=[f"text {i}" for i in range(count)], route="r", model="m",
                            precision="fp32", dim=8, normalize=True,
                            output_dtype="float32")
     _, raw = build_message(request, queue=queue, reply_to="embedq:v1:reply:x", origin="t",
-                           now=time.time())
-    client.lpush(queue, raw)
+                           now=time.time(), bulk=bulk)
+    client.lpush(bulk_queue(queue) if bulk else queue, raw)
 
 
 def test_texts_are_counted_from_the_headers_and_estimated_past_the_oldest(redis_server):
@@ -41,6 +42,8 @@ def test_texts_are_counted_from_the_headers_and_estimated_past_the_oldest(redis_
     assert texts_waiting(client, ["embed.big.fp32"], each_end=6) == [150]  # all read: exact
     client.script_flush()  # Redis forgot the script: it is loaded again
     assert texts_waiting(client, ["embed.m.fp32"]) == [73]
+    _push(client, "embed.m.fp32", 20, bulk=True)  # bulk work waits in its own list: counted
+    assert texts_waiting(client, ["embed.m.fp32"]) == [93]
 
 
 def test_the_gauge_is_on_the_dashboard_registry(redis_server):

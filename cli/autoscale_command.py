@@ -13,9 +13,8 @@ from types import FrameType
 
 import click
 
+from embedq.cli.options import context
 from embedq.config.logs import configure_logging
-from embedq.config.registry import load_registry
-from embedq.config.settings import load_settings
 from embedq.ops.autoscale.policy import Policy
 
 _DEFAULT = Policy(cores=1)
@@ -51,9 +50,8 @@ def autoscale(cores: int | None, use_cases: tuple[str, ...], keep_warm: tuple[st
     from embedq.ops.stack import queues_of
     from embedq.worker.models.cpu import cores_given
 
-    settings = load_settings()
+    settings, registry = context()
     configure_logging(settings.log_level, settings.log_format)
-    registry = load_registry(settings.config_dir)
     queues = queues_of(registry, use_cases)
     keep = chained_queues(registry) | set(queues_of(registry, keep_warm) if keep_warm else [])
     policy = Policy(cores=cores or cores_given(), target_drain_s=target_drain_s,

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 
-from embedq.config.registry import load_registry
-from embedq.config.settings import load_settings
+from embedq.cli.options import context
 from embedq.ops.k8s.objects import Options
 
 _DEFAULTS = Options()
@@ -38,9 +37,9 @@ def render(out: Path, namespace: str, image: str, prometheus_url: str, max_repli
     Flower and the two Redis into OUT, with a README.txt of the steps."""
     from embedq.ops.k8s.render import write  # PyYAML comes with the worker extra
 
-    settings = load_settings()
+    settings, registry = context()
     options = Options(namespace=namespace, image=image, prometheus_url=prometheus_url,
                       max_replicas=max_replicas, target_drain_s=target_drain_s,
                       idle_to_zero_s=idle_to_zero_s)
-    for path in write(load_registry(settings.config_dir), settings.config_dir, options, out):
+    for path in write(registry, settings.config_dir, options, out):
         click.echo(str(path))

@@ -41,6 +41,9 @@ log = structlog.get_logger(__name__)
 Outcome = EmbedResult | EmbedqError
 Handler = Callable[[list[EmbedRequest]], list[Outcome]]
 Guard = Callable[[EmbedRequest], str | None]  # why a request does not belong on this queue
+Reader = Callable[[Envelope], EmbedRequest]  # issue 20: a Celery short call or a full request
+Group = list[tuple[Envelope, EmbedRequest]]
+Gate = Callable[[Group, Outbox], Group]  # issue 20: drops revoked/expired Celery tasks
 _TEXTS = re.compile(rb'"embedq_texts": (\d+)')
 _BACKOFF_FIRST_S = 0.1
 _BACKOFF_MAX_S = 5.0
@@ -80,6 +83,8 @@ class Consumer:
     settings: ConsumerSettings
     compute: threading.Lock
     observe: Callable[[BatchFacts], None] | None = None
+    read: Reader = Envelope.request  # issue 20 hook (worker.celery_requests.message_reader)
+    gate: Gate | None = None  # issue 20 hook (worker.celery_control.celery_gate)
     _unsent: Outbox | None = field(default=None, init=False)
     _interrupted: bool = field(default=False, init=False)
     _flowing_until: float = field(default=0.0, init=False)
@@ -174,6 +179,8 @@ class Consumer:
         texts = sum(len(request.texts) for _, request in fresh)
         self._flowing_until = time.monotonic() + _FLOWING_S if texts > 1 else 0.0
         for group in [fresh, *([s] for s in suspects)]:
+            if self.gate is not None and group:  # issue 20 hook
+                group = self.gate(group, outbox)
             facts = self._embed(group, outbox) if group else None
             self._unsent = outbox  # kept until written: a broker outage must not lose it
             outbox.commit(self.claims.client)
@@ -200,12 +207,12 @@ class Consumer:
                 f"it is in the dead letters: embedq dead-letters list --queue {self.queue}"))
             return None
         try:
-            request = envelope.request()
+            request = self.read(envelope)  # issue 20 hook (was envelope.request())
             refused = self.guard(request)
             if refused is not None:
                 raise PayloadError(f"message {envelope.task_id}: {refused}")
             return envelope, request
-        except PayloadError as exc:
+        except EmbedqError as exc:  # issue 20: was PayloadError (a short call's typed refusals)
             log.warning("message_dead_lettered", queue=self.queue, task_id=envelope.task_id,
                         reason=str(exc))
             outbox.dead_letter(claim.raw, str(exc), at=now)

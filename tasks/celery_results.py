@@ -10,7 +10,7 @@ The result is a map of plain types, so any Celery consumer decodes it without em
   of rows of numbers; with msgpack the rows' little-endian bytes, zstd-compressed
   (``np.frombuffer(zstandard.decompress(v), dtype).reshape(shape)``).
 
-`vectors` turns one result, or the list a group or chord hands on, into a numpy array.
+`vectors_of` turns one result, or the list a group or chord hands on, into a numpy array.
 
 A failure is stored as Celery stores one: ``exc_type``, ``exc_module`` and ``exc_message`` of the
 embedq error, so ``AsyncResult.get()`` raises the same class from `embedq.config.errors`.
@@ -46,13 +46,13 @@ def result_value(result: EmbedResult, serializer: str) -> dict[str, Any]:
     return wire
 
 
-def vectors(result: Any) -> np.ndarray:
+def vectors_of(result: Any) -> np.ndarray:
     """The vectors of an embed task's result (or of a list of them, stacked in order) as one
     numpy array of the result's dtype."""
     if isinstance(result, Sequence) and not isinstance(result, str | bytes):
-        parts = [vectors(one) for one in result]
+        parts = [vectors_of(one) for one in result]
         if not parts:
-            raise PayloadError("vectors() got an empty list of results")
+            raise PayloadError("vectors_of() got an empty list of results")
         return np.concatenate(parts)
     if not isinstance(result, dict) or "vectors" not in result:
         raise PayloadError(f"not an embed task result: {type(result).__name__}; expected the "

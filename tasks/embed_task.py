@@ -126,6 +126,10 @@ class EmbedTask(Task):  # type: ignore[misc]  # Celery's Task is untyped
                     producer: Any = None, link: Any = None, link_error: Any = None,
                     shadow: str | None = None, **options: Any) -> Any:
         """Check the call and route it by use case, then send it as Celery would."""
+        if options.get("eta") is not None or options.get("countdown") is not None:
+            raise InvalidInputError(
+                "embed tasks take no eta or countdown: embed workers compute what is waiting "
+                "at once and hold nothing for later; send the task when it is due")
         registry, max_chars = _routes.get()
         call = call_arguments(args, kwargs)
         route = _route(registry, call.get("use_case"))

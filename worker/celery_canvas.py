@@ -75,7 +75,7 @@ def message_context(envelope: Envelope, hostname: str) -> Context:
         "delivery_info": dict(properties.get("delivery_info") or {}),
         "reply_to": properties.get("reply_to"),
         "correlation_id": properties.get("correlation_id", envelope.task_id),
-        "hostname": hostname, "is_eager": False, "children": [],
+        "hostname": hostname, "is_eager": False,
         **(embed if isinstance(embed, dict) else {}),
     }
     request["delivery_info"].setdefault("priority", properties.get("priority"))
@@ -126,7 +126,7 @@ def dispatch_callbacks_and_chain(app: Celery, request: Context, retval: Any) -> 
 def finish_success(app: Celery, request: Context, retval: Any) -> None:
     """Callbacks and chain first (so the stored result lists them as children), then store
     the result and count the chord part: trace.py's order."""
-    request.children = dispatch_callbacks_and_chain(app, request, retval)
+    request.children.extend(dispatch_callbacks_and_chain(app, request, retval))
     app.backend.mark_as_done(request.id, retval, request)
 
 

@@ -70,8 +70,8 @@ def message_reader(registry: Registry, queue: str, max_text_chars: int) -> Reade
                 f"message {envelope.task_id} has eta {headers['eta']} (a countdown or eta); "
                 f"embed queues compute what is waiting at once and hold nothing until later: "
                 f"send it without eta/countdown when it is due")
-        if args and isinstance(args[0], dict):
-            return envelope.request()  # a full request, built by hand or by an older producer
+        if (args and isinstance(args[0], dict)) or (not args and "texts" not in kwargs):
+            return envelope.request()  # a full request (by hand, an older producer) or none
         request = resolve(registry, args, kwargs, task_id=envelope.task_id,
                           max_text_chars=max_text_chars)
         expected = route_queue(registry.route(request.route))

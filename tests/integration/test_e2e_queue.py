@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from celery.result import AsyncResult
 
-from embedq.config.errors import PayloadError
+from embedq.config.errors import InvalidInputError, PayloadError
 from embedq.config.settings import Settings
 from embedq.ops.redis_server import RedisServer
 from embedq.tasks import EMBED_TASK, EmbedRequest, EmbedResult
@@ -74,7 +74,8 @@ def test_a_plain_celery_producer_gets_its_result_from_the_result_backend(celery_
 
 def test_a_malformed_message_fails_alone(client, celery_app):
     bad = celery_app.send_task(EMBED_TASK, args=["not a request"], queue=QUEUE)
-    with pytest.raises(PayloadError, match="embed request must be a map"):
+    # read as a short call, embed(texts, use_case, dim): the texts are not a list
+    with pytest.raises(InvalidInputError, match="texts must be a list of strings"):
         bad.get(timeout=60)
     _release(bad)
     no_args = celery_app.send_task(EMBED_TASK, args=[], queue=QUEUE)

@@ -28,11 +28,12 @@ from embedq.tasks.app import create_app
 from embedq.tasks.connections import redis_client
 from embedq.worker import metrics
 from embedq.worker.celery_control import install_revoke_recorder, refuse_scaling_options
+from embedq.worker.celery_inspect import install_active
 from embedq.worker.runtime import WorkerRuntime
 
 log = structlog.get_logger(__name__)
 _served: list[str] = []  # this process's embed queues, for `inspect active_queues`
-_clients: list[redis.Redis] = []  # the parent's broker client, once a revoke arrives
+_clients: list[redis.Redis] = []  # the parent's broker client, once a control command needs it
 
 
 @inspect_command()
@@ -43,7 +44,7 @@ def active_queues(state: Any) -> list[dict[str, Any]]:
 
 
 def _broker(settings: Settings) -> redis.Redis:
-    """The parent's broker client for recording revokes (made once, on the first revoke)."""
+    """The parent's broker client for revokes and ``inspect active`` (made on first use)."""
     if not _clients:
         _clients.append(redis_client(settings.broker, master_name=settings.sentinel_master,
                                      socket_timeout=5.0))
@@ -62,6 +63,7 @@ def create_worker_app(settings: Settings, registry: Registry) -> Celery:
     app.conf.update(worker_proc_alive_timeout=120.0,
                     task_track_started=settings.task_track_started)
     install_revoke_recorder(lambda: _broker(settings))
+    install_active(_served, lambda: _broker(settings))
     runtime = WorkerRuntime(registry, settings)
     forks: list[bool] = []
     exporters: list[metrics.Exporter] = []  # the parent's /metrics, advertised for the dashboard

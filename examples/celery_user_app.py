@@ -40,7 +40,8 @@ def store(result: dict[str, Any]) -> dict[str, Any]:
 @app.task(name="userapp.collect")
 def collect(results: list[dict[str, Any]]) -> list[list[float]]:
     """A chord's body: every part's vectors, in the order the parts were given."""
-    return [row for row in vectors_of(results).tolist()]
+    rows: list[list[float]] = vectors_of(results).tolist()
+    return rows
 
 
 @app.task(name="userapp.failed")

@@ -36,6 +36,7 @@ from embedq.tasks.events import event_message, task_event
 from embedq.tasks.names import KEY_PREFIX
 from embedq.tasks.schema import EmbedRequest
 from embedq.worker.celery_canvas import mark_started, message_context
+from embedq.worker.celery_requests import header_time
 from embedq.worker.replies import Outbox
 
 log = structlog.get_logger(__name__)
@@ -88,14 +89,8 @@ def install_revoke_recorder(client: Callable[[], redis.Redis]) -> None:
 def _expired(envelope: Envelope) -> bool:
     if b'"expires": null' in envelope.raw:
         return False
-    stamp = (json.loads(envelope.raw).get("headers") or {}).get("expires")
-    if not isinstance(stamp, str):
-        return False
-    try:
-        when = datetime.fromisoformat(stamp)
-    except ValueError:
-        return False
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)) <= datetime.now(UTC)
+    when = header_time((json.loads(envelope.raw).get("headers") or {}).get("expires"))
+    return when is not None and when <= datetime.now(UTC)
 
 
 def celery_gate(client: redis.Redis) -> Callable[[Group, Outbox], Group]:
@@ -149,9 +144,9 @@ def scaling_refusal(worker: Any) -> str | None:
     if getattr(worker, "autoscale", None):
         return ("--autoscale does not work on an embed worker: Celery's autoscaler sizes the "
                 "pool from tasks its own consumer receives, and embed queues are read by "
-                "embedq's consumers. Use --concurrency N for a fixed pool, start more workers "
-                "of the queue to scale out, or scale by backlog with `embedq up --autoscale` "
-                "(or KEDA on the queue's waiting texts)")
+                "embedq's consumers. Use --concurrency N for a fixed pool and start more "
+                "workers of the queue to scale out (by backlog on Kubernetes: KEDA, "
+                "deploy/kubernetes/keda-scaledobject.yaml)")
     if getattr(worker, "max_tasks_per_child", None):
         return ("--max-tasks-per-child does not work on an embed worker: its pool processes "
                 "never run Celery tasks, so Celery would never recycle them. Restart the worker "

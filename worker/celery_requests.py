@@ -30,17 +30,21 @@ from embedq.tasks.schema import EmbedRequest
 Reader = Callable[[Envelope], EmbedRequest]
 
 
-def _future(stamp: object) -> bool:
-    """True for an ISO time still ahead (a naive one is UTC, as Celery writes it)."""
+def header_time(stamp: object) -> datetime | None:
+    """A Celery ``eta``/``expires`` header as an aware time (naive is UTC, as Celery writes it);
+    None when absent or unreadable."""
     if not isinstance(stamp, str):
-        return False
+        return None
     try:
         when = datetime.fromisoformat(stamp)
     except ValueError:
-        return False
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when > datetime.now(UTC)
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _future(stamp: object) -> bool:
+    when = header_time(stamp)
+    return when is not None and when > datetime.now(UTC)
 
 
 def _call(envelope: Envelope) -> tuple[dict[str, Any], list[Any], dict[str, Any]]:

@@ -76,7 +76,7 @@ class _Worker:
 
 
 def test_scaling_options_are_refused_with_what_to_use():
-    assert "embedq up --autoscale" in scaling_refusal(_Worker(autoscale=[4, 1]))
+    assert "start more workers of the queue" in scaling_refusal(_Worker(autoscale=[4, 1]))
     assert "rolling restart" in scaling_refusal(_Worker(max_tasks_per_child=10))
     assert "EMBEDQ_CACHE_MEMORY_BYTES" in scaling_refusal(_Worker(max_memory_per_child=10**6))
     assert scaling_refusal(_Worker(autoscale=None, max_tasks_per_child=None)) is None

@@ -41,6 +41,7 @@ from embedq.worker.replies import Outbox
 
 log = structlog.get_logger(__name__)
 REVOKED_KEY = f"{KEY_PREFIX}:revoked"  # sorted set: task id -> when it was revoked
+REFUSED: list[str] = []  # why this process's worker refused to start (for `embedq worker`)
 Group = list[tuple[Envelope, EmbedRequest]]
 
 
@@ -163,4 +164,5 @@ def refuse_scaling_options(worker: Any) -> None:
     refused = scaling_refusal(worker)
     if refused is not None:
         log.error("worker_option_refused", reason=refused)
+        REFUSED.append(refused)
         raise SystemExit(f"embedq: {refused}")

@@ -180,10 +180,17 @@ def test_a_call_naming_a_model_is_refused_before_sending(app):
         embed.delay(["x"], use_case="fast", model="/etc/passwd")
 
 
-def test_autoscale_on_an_embed_worker_is_refused_with_what_to_use(redis_server, hashing_config):
-    worker = WorkerProcess(
-        [sys.executable, "-m", "celery", "-A", "embedq.worker.celery_app", "worker",
-         "-Q", QUEUE, "--autoscale=4,1", "--without-gossip", "--without-mingle"],
-        worker_env(redis_server.url, hashing_config))
+@pytest.mark.parametrize(("command", "option", "advice"), [
+    (["celery", "-A", "embedq.worker.celery_app", "worker", "-Q", QUEUE], "--autoscale=4,1",
+     "start more workers of the queue"),
+    (["embedq.cli", "worker", "-m", "hashing", "-p", "fp32"], "--max-tasks-per-child=10",
+     "rolling restart"),
+    (["embedq.cli", "worker", "-m", "hashing", "-p", "fp32"], "--max-memory-per-child=100000",
+     "EMBEDQ_CACHE_MEMORY_BYTES"),
+])
+def test_scaling_options_that_cannot_work_stop_the_start(redis_server, hashing_config, command,
+                                                         option, advice):
+    worker = WorkerProcess([sys.executable, "-m", *command, option, "--without-gossip",
+                            "--without-mingle"], worker_env(redis_server.url, hashing_config))
     assert worker.process.wait(timeout=120) != 0
-    assert "start more workers of the queue" in worker.stop()
+    assert advice in worker.stop()

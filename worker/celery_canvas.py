@@ -60,26 +60,31 @@ class CeleryApps:
 def message_context(envelope: Envelope, hostname: str) -> Context:
     """The request ``Context`` Celery's worker would build for ``envelope``: its headers, the
     body's args, kwargs and canvas options (callbacks, errbacks, chain, chord)."""
-    message = json.loads(envelope.raw)
-    headers = dict(message.get("headers") or {})
-    properties = message.get("properties") or {}
+    message = json.loads(envelope.raw)  # parsed before (`open_envelope`): a JSON map
+    headers, properties = (_map(message.get(part)) for part in ("headers", "properties"))
     try:
         body = (json.loads(envelope.body) if envelope.content_type == "application/json"
                 else msgpack.unpackb(envelope.body, raw=False))
         args, kwargs, embed = body
     except (ValueError, TypeError, msgpack.UnpackException):
         args, kwargs, embed = [], {}, {}
+    delivery = _map(properties.get("delivery_info"))
+    delivery.setdefault("priority", properties.get("priority"))
     request: dict[str, Any] = {
         **headers,
-        "args": args, "kwargs": kwargs,
-        "delivery_info": dict(properties.get("delivery_info") or {}),
+        "args": args, "kwargs": kwargs, "delivery_info": delivery,
         "reply_to": properties.get("reply_to"),
         "correlation_id": properties.get("correlation_id", envelope.task_id),
         "hostname": hostname, "is_eager": False,
-        **(embed if isinstance(embed, dict) else {}),
+        **_map(embed),
+        "id": envelope.task_id,
     }
-    request["delivery_info"].setdefault("priority", properties.get("priority"))
     return Context(request)
+
+
+def _map(value: object) -> dict[str, Any]:
+    """A message part that should be a map, as one (anything else: empty)."""
+    return {str(k): v for k, v in value.items()} if isinstance(value, dict) else {}
 
 
 def _priority(app: Celery, request: Context) -> Any:

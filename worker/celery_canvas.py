@@ -23,8 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
+import redis
 from celery import Celery, group, signature, states
 from celery.app.task import Context
+from kombu.exceptions import OperationalError
 
 from embedq.config.settings import Settings
 from embedq.tasks.app import create_app
@@ -130,8 +132,17 @@ def dispatch_callbacks_and_chain(app: Celery, request: Context, retval: Any) -> 
 
 def finish_success(app: Celery, request: Context, retval: Any) -> None:
     """Callbacks and chain first (so the stored result lists them as children), then store
-    the result and count the chord part: trace.py's order."""
-    request.children.extend(dispatch_callbacks_and_chain(app, request, retval))
+    the result and count the chord part: trace.py's order. A callback Celery cannot send (a
+    malformed signature) fails the task instead, as trace.py's ``on_error`` does; a broker
+    outage is raised for the consumer to retry."""
+    try:
+        request.children.extend(dispatch_callbacks_and_chain(app, request, retval))
+    except (OperationalError, redis.RedisError, OSError):
+        raise
+    except Exception as exc:
+        tb = "".join(traceback.format_exception(exc))
+        app.backend.mark_as_failure(request.id, exc, tb, request=request)
+        return
     app.backend.mark_as_done(request.id, retval, request)
 
 

@@ -129,6 +129,21 @@ def test_a_failure_in_a_chain_fails_the_rest_and_runs_on_error(user, app):
     _close(result, first)
 
 
+def test_a_callback_celery_cannot_send_fails_the_task_and_the_worker_serves_on(app):
+    from celery import signature
+
+    bad = signature({"task": "userapp.store", "args": 5, "kwargs": {}, "options": {},
+                     "subtask_type": None, "immutable": False}, app=app)
+    sent = app.send_task(EMBED_TASK, args=[["with a broken link"]],
+                         kwargs={"use_case": "fast"}, queue=QUEUE, link=bad)
+    with pytest.raises(TypeError):  # Celery's own error for the signature's args
+        sent.get(timeout=60)
+    assert sent.state == "FAILURE"
+    fine = embed.delay(["still serving"], use_case="fast")
+    assert fine.get(timeout=60)["shape"] == [1, 64]
+    _close(sent, fine)
+
+
 def test_group_of_twenty_keeps_order(user, app, hashing_config):
     result = user.embed_each(DOCS, use_case="fast")
     values = result.get(timeout=60)

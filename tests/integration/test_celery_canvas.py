@@ -83,6 +83,30 @@ def test_delay_routes_by_use_case_and_returns_a_plain_result(app, hashing_config
     _close(result)
 
 
+def test_a_celery_app_without_embedq_reads_the_result(app, redis_server):
+    import subprocess
+
+    result = embed.delay(["read elsewhere"], use_case="fast")
+    result.get(timeout=60)
+    serializer = app.conf.result_serializer
+    code = (
+        "import sys, zstandard, numpy as np; from celery import Celery; "
+        f"app = Celery('reader', backend={redis_server.url!r}); "
+        f"app.conf.result_serializer = {serializer!r}; "
+        "app.conf.result_accept_content = ['json', 'msgpack']; "
+        f"r = app.AsyncResult({result.id!r}).get(timeout=30); "
+        "v = r['vectors']; "
+        "v = np.frombuffer(zstandard.ZstdDecompressor().decompress(v), r['dtype']) "
+        "if isinstance(v, bytes) else np.asarray(v, r['dtype']); "
+        "assert not any(m.startswith('embedq') for m in sys.modules); "
+        "print(v.reshape(r['shape']).shape)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=False, cwd="/")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "(1, 64)"
+    _close(result)
+
+
 def test_chain_into_a_user_task(user, app, hashing_config):
     result = user.pipeline(["a chained text"], use_case="fast")
     stored = result.get(timeout=60)

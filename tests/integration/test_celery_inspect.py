@@ -26,36 +26,32 @@ def app(redis_server, start_worker, tmp_path_factory):
     return create_app(Settings(redis_url=redis_server.url))
 
 
-def _events(app, seen: dict[str, list[dict]], listening: threading.Event,
-            stop: threading.Event) -> None:
+def test_a_computing_task_is_started_active_and_seen_by_flower(app):
+    seen: dict[str, list[dict]] = {}
+    listening = threading.Event()
+
     def on_event(event: dict) -> None:
         if event["type"] == "worker-heartbeat":
-            listening.set()
+            listening.set()  # the receiver's queue exists: events from now on reach us
         elif "uuid" in event:
             seen.setdefault(event["uuid"], []).append(event)
 
     with app.connection_for_read() as connection:
         receiver = app.events.Receiver(connection, handlers={"*": on_event})
-        for _ in receiver.itercapture(limit=None, timeout=30, wakeup=True):
-            if stop.is_set():
-                return
-
-
-def test_a_computing_task_is_started_active_and_seen_by_flower(app):
-    seen: dict[str, list[dict]] = {}
-    listening, stop = threading.Event(), threading.Event()
-    thread = threading.Thread(target=_events, args=(app, seen, listening, stop), daemon=True)
-    thread.start()
-    assert listening.wait(30)
-    sent = app.send_task(EMBED_TASK, args=[["slow text"]], kwargs={"use_case": "slow"},
-                         queue=QUEUE)
-    wait_until(lambda: sent.state == "STARTED", timeout=30)
-    active = app.control.inspect(destination=["slow@test"], timeout=2).active()
-    assert [task["id"] for task in active["slow@test"]] == [sent.id]
-    assert active["slow@test"][0]["name"] == EMBED_TASK
-    sent.get(timeout=30)
-    wait_until(lambda: "task-succeeded" in {e["type"] for e in seen.get(sent.id, [])}, 30)
-    stop.set()
+        thread = threading.Thread(
+            target=lambda: receiver.capture(limit=None, timeout=60, wakeup=True), daemon=True)
+        thread.start()
+        assert listening.wait(30)
+        sent = app.send_task(EMBED_TASK, args=[["slow text"]], kwargs={"use_case": "slow"},
+                             queue=QUEUE)
+        wait_until(lambda: sent.state == "STARTED", timeout=30)
+        active = app.control.inspect(destination=["slow@test"], timeout=2).active()
+        assert [task["id"] for task in active["slow@test"]] == [sent.id]
+        assert active["slow@test"][0]["name"] == EMBED_TASK
+        sent.get(timeout=30)
+        wait_until(lambda: "task-succeeded" in {e["type"] for e in seen.get(sent.id, [])}, 30)
+        receiver.should_stop = True
+        thread.join(timeout=10)
     kinds = {event["type"]: event for event in seen[sent.id]}
     assert {"task-received", "task-started", "task-succeeded"} <= set(kinds)
     assert kinds["task-received"]["name"] == EMBED_TASK

@@ -9,7 +9,10 @@ import pytest
 from tests.integration.celery_user import load_user_app, start_user_worker
 from tests.support import minilm_dir, wait_for_consumers
 
-pytestmark = pytest.mark.model
+# Another module of the session may have loaded the example app already (Celery shares each
+# app's tasks with every app by name, so this load names them again).
+pytestmark = [pytest.mark.model,
+              pytest.mark.filterwarnings("ignore::celery.exceptions.DuplicateTaskNameWarning")]
 DOCS = [f"Paragraph {n}: the harbour froze early that winter, and the boats stayed in "
         f"for {n + 2} weeks." for n in range(20)]
 

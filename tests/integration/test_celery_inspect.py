@@ -3,14 +3,12 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from embedq.config.settings import Settings
 from embedq.tasks import EMBED_TASK
 from embedq.tasks.app import create_app
-from tests.support import HASHING_MODEL, wait_for_consumers, wait_until, write_config
+from tests.support import HASHING_MODEL, task_events, wait_for_consumers, wait_until, write_config
 
 QUEUE = "embed.slow.fp32"
 
@@ -27,21 +25,7 @@ def app(redis_server, start_worker, tmp_path_factory):
 
 
 def test_a_computing_task_is_started_active_and_seen_by_flower(app):
-    seen: dict[str, list[dict]] = {}
-    listening = threading.Event()
-
-    def on_event(event: dict) -> None:
-        if event["type"] == "worker-heartbeat":
-            listening.set()  # the receiver's queue exists: events from now on reach us
-        elif "uuid" in event:
-            seen.setdefault(event["uuid"], []).append(event)
-
-    with app.connection_for_read() as connection:
-        receiver = app.events.Receiver(connection, handlers={"*": on_event})
-        thread = threading.Thread(
-            target=lambda: receiver.capture(limit=None, timeout=60, wakeup=True), daemon=True)
-        thread.start()
-        assert listening.wait(30)
+    with task_events(app) as seen:
         sent = app.send_task(EMBED_TASK, args=[["slow text"]], kwargs={"use_case": "slow"},
                              queue=QUEUE)
         wait_until(lambda: sent.state == "STARTED", timeout=30)
@@ -50,8 +34,6 @@ def test_a_computing_task_is_started_active_and_seen_by_flower(app):
         assert active["slow@test"][0]["name"] == EMBED_TASK
         sent.get(timeout=30)
         wait_until(lambda: "task-succeeded" in {e["type"] for e in seen.get(sent.id, [])}, 30)
-        receiver.should_stop = True
-        thread.join(timeout=10)
     kinds = {event["type"]: event for event in seen[sent.id]}
     assert {"task-received", "task-started", "task-succeeded"} <= set(kinds)
     assert kinds["task-received"]["name"] == EMBED_TASK

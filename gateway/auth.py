@@ -14,8 +14,9 @@ import hmac
 import ipaddress
 from pathlib import Path
 
-from embedq.config.errors import ApiKeyError, ConfigError
+from embedq.config.errors import ConfigError
 from embedq.config.settings import Settings
+from embedq.gateway.errors import ApiKeyError
 
 
 def is_loopback(host: str) -> bool:

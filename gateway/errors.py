@@ -1,4 +1,5 @@
-"""embedq's error tree as OpenAI-shaped HTTP errors: one table from class to status.
+"""embedq's error tree as OpenAI-shaped HTTP errors: one table from class to status, and the
+errors only the gateway raises (branches of the tree in `embedq.config.errors`).
 
 Every SDK reads ``{"error": {"message", "type", "param", "code"}}`` and picks its exception class
 from the status alone, so the status says what the client can do: fix the request (400, 404,
@@ -9,29 +10,44 @@ traceback goes to the gateway's log, never to the client.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import orjson
 from starlette.responses import Response
 
 from embedq.config.errors import (
-    ApiKeyError,
-    BackPressureError,
     BrokerUnavailableError,
     DeadLetteredError,
     EmbeddingFailedError,
     EmbedqError,
     EmbedTimeoutError,
-    InvalidFieldError,
     InvalidInputError,
     InvalidTextError,
     ModelUnavailableError,
     NoLiveWorkerError,
-    RequestTooLargeError,
+    OverloadedError,
     UnknownUseCaseError,
 )
 
 _RETRY_AFTER_S = "1"
+
+
+class InvalidFieldError(InvalidInputError):
+    """One field of an HTTP request is wrong; ``field`` names it as the client wrote it
+    (``input[3]``, ``dimensions``, ``body``), so an OpenAI-style error can point at it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+class RequestTooLargeError(InvalidFieldError):
+    """An HTTP request over a gateway limit (body bytes or texts); the message names the limit."""
+
+
+class ApiKeyError(EmbedqError):
+    """An HTTP request without a bearer key, or with one the gateway does not accept."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +68,7 @@ _REFUSED: tuple[tuple[type[BaseException], Refusal], ...] = (
 )
 # What is busy, down or too slow: the client may retry later.
 _UNAVAILABLE: tuple[tuple[type[BaseException], Refusal], ...] = (
-    (BackPressureError, Refusal(429, "rate_limit_error", "queue_full")),
+    (OverloadedError, Refusal(429, "rate_limit_error", "overloaded")),
     (NoLiveWorkerError, Refusal(503, "service_unavailable", "no_live_worker")),
     (BrokerUnavailableError, Refusal(503, "service_unavailable", "broker_unavailable")),
     (ModelUnavailableError, Refusal(503, "service_unavailable", "model_unavailable")),
@@ -102,7 +118,9 @@ def error_response(exc: BaseException, request_id: str) -> Response:
     """The OpenAI-shaped error for ``exc``; never a traceback."""
     refusal = refusal_of(exc)
     headers = {"x-request-id": request_id}
-    if refusal.status in (429, 503):
+    if isinstance(exc, OverloadedError):
+        headers["retry-after"] = str(max(1, math.ceil(exc.retry_after_s)))
+    elif refusal.status in (429, 503):
         headers["retry-after"] = _RETRY_AFTER_S
     return _response(refusal.status, _message(exc, request_id), refusal.type, _param(exc),
                      refusal.code, headers)

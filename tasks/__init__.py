@@ -10,7 +10,8 @@ still imports no Celery.
 """
 
 from embedq.tasks.names import EMBED_TASK, queue_name, route_queue
-from embedq.tasks.schema import SCHEMA_VERSION, EmbedRequest, EmbedResult, Reply
+from embedq.tasks.schema import SCHEMA_VERSION, EmbedRequest, EmbedResult
+from embedq.tasks.wire import Reply
 
 __all__ = [
     "EMBED_TASK",

@@ -17,7 +17,6 @@ from redis.sentinel import Sentinel
 from embedq.config.urls import safe_url
 
 SENTINEL = "sentinel"
-SCHEMES = ("redis", "rediss", "unix", SENTINEL)
 __all__ = ["blob_list", "database", "redis_client", "safe_url", "sentinel_master",
            "without_master_name"]
 

@@ -24,10 +24,10 @@ from celery import Task, shared_task
 from embedq.config.errors import EmbedqError, InvalidInputError
 from embedq.config.registry import Registry, RouteSpec, load_registry
 from embedq.config.settings import load_settings
-from embedq.tasks.envelope import TEXTS_HEADER
 from embedq.tasks.names import EMBED_TASK, route_queue
 from embedq.tasks.schema import EmbedRequest
 from embedq.tasks.validation import check_dim, check_texts
+from embedq.tasks.wire import TEXTS_HEADER
 
 _ARGUMENTS = ("texts", "use_case", "dim")
 

@@ -31,7 +31,7 @@ from kombu.exceptions import OperationalError
 from embedq.config.settings import Settings
 from embedq.tasks.app import create_app
 from embedq.tasks.celery_results import JSON, MSGPACK, rebuildable
-from embedq.tasks.envelope import Envelope
+from embedq.tasks.wire import Envelope
 
 _SERIALIZERS = {"application/json": JSON, "application/x-msgpack": MSGPACK}
 

@@ -12,8 +12,9 @@ at once: the consumer that drops the message does, in the serializer the message
 counts its chord part (Celery's backend write would use the worker's msgpack, which a JSON app
 cannot read). Until the message is reached its state stays ``PENDING``.
 
-**Expires.** A message whose ``expires`` has passed is dropped as Celery's ``Request.revoked``
-drops it: ``REVOKED`` ("expired"), chord part counted, no compute.
+**Expires.** The consumer drops a message whose ``expires`` has passed (it is the message's
+deadline, `embedq.tasks.wire`) and calls ``Outbox.revoked``, which does what Celery's
+``Request.revoked`` does: ``REVOKED`` ("expired"), chord part counted, no compute.
 
 **Started.** With ``task_track_started`` the task is stored ``STARTED`` before its forward
 pass, as Celery's tracer does, and Flower gets ``task-started``.
@@ -21,22 +22,19 @@ pass, as Celery's tracer does, and Flower gets ``task-started``.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 from typing import Any
 
 import redis
 import structlog
 from celery.worker import control, state
 
-from embedq.tasks.envelope import Envelope
 from embedq.tasks.events import event_message, task_event
 from embedq.tasks.names import KEY_PREFIX
 from embedq.tasks.schema import EmbedRequest
+from embedq.tasks.wire import Envelope
 from embedq.worker.celery_canvas import mark_started, message_context
-from embedq.worker.celery_requests import header_time
 from embedq.worker.replies import Outbox
 
 log = structlog.get_logger(__name__)
@@ -87,17 +85,10 @@ def install_revoke_recorder(client: Callable[[], redis.Redis]) -> None:
         return {"ok": f"tasks {ids} flagged as revoked"}
 
 
-def _expired(envelope: Envelope) -> bool:
-    if b'"expires": null' in envelope.raw:
-        return False
-    when = header_time((json.loads(envelope.raw).get("headers") or {}).get("expires"))
-    return when is not None and when <= datetime.now(UTC)
-
-
 def celery_gate(client: redis.Redis) -> Callable[[Group, Outbox], Group]:
     """The consumer's last look at a group before its forward pass (Celery producers'
-    messages only; embedq's own carry their deadlines elsewhere): drop the revoked and the
-    expired, mark the rest started."""
+    messages only): drop the revoked, mark the rest started. Expired messages never get here:
+    the consumer drops them by their deadline (Celery's ``expires`` included)."""
 
     def gate(group: Group, outbox: Outbox) -> Group:
         celery = [envelope for envelope, _ in group if envelope.reply_to is None]
@@ -108,8 +99,6 @@ def celery_gate(client: redis.Redis) -> Callable[[Group, Outbox], Group]:
         for envelope, request in group:
             if envelope.reply_to is None and envelope.task_id in revoked:
                 outbox.revoked(envelope, "revoked")
-            elif envelope.reply_to is None and _expired(envelope):
-                outbox.revoked(envelope, "expired")
             else:
                 kept.append((envelope, request))
         _started([e for e, _ in kept if e.reply_to is None], client, outbox)

@@ -19,8 +19,8 @@ import structlog
 from celery.worker import control
 
 from embedq.tasks.connections import blob_list
-from embedq.tasks.envelope import GarbageMessageError, open_envelope
 from embedq.tasks.names import inflight_key, live_key
+from embedq.tasks.wire import GarbageMessageError, open_envelope
 
 log = structlog.get_logger(__name__)
 

@@ -23,9 +23,9 @@ import msgpack
 from embedq.config.errors import PayloadError
 from embedq.config.registry import Registry
 from embedq.tasks.embed_task import resolve
-from embedq.tasks.envelope import ACCEPTED, JSON, Envelope
 from embedq.tasks.names import EMBED_TASK, route_queue
 from embedq.tasks.schema import EmbedRequest
+from embedq.tasks.wire import ACCEPTED, JSON, Envelope
 
 Reader = Callable[[Envelope], EmbedRequest]
 
@@ -47,15 +47,14 @@ def _future(stamp: object) -> bool:
     return when is not None and when > datetime.now(UTC)
 
 
-def _call(envelope: Envelope) -> tuple[dict[str, Any], list[Any], dict[str, Any]]:
-    """The message's headers, args and kwargs (decoding errors are the caller's refusal)."""
-    headers = json.loads(envelope.raw).get("headers") or {}
+def _call(envelope: Envelope) -> tuple[list[Any], dict[str, Any]]:
+    """The message's args and kwargs (decoding errors are the caller's refusal)."""
     body = (json.loads(envelope.body) if envelope.content_type == JSON
             else msgpack.unpackb(envelope.body, raw=False))
     args, kwargs = body[0], body[1]
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         raise TypeError("args must be a list and kwargs a map")
-    return headers, args, kwargs
+    return args, kwargs
 
 
 def message_reader(registry: Registry, queue: str, max_text_chars: int) -> Reader:
@@ -66,13 +65,13 @@ def message_reader(registry: Registry, queue: str, max_text_chars: int) -> Reade
                 or envelope.content_type not in ACCEPTED):
             return envelope.request()  # embedq's producer, or a message refused there
         try:
-            headers, args, kwargs = _call(envelope)
+            args, kwargs = _call(envelope)
         except (ValueError, TypeError, IndexError, KeyError, msgpack.UnpackException):
             return envelope.request()  # names what is unreadable
-        if _future(headers.get("eta")):
+        if _future(envelope.headers.get("eta")):
             raise PayloadError(
-                f"message {envelope.task_id} has eta {headers['eta']} (a countdown or eta); "
-                f"embed queues compute what is waiting at once and hold nothing until later: "
+                f"message {envelope.task_id} has eta {envelope.headers['eta']} (a countdown or "
+                f"eta); embed queues compute what is waiting at once and hold nothing until later: "
                 f"send it without eta/countdown when it is due")
         if (args and isinstance(args[0], dict)) or (not args and "texts" not in kwargs):
             return envelope.request()  # a full request (by hand, an older producer) or none

@@ -28,11 +28,10 @@ from kombu.exceptions import OperationalError
 
 from embedq.config.errors import EmbeddingFailedError, EmbedqError
 from embedq.tasks.celery_results import result_value
-from embedq.tasks.dead_letters import DEAD_MARK, DeadLetter, message_id
-from embedq.tasks.envelope import Envelope
 from embedq.tasks.events import event_message, task_event
-from embedq.tasks.names import EMBED_TASK, dead_key, deliveries_key
-from embedq.tasks.schema import EmbedResult, Reply
+from embedq.tasks.names import EMBED_TASK, cancel_key, dead_key, deliveries_key, rate_key
+from embedq.tasks.schema import EmbedResult
+from embedq.tasks.wire import DEAD_MARK, DeadLetter, Envelope, Reply, message_id
 from embedq.worker.celery_canvas import (
     CeleryApps,
     failure_traceback,
@@ -86,26 +85,37 @@ class Outbox:
         self.ack(envelope.raw)
 
     def revoked(self, envelope: Envelope, reason: str) -> None:
-        """Drop a message without computing it (revoked, expired, its caller gone).
+        """Drop a message without computing it (``revoked``, ``expired``, ``cancelled``).
 
         A Celery producer's task is stored as ``REVOKED`` with ``reason`` and its chord part
-        counted, as Celery's worker does for a revoked or expired task; an embedq producer's
-        message is only acknowledged: its caller has left and reads no reply.
+        counted, as Celery's worker does for a revoked or expired task (Celery calls no
+        errbacks for it); an embedq producer's message is only acknowledged: its caller has
+        left and reads no reply.
         """
         if envelope.reply_to is None:
             self._finish_celery(envelope, "revoked", reason)
-            self._event(envelope, "task-revoked", terminated=False, signum=None,
-                        expired=reason == "expired")
+        self._event(envelope, "task-revoked", terminated=False, signum=None,
+                    expired=reason == "expired")
         self.ack(envelope.raw)
+
+    def forget_cancels(self, task_ids: list[str]) -> None:
+        """Drop the cancellation marks of messages this batch settles."""
+        self._ops.append(("hdel", (cancel_key(self.target.queue), *task_ids)))
+
+    def publish_rate(self, consumer: str, texts_per_s: float) -> None:
+        """Say how fast this consumer serves while busy: producers add the live consumers'
+        rates up to tell how long the queue ahead of a new request will take."""
+        self._ops.append(("hset", (rate_key(self.target.queue), consumer,
+                                   f"{texts_per_s:.3f}")))
 
     def fail(self, envelope: Envelope, error: EmbedqError, runtime_s: float = 0.0) -> None:
         """Reply with ``error`` (its class and message) and acknowledge the message."""
         self.notify(envelope, error, runtime_s)
         self.ack(envelope.raw)
 
-    def dead_letter(self, raw: bytes, reason: str, *, at: float) -> None:
+    def dead_letter(self, raw: bytes, reason: str, *, at: float, deliveries: int = 1) -> None:
         """Move ``raw`` from flight to the dead letters (the caller tells its producer)."""
-        record = DeadLetter(reason, self.target.queue, at, 1, raw)
+        record = DeadLetter(reason, self.target.queue, at, deliveries, raw)
         self._ops.append(("lrem", (self.target.inflight, 1, raw)))
         self._ops.append(("hset", (deliveries_key(self.target.queue), message_id(raw), DEAD_MARK)))
         self._ops.append(("lpush", (dead_key(self.target.queue), record.encode())))

@@ -13,7 +13,7 @@ import pytest
 from embedq.config.errors import InvalidInputError, PayloadError, UnknownUseCaseError
 from embedq.config.registry import load_registry
 from embedq.tasks import EMBED_TASK, EmbedRequest
-from embedq.tasks.envelope import open_envelope
+from embedq.tasks.wire import open_envelope
 from embedq.worker.celery_requests import message_reader
 from tests.support import HASHING_MODEL, write_config
 

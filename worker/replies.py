@@ -31,7 +31,7 @@ from embedq.tasks.celery_results import result_value
 from embedq.tasks.events import event_message, task_event
 from embedq.tasks.names import EMBED_TASK, cancel_key, dead_key, deliveries_key, rate_key
 from embedq.tasks.schema import EmbedResult
-from embedq.tasks.wire import DEAD_MARK, DeadLetter, Envelope, Reply, message_id
+from embedq.tasks.wire import DEAD_MARK, DROPPED_ROW, DeadLetter, Envelope, Reply, message_id
 from embedq.worker.celery_canvas import (
     CeleryApps,
     failure_traceback,
@@ -71,10 +71,16 @@ class Outbox:
         """Reply with ``result`` and acknowledge the message.
 
         A Celery task either returns every vector or fails: a result with failed items is
-        stored as an `EmbeddingFailedError` naming them.
+        stored as an `EmbeddingFailedError` naming them, and one whose rows were all dropped
+        before the forward pass (its ``expires`` passed meanwhile) is ``REVOKED``, as Celery
+        stores an expired task.
         """
         if envelope.reply_to is None and result.errors:
-            self.fail(envelope, EmbeddingFailedError(dict(result.errors), None), runtime_s)
+            if all(why == DROPPED_ROW for _, why in result.errors) and (
+                    len(result.errors) == len(result.cached)):
+                self.revoked(envelope, "expired")
+            else:
+                self.fail(envelope, EmbeddingFailedError(dict(result.errors), None), runtime_s)
             return
         if envelope.reply_to is not None:
             self._reply(envelope.reply_to, Reply(envelope.task_id, result))

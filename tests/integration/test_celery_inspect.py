@@ -39,3 +39,20 @@ def test_a_computing_task_is_started_active_and_seen_by_flower(app):
     assert kinds["task-received"]["name"] == EMBED_TASK
     assert kinds["task-succeeded"]["runtime"] >= 1.0
     sent.backend.remove_pending_result(sent)
+
+
+def test_a_task_that_would_finish_after_its_expires_is_revoked_not_computed(app):
+    from datetime import UTC, datetime, timedelta
+
+    from celery.exceptions import TaskRevokedError
+
+    warm = app.send_task(EMBED_TASK, args=[["measures the pass"]], kwargs={"use_case": "slow"},
+                         queue=QUEUE)
+    warm.get(timeout=30)  # the worker now expects a pass of about 1.5 s
+    late = app.send_task(EMBED_TASK, args=[["cannot make it"]], kwargs={"use_case": "slow"},
+                         queue=QUEUE, expires=datetime.now(UTC) + timedelta(seconds=0.8))
+    with pytest.raises(TaskRevokedError, match="expired"):
+        late.get(timeout=30)
+    assert late.state == "REVOKED"
+    for result in (warm, late):
+        result.backend.remove_pending_result(result)

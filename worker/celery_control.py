@@ -135,8 +135,9 @@ def scaling_refusal(worker: Any) -> str | None:
         return ("--autoscale does not work on an embed worker: Celery's autoscaler sizes the "
                 "pool from tasks its own consumer receives, and embed queues are read by "
                 "embedq's consumers. Use --concurrency N for a fixed pool and start more "
-                "workers of the queue to scale out (by backlog on Kubernetes: KEDA, "
-                "deploy/kubernetes/keda-scaledobject.yaml)")
+                "workers of the queue to scale out; to size pools by backlog, run `embedq "
+                "autoscale` (or `embedq up --autoscale`), or KEDA on Kubernetes (`embedq k8s "
+                "render`)")
     if getattr(worker, "max_tasks_per_child", None):
         return ("--max-tasks-per-child does not work on an embed worker: its pool processes "
                 "never run Celery tasks, so Celery would never recycle them. Restart the worker "

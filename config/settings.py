@@ -134,6 +134,11 @@ class Settings(BaseSettings):
     gateway_timeout_s: float = Field(default=30.0, gt=0,
                                      description="Longest wait for a request's vectors.")
 
+    # Issue 20 (Celery-native embed task): Celery's own option, for Celery producers' tasks.
+    task_track_started: bool = Field(
+        default=False, description="Store STARTED for a Celery producer's embed task before its "
+        "forward pass, as Celery's task_track_started does (one more write per such task).")
+
     @field_validator("redis_url", "broker_url", "result_backend_url", "cache_url")
     @classmethod
     def _check_redis_url(cls, value: str | None) -> str | None:

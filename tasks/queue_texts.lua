@@ -1,18 +1,16 @@
--- Texts waiting on each queue, from the embedq_texts header of a sample of its entries.
+-- Texts waiting on each queue, from the texts header of a sample of its entries.
 -- KEYS: the queues. ARGV[1]: entries read at each end of a queue (all of a shorter queue),
 -- ARGV[2]: the header's name (tasks.wire.TEXTS_HEADER).
--- Returns, per queue, {depth, texts in the entries read, entries read}. The header sits near
--- the end of an envelope (after the body), so the search starts 1 KiB before the end; an entry
--- without the header (a plain Celery producer's) counts as one text, as the worker's claim does.
+-- Returns, per queue, {depth, texts in the entries read, entries read}. The header is read by
+-- decoding the envelope's JSON, as the claim script and the consumer read it; an entry without
+-- it (a plain Celery producer's) counts as one text, as the worker's claim does.
 local each = tonumber(ARGV[1])
-local needle = '"' .. ARGV[2] .. '": '
 local function texts(raw)
-  local from = #raw - 1024
-  if from < 1 then from = 1 end
-  local _, stop = string.find(raw, needle, from, true)
-  if not stop and from > 1 then _, stop = string.find(raw, needle, 1, true) end
-  if not stop then return 1 end
-  return tonumber(string.match(raw, '^%d+', stop + 1)) or 1
+  local ok, envelope = pcall(cjson.decode, raw)
+  local n = ok and type(envelope) == 'table' and type(envelope.headers) == 'table'
+    and envelope.headers[ARGV[2]]
+  if type(n) == 'number' and n >= 1 then return math.floor(n) end
+  return 1
 end
 local out = {}
 for i, queue in ipairs(KEYS) do

@@ -3,7 +3,7 @@
 A message carries up to ``EMBEDQ_CHUNK_SIZE`` texts, so autoscalers that size pools by work
 waiting (KEDA's Prometheus trigger in the rendered manifests) read this gauge rather than the
 list length. A separate collector, so the queue figures of `tasks.queue_stats` keep their one
-round trip and this one costs its own (a script summing the ``embedq_texts`` headers).
+round trip and this one costs its own (a script summing the messages' texts headers).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class TextsCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         """The texts waiting per queue (estimated from a sample for a long queue)."""
         family = GaugeMetricFamily(
-            NAME, "Texts waiting in the queue (the sum of its messages' embedq_texts headers).",
+            NAME, "Texts waiting in the queue (the sum of its messages' texts headers).",
             labels=LABELS)
         for queue, texts in self.read():
             model, precision = parse_queue(queue) or ("", "")

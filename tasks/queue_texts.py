@@ -2,12 +2,12 @@
 
 Producers coalesce, so one message carries from 1 to ``EMBEDQ_CHUNK_SIZE`` texts and a queue of
 64 messages may hold 64 or 4,096 texts. Autoscalers (``embedq autoscale``, KEDA through the
-dashboard's ``embedq_queue_texts_waiting``) size pools on texts. Every message carries its
-text count in the texts header (`embedq.tasks.wire.TEXTS_HEADER`); one script reads it inside
-Redis, so nothing but the totals crosses the network. A script blocks Redis while it runs, so it reads a sample: a queue
-of up to ``2 x EACH_END`` messages exactly, a longer one from its ``EACH_END`` oldest and
-``EACH_END`` newest messages, their mean scaled up to the depth. (Twenty queues of 1,000
-messages of 64 texts cost 6 to 8 ms here on a loaded 2-core machine; reading up to 256
+dashboard's ``embedq_queue_texts_waiting``) size pools on texts. Every message carries its text
+count in the texts header (`embedq.tasks.wire.TEXTS_HEADER`); one script reads it inside Redis,
+so nothing but the totals crosses the network. A script blocks Redis while it runs, so it reads
+a sample: a queue of up to ``2 x EACH_END`` messages exactly, a longer one from its ``EACH_END``
+oldest and ``EACH_END`` newest messages, their mean scaled up to the depth. (Twenty queues of
+1,000 messages of 64 texts cost 6 to 8 ms here on a loaded 2-core machine; reading up to 256
 messages a queue cost 200 ms. An exact figure would be a counter that producers add to and the
 claim script takes from: the producer and the claim script are the place for it.)
 """

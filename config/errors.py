@@ -140,3 +140,23 @@ class ApiKeyError(EmbedqError):
 class BackPressureError(EmbedqError):
     """A route's queue is deeper than the gateway's limit: the client should retry later
     rather than wait in a line that only grows."""
+
+
+class UseCaseNotAllowedError(EmbedqError):
+    """A gateway key that is scoped to some use cases asked for another one (issue 24)."""
+
+    def __init__(self, use_case: str, allowed: list[str], fingerprint: str) -> None:
+        self.use_case = use_case
+        self.allowed = allowed
+        self.fingerprint = fingerprint
+        super().__init__(f"the API key {fingerprint} may not use {use_case!r}; it may use: "
+                         f"{', '.join(allowed)} (ask for a key scoped to {use_case!r})")
+
+
+class RateLimitedError(EmbedqError):
+    """A gateway key sent texts faster than its rate; ``retry_after_s`` says when enough of its
+    budget is back for this request."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message)

@@ -2,7 +2,8 @@
 
 Every SDK reads ``{"error": {"message", "type", "param", "code"}}`` and picks its exception class
 from the status alone, so the status says what the client can do: fix the request (400, 404,
-413), fix the key (401), come back later (429, 503, with ``Retry-After``) or wait longer (504).
+413), fix the key (401), keep to the use cases the key allows (403), come back later (429, 503,
+with ``Retry-After``) or wait longer (504).
 An error embedq did not raise on purpose becomes a bare 500 naming the request id; its
 traceback goes to the gateway's log, never to the client.
 """
@@ -27,8 +28,10 @@ from embedq.config.errors import (
     InvalidTextError,
     ModelUnavailableError,
     NoLiveWorkerError,
+    RateLimitedError,
     RequestTooLargeError,
     UnknownUseCaseError,
+    UseCaseNotAllowedError,
 )
 
 _RETRY_AFTER_S = "1"
@@ -46,6 +49,7 @@ class Refusal:
 # First match wins, so subclasses come before their bases. What the client can fix:
 _REFUSED: tuple[tuple[type[BaseException], Refusal], ...] = (
     (ApiKeyError, Refusal(401, "authentication_error", "invalid_api_key")),
+    (UseCaseNotAllowedError, Refusal(403, "permission_error", "use_case_not_allowed")),
     (RequestTooLargeError, Refusal(413, "invalid_request_error", "request_too_large")),
     (InvalidInputError, Refusal(400, "invalid_request_error", "invalid_input")),
     (UnknownUseCaseError, Refusal(404, "invalid_request_error", "model_not_found")),
@@ -53,6 +57,7 @@ _REFUSED: tuple[tuple[type[BaseException], Refusal], ...] = (
 # What is busy, down or too slow: the client may retry later.
 _UNAVAILABLE: tuple[tuple[type[BaseException], Refusal], ...] = (
     (BackPressureError, Refusal(429, "rate_limit_error", "queue_full")),
+    (RateLimitedError, Refusal(429, "rate_limit_error", "rate_limit_exceeded")),
     (NoLiveWorkerError, Refusal(503, "service_unavailable", "no_live_worker")),
     (BrokerUnavailableError, Refusal(503, "service_unavailable", "broker_unavailable")),
     (ModelUnavailableError, Refusal(503, "service_unavailable", "model_unavailable")),
@@ -78,7 +83,7 @@ def _param(exc: BaseException) -> str | None:
         return exc.field
     if isinstance(exc, InvalidTextError):
         return f"input[{exc.index}]"
-    return "model" if isinstance(exc, UnknownUseCaseError) else None
+    return "model" if isinstance(exc, UnknownUseCaseError | UseCaseNotAllowedError) else None
 
 
 def _message(exc: BaseException, request_id: str) -> str:
@@ -103,7 +108,8 @@ def error_response(exc: BaseException, request_id: str) -> Response:
     refusal = refusal_of(exc)
     headers = {"x-request-id": request_id}
     if refusal.status in (429, 503):
-        headers["retry-after"] = _RETRY_AFTER_S
+        headers["retry-after"] = (str(exc.retry_after_s) if isinstance(exc, RateLimitedError)
+                                  else _RETRY_AFTER_S)
     return _response(refusal.status, _message(exc, request_id), refusal.type, _param(exc),
                      refusal.code, headers)
 

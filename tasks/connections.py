@@ -15,6 +15,7 @@ import redis
 from redis.sentinel import Sentinel
 
 from embedq.config.urls import safe_url
+from embedq.tasks.tls import ExplainedSSLConnection
 
 SENTINEL = "sentinel"
 SCHEMES = ("redis", "rediss", "unix", SENTINEL)
@@ -46,7 +47,10 @@ def redis_client(url: str, *, master_name: str = "mymaster", **options: Any) -> 
     For ``sentinel://`` the client follows the current master: after a failover, the next
     command that fails reconnects to whichever node the sentinels now name.
     """
-    if urlparse(url).scheme != SENTINEL:
+    scheme = urlparse(url).scheme
+    if scheme == "rediss":  # verified by default; a failed check says which setting to fix
+        return redis.Redis.from_url(url, connection_class=ExplainedSSLConnection, **options)
+    if scheme != SENTINEL:
         return redis.Redis.from_url(url, **options)
     hosts, password, db = [], None, 0
     for one in url.split(";"):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from embedq.cli.acl_command import acl
 from embedq.cli.cache_commands import cache
 from embedq.cli.dashboard_command import dashboard
 from embedq.cli.dead_letters_command import dead_letters
@@ -198,6 +199,7 @@ def eval_precision(model: str, texts: int, pairs: int | None, threads: int, data
         json_out.write_text(document)
 
 
+main.add_command(acl)
 main.add_command(cache)
 main.add_command(dead_letters)
 main.add_command(embed)

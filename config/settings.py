@@ -128,6 +128,13 @@ class Settings(BaseSettings):
     gateway_timeout_s: float = Field(default=30.0, gt=0,
                                      description="Longest wait for a request's vectors.")
 
+    # Issue 24 (least privilege): a producer id a deployment fixes, so that a Redis ACL can give
+    # each producer its own reply lists (``embedq:v1:reply:<id>:*``) and nobody else's.
+    producer_id: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Prefix of this producer's reply lists; `embedq acl --producer ID` gives "
+        "the matching Redis user access to them alone.")
+
     @field_validator("redis_url", "broker_url", "result_backend_url", "cache_url")
     @classmethod
     def _check_redis_url(cls, value: str | None) -> str | None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-import uuid
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -46,6 +45,7 @@ from embedq.tasks.cache_guard import CacheGuard, cache_client
 from embedq.tasks.connections import redis_client, safe_url
 from embedq.tasks.liveness import live_consumers
 from embedq.tasks.names import reply_key, route_queue
+from embedq.tasks.producer_id import producer_reply_name
 from embedq.tasks.queue_stats import QueueStats, queue_stats
 
 _CLIENT_TIMEOUT_S = 5.0
@@ -105,7 +105,7 @@ class _Connections:
     def __init__(self, client: EmbeddingClient) -> None:
         settings = client.settings
         self.pid = os.getpid()
-        self.reply_key = reply_key(f"{os.getpid()}-{uuid.uuid4().hex}")
+        self.reply_key = reply_key(producer_reply_name(settings.producer_id))
         self.broker = redis_client(settings.broker, master_name=settings.sentinel_master,
                                    socket_timeout=_CLIENT_TIMEOUT_S, socket_keepalive=True,
                                    socket_connect_timeout=_CLIENT_TIMEOUT_S)

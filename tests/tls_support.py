@@ -73,26 +73,29 @@ class TlsRedisServer(RedisServer):
     ``mutual``. ``url`` carries the CA (and client certificate) as redis-py/kombu parameters."""
 
     def __init__(self, certificates: Certificates, *, mutual: bool = False,
-                 args: tuple[str, ...] = ()) -> None:
+                 password: str | None = None, args: tuple[str, ...] = ()) -> None:
         self.certificates = certificates
         self.mutual = mutual
+        self.password = password
         super().__init__(args=())
         files = certificates.folder
         self.args = ["--port", "0", "--tls-port", str(self.port),
                      "--tls-cert-file", str(files / "server.crt"),
                      "--tls-key-file", str(files / "server.key"),
                      "--tls-ca-cert-file", str(files / "ca.crt"),
-                     "--tls-auth-clients", "yes" if mutual else "no", *args]
+                     "--tls-auth-clients", "yes" if mutual else "no",
+                     *(["--requirepass", password] if password else []), *args]
 
     def tls_url(self, *, host: str = "127.0.0.1", ca: Path | None = None,
                 client_cert: bool | None = None, user: str | None = None,
                 password: str | None = None) -> str:
         """A ``rediss://`` URL for this server (by default: its CA, a client certificate when
-        mutual, no user)."""
+        mutual, the default user with the server's password)."""
         query = {"ssl_ca_certs": str(ca or self.certificates.ca)}
         if self.mutual if client_cert is None else client_cert:
             query |= {"ssl_certfile": str(self.certificates.file("client.crt")),
                       "ssl_keyfile": str(self.certificates.file("client.key"))}
+        password = password or (None if user else self.password)
         login = f"{user or ''}:{password}@" if password else ""
         return f"rediss://{login}{host}:{self.port}/0?{urlencode(query)}"
 

@@ -151,6 +151,15 @@ def start_gateway(redis_server: RedisServer) -> Iterator[object]:
 
 
 @pytest.fixture(scope="module")
+def processes() -> Iterator[list[WorkerProcess]]:
+    """Processes a module starts itself (dashboard, Flower, ...); all stopped at its end."""
+    started: list[WorkerProcess] = []
+    yield started
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
 def hashing_client(redis_server: RedisServer, start_worker: object,
                    hashing_config: Path) -> Iterator[object]:
     """A producer client on the hashing routes, once a hashing worker is ready."""

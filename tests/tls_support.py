@@ -8,6 +8,7 @@ name), a client certificate for mutual TLS, and a second, unrelated CA (a wrong 
 from __future__ import annotations
 
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
@@ -15,6 +16,7 @@ from urllib.parse import urlencode
 import redis
 
 from embedq.ops.redis_server import RedisServer
+from tests.support import worker_env
 
 _CURVE = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
 
@@ -105,3 +107,22 @@ class TlsRedisServer(RedisServer):
 
     def probe_client(self) -> redis.Redis:
         return redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
+
+
+def apply_acl(server: TlsRedisServer, config: Path, secrets_folder: Path,
+              *producers: str) -> dict[str, str]:
+    """Run ``embedq acl --apply env`` against ``server`` (as its admin) and return each user's
+    ``rediss://`` URL; the CLI's own output must hold no password."""
+    passwords = secrets_folder / "acl-passwords"
+    run = subprocess.run(
+        [sys.executable, "-m", "embedq.cli", "acl",
+         *(arg for producer in producers for arg in ("--producer", producer)),
+         "--passwords", str(passwords), "--apply", "env"],
+        env=worker_env(server.url, config, EMBEDQ_ACL_ADMIN_URL=server.url),
+        capture_output=True, text=True, timeout=60, check=True)
+    assert "ACL SETUSER embedq-" in run.stdout
+    secrets = dict(line.split(" ", 1) for line in passwords.read_text().splitlines()
+                   if not line.startswith("#"))
+    assert not any(password in run.stdout + run.stderr for password in secrets.values())
+    return {user: server.tls_url(user=user, password=password)
+            for user, password in secrets.items()}

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import urllib.request
 from collections.abc import Iterator
 
 import numpy as np
@@ -15,10 +14,9 @@ import openai
 import pytest
 import redis
 
-from embedq.ops.redis_server import free_port
+from tests.http_support import get, serve
 from tests.support import (
     HASHING_MODEL,
-    WorkerProcess,
     expected_hashing,
     make_client,
     wait_for_consumers,
@@ -26,7 +24,7 @@ from tests.support import (
     worker_env,
     write_config,
 )
-from tests.tls_support import Certificates, TlsRedisServer, make_certificates
+from tests.tls_support import Certificates, TlsRedisServer, apply_acl, make_certificates
 
 QUEUE, OTHER = "embed.hashing.fp32", "embed.other.fp32"
 ADMIN_PASSWORD = "admin-Secret-4c1d"
@@ -62,20 +60,10 @@ def admin(redis_server) -> Iterator[redis.Redis]:
 @pytest.fixture(scope="module")
 def urls(redis_server, config, tmp_path_factory, admin) -> dict[str, str]:
     """Apply the users with the CLI; each role's URL."""
-    passwords = tmp_path_factory.mktemp("secrets") / "acl-passwords"
-    run = subprocess.run(
-        [sys.executable, "-m", "embedq.cli", "acl", "--producer", "web=fast",
-         "--producer", "batch", "--producer", "gateway", "--passwords", str(passwords),
-         "--apply", "env"],
-        env=worker_env(redis_server.url, config, EMBEDQ_ACL_ADMIN_URL=redis_server.url),
-        capture_output=True, text=True, timeout=60, check=True)
-    assert "ACL SETUSER embedq-producer-web " in run.stdout
-    secrets = dict(line.split(" ", 1) for line in passwords.read_text().splitlines()
-                   if not line.startswith("#"))
-    assert not any(password in run.stdout + run.stderr for password in secrets.values())
+    urls = apply_acl(redis_server, config, tmp_path_factory.mktemp("secrets"), "web=fast",
+                     "batch", "gateway")
     admin.execute_command("ACL", "LOG", "RESET")
-    return {user: redis_server.tls_url(user=user, password=password)
-            for user, password in secrets.items()}
+    return urls
 
 
 @pytest.fixture(scope="module")
@@ -83,39 +71,6 @@ def served(urls, start_worker, config, redis_server):
     start_worker("hashing", "fp32", config, "-c", "1",
                  EMBEDQ_REDIS_URL=urls[f"embedq-worker-{QUEUE}"])
     wait_for_consumers(redis_server.url, QUEUE)
-
-
-@pytest.fixture(scope="module")
-def processes() -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for process in started:
-        process.stop()
-
-
-def _get(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return bytes(response.read())
-
-
-def _answers(url: str) -> bool:
-    try:
-        _get(url)
-        return True
-    except OSError:
-        return False
-
-
-def _serve(processes, url: str, config, health: str, *command: str) -> str:
-    port = free_port()
-    process = WorkerProcess([sys.executable, *command, f"--port={port}"],
-                            worker_env(url, config))
-    processes.append(process)
-    base = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _answers(base + health) or process.process.poll() is not None,
-               timeout=60, every=0.05)
-    assert process.process.poll() is None, process.stop()
-    return base
 
 
 def _refusals(admin: redis.Redis) -> list[str]:
@@ -140,13 +95,13 @@ def test_each_role_works_with_its_own_user(served, urls, config, admin, start_ga
                                EMBEDQ_PRODUCER_ID="gateway")
     with openai.OpenAI(base_url=f"{gateway}/v1", api_key="unused", max_retries=0) as sdk:
         assert len(sdk.embeddings.create(model="fast", input=["x", "y"]).data) == 2
-    dashboard = _serve(processes, urls["embedq-dashboard"], config, "/healthz",
+    dashboard = serve(processes, urls["embedq-dashboard"], config, "/healthz",
                        "-m", "embedq.cli", "dashboard")
-    wait_until(lambda: QUEUE in _get(f"{dashboard}/api/figures").decode(), timeout=30)
-    flower = _serve(processes, urls["embedq-flower"], config, "/healthcheck",
+    wait_until(lambda: QUEUE in get(f"{dashboard}/api/figures").decode(), timeout=30)
+    flower = serve(processes, urls["embedq-flower"], config, "/healthcheck",
                     "-m", "celery", "-A", "embedq.ops.flower_app", "flower",
                     "--address=127.0.0.1")
-    wait_until(lambda: QUEUE in _get(f"{flower}/broker").decode(), timeout=30)
+    wait_until(lambda: QUEUE in get(f"{flower}/broker").decode(), timeout=30)
     listed = subprocess.run([sys.executable, "-m", "embedq.cli", "dead-letters", "list",
                              "--json"], env=worker_env(urls["embedq-dead-letters"], config),
                             capture_output=True, text=True, timeout=60)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import urllib.request
 from collections.abc import Iterator
 
 import numpy as np
@@ -16,10 +15,9 @@ import openai
 import pytest
 
 from embedq.config.errors import BrokerUnavailableError, ConfigError
-from embedq.ops.redis_server import free_port
 from embedq.tasks.tls import check_tls
+from tests.http_support import get, serve
 from tests.support import (
-    WorkerProcess,
     expected_hashing,
     make_client,
     wait_for_consumers,
@@ -49,39 +47,6 @@ def served(redis_server, start_worker, hashing_config):
     wait_for_consumers(redis_server.url, QUEUE)
 
 
-@pytest.fixture(scope="module")
-def processes() -> Iterator[list[WorkerProcess]]:
-    started: list[WorkerProcess] = []
-    yield started
-    for process in started:
-        process.stop()
-
-
-def _get(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return bytes(response.read())
-
-
-def _answers(url: str) -> bool:
-    try:
-        _get(url)
-        return True
-    except OSError:
-        return False
-
-
-def _serve(processes, redis_server, hashing_config, health: str, *command: str) -> str:
-    port = free_port()
-    process = WorkerProcess([sys.executable, *command, f"--port={port}"],
-                            worker_env(redis_server.url, hashing_config))
-    processes.append(process)
-    base = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _answers(base + health) or process.process.poll() is not None,
-               timeout=60, every=0.05)
-    assert process.process.poll() is None, process.stop()
-    return base
-
-
 def test_producer_worker_reply_over_mutual_tls(served, redis_server, hashing_config):
     assert redis_server.url.startswith("rediss://")
     texts = ["over tls", "verified by default", "over tls"]
@@ -96,15 +61,15 @@ def test_gateway_dashboard_and_flower_over_tls(served, redis_server, hashing_con
     _, gateway = start_gateway(hashing_config)
     with openai.OpenAI(base_url=f"{gateway}/v1", api_key="unused", max_retries=0) as sdk:
         assert len(sdk.embeddings.create(model="fast", input=["a", "b"]).data) == 2
-    dashboard = _serve(processes, redis_server, hashing_config, "/healthz",
+    dashboard = serve(processes, redis_server.url, hashing_config, "/healthz",
                        "-m", "embedq.cli", "dashboard")
-    wait_until(lambda: QUEUE in _get(f"{dashboard}/api/figures").decode(), timeout=30)
-    figures = json.loads(_get(f"{dashboard}/api/figures"))
+    wait_until(lambda: QUEUE in get(f"{dashboard}/api/figures").decode(), timeout=30)
+    figures = json.loads(get(f"{dashboard}/api/figures"))
     assert figures
-    flower = _serve(processes, redis_server, hashing_config, "/healthcheck",
+    flower = serve(processes, redis_server.url, hashing_config, "/healthcheck",
                     "-m", "celery", "-A", "embedq.ops.flower_app", "flower",
                     "--address=127.0.0.1")
-    wait_until(lambda: QUEUE in _get(f"{flower}/broker").decode(), timeout=30)
+    wait_until(lambda: QUEUE in get(f"{flower}/broker").decode(), timeout=30)
 
 
 def test_a_wrong_ca_is_one_error_naming_the_setting(redis_server, certificates, hashing_config):

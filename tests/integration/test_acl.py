@@ -24,15 +24,10 @@ from tests.support import (
     worker_env,
     write_config,
 )
-from tests.tls_support import Certificates, TlsRedisServer, apply_acl, make_certificates
+from tests.tls_support import TlsRedisServer, apply_acl
 
 QUEUE, OTHER = "embed.hashing.fp32", "embed.other.fp32"
 ADMIN_PASSWORD = "admin-Secret-4c1d"
-
-
-@pytest.fixture(scope="module")
-def certificates(tmp_path_factory) -> Certificates:
-    return make_certificates(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture(scope="module")

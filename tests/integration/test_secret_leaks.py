@@ -28,18 +28,13 @@ from tests.support import (
     worker_env,
     write_config,
 )
-from tests.tls_support import TlsRedisServer, apply_acl, make_certificates
+from tests.tls_support import TlsRedisServer, apply_acl
 
 QUEUE = "embed.hashing.fp32"
 ADMIN = "adminPW-7d1f2a9c"
 SCOPED, PLAIN, METERED = "sk-scoped-c0ffee11", "sk-plain-deadbe22", "sk-metered-f00d33"
 DASHBOARD = ("ops", "dashPW-51ab7e")
 FLOWER = ("flower", "flowerPW-9c2e4d")
-
-
-@pytest.fixture(scope="module")
-def certificates(tmp_path_factory):
-    return make_certificates(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture(scope="module")

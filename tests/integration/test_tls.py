@@ -24,14 +24,9 @@ from tests.support import (
     wait_until,
     worker_env,
 )
-from tests.tls_support import Certificates, TlsRedisServer, make_certificates
+from tests.tls_support import TlsRedisServer
 
 QUEUE = "embed.hashing.fp32"
-
-
-@pytest.fixture(scope="module")
-def certificates(tmp_path_factory) -> Certificates:
-    return make_certificates(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture(scope="module")

@@ -146,6 +146,7 @@ class KeyCheck:
         """The grant of the header's key (an unlimited one when no key is required); raises
         `ApiKeyError` for a missing or unknown key."""
         self._reload()
+        structlog.contextvars.unbind_contextvars("key")  # never the previous request's key
         keys = self._keys
         if not keys:
             return Grant(None)

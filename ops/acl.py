@@ -50,7 +50,8 @@ _GLOB = re.compile(r"([*?\[\]\\])")
 _BASE = ["reset", "on", "-@all", "+@connection", "-@dangerous", "+select", "+ping", "+time"]
 # Celery's own Redis keys and channels (kombu's transport and the result backend).
 _KOMBU_KEYS = ["~_kombu.binding*", "~*.celery.pidbox*", "~unacked", "~unacked_index",
-               "~unacked_mutex", "~celery-task-meta-*", "~chord-unlock-*"]
+               "~unacked_mutex", "~celery-task-meta-*", "~celery-taskset-meta-*",
+               "~chord-unlock-*"]
 _WORKER_COMMANDS = ["+@read", "+@write", "+@list", "+@hash", "+@sortedset", "+@set",
                     "+@string", "+@pubsub", "+@transaction", "+@scripting", "+@keyspace",
                     "-@dangerous", "-@admin", "-function", "-script|flush", "-script|kill",

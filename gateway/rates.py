@@ -11,22 +11,25 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 
 
 class TokenBucket:
     """One key's budget of texts."""
 
-    def __init__(self, rate: float, burst: int) -> None:
+    def __init__(self, rate: float, burst: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
         self.burst = burst
+        self._clock = clock
         self._tokens = float(burst)
-        self._at = time.monotonic()
+        self._at = clock()
         self._lock = threading.Lock()
 
     def take(self, texts: int) -> float:
         """Take ``texts`` tokens and return 0.0, or take none and return the seconds to wait."""
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             self._tokens = min(float(self.burst), self._tokens + (now - self._at) * self.rate)
             self._at = now
             if texts <= self._tokens:

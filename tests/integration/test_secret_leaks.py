@@ -72,7 +72,7 @@ def test_no_secret_in_any_log_metric_error_or_page(redis_server, certificates, c
     wait_for_consumers(redis_server.url, QUEUE)
 
     keys = tmp_path_factory.mktemp("keys") / "gateway-keys"
-    keys.write_text(f"{PLAIN}\n{SCOPED} use_cases=fast\n{METERED} rate=1 burst=1\n")
+    keys.write_text(f"{PLAIN}\n{SCOPED} use_cases=fast\n{METERED} rate=0.1 burst=1\n")
     gateway, base = start_gateway(config, EMBEDQ_REDIS_URL=urls["embedq-producer-gateway"],
                                   EMBEDQ_PRODUCER_ID="gateway", EMBEDQ_LOG_LEVEL="DEBUG",
                                   EMBEDQ_GATEWAY_API_KEYS_FILE=str(keys))

@@ -52,3 +52,12 @@ def serve(started: list[WorkerProcess], redis_url: str, config: Path | None, hea
                timeout=60, every=0.05)
     assert process.process.poll() is None, process.stop()
     return base
+
+
+def shows(url: str, text: str, auth: tuple[str, str] | None = None) -> bool:
+    """True once ``url`` answers 200 with ``text`` in its body (a barrier for pages that fill
+    in after start, like Flower's Broker page and the dashboard's figures)."""
+    try:
+        return text in get(url, auth).decode(errors="replace")
+    except OSError:
+        return False

@@ -14,7 +14,7 @@ import openai
 import pytest
 import redis
 
-from tests.http_support import get, serve
+from tests.http_support import serve, shows
 from tests.support import (
     HASHING_MODEL,
     expected_hashing,
@@ -92,11 +92,11 @@ def test_each_role_works_with_its_own_user(served, urls, config, admin, start_ga
         assert len(sdk.embeddings.create(model="fast", input=["x", "y"]).data) == 2
     dashboard = serve(processes, urls["embedq-dashboard"], config, "/healthz",
                        "-m", "embedq.cli", "dashboard")
-    wait_until(lambda: QUEUE in get(f"{dashboard}/api/figures").decode(), timeout=30)
+    wait_until(lambda: shows(f"{dashboard}/api/figures", QUEUE), timeout=30)
     flower = serve(processes, urls["embedq-flower"], config, "/healthcheck",
                     "-m", "celery", "-A", "embedq.ops.flower_app", "flower",
                     "--address=127.0.0.1")
-    wait_until(lambda: QUEUE in get(f"{flower}/broker").decode(), timeout=30)
+    wait_until(lambda: shows(f"{flower}/broker", QUEUE), timeout=30)
     listed = subprocess.run([sys.executable, "-m", "embedq.cli", "dead-letters", "list",
                              "--json"], env=worker_env(urls["embedq-dead-letters"], config),
                             capture_output=True, text=True, timeout=60)

@@ -19,7 +19,7 @@ import redis
 from embedq.config.errors import BrokerUnavailableError
 from embedq.config.settings import Settings
 from embedq.ops.redis_server import free_port
-from tests.http_support import answers, get, get_any, serve
+from tests.http_support import answers, get, get_any, serve, shows
 from tests.support import (
     HASHING_MODEL,
     make_client,
@@ -90,7 +90,7 @@ def test_no_secret_in_any_log_metric_error_or_page(redis_server, certificates, c
     dashboard = serve(processes, urls["embedq-dashboard"], config, "/healthz", "-m",
                       "embedq.cli", "dashboard", EMBEDQ_DASHBOARD_USER=DASHBOARD[0],
                       EMBEDQ_DASHBOARD_PASSWORD=DASHBOARD[1])
-    wait_until(lambda: QUEUE in get(f"{dashboard}/api/figures", DASHBOARD).decode(), timeout=30)
+    wait_until(lambda: shows(f"{dashboard}/api/figures", QUEUE, DASHBOARD), timeout=30)
     seen += [get_any(f"{dashboard}{path}", auth)[1].decode(errors="replace")
              for path in ("/", "/api/figures", "/metrics")
              for auth in (DASHBOARD, (DASHBOARD[0], "wrong"))]
@@ -98,7 +98,7 @@ def test_no_secret_in_any_log_metric_error_or_page(redis_server, certificates, c
     flower = serve(processes, urls["embedq-flower"], config, "/healthcheck", "-m", "celery",
                    "-A", "embedq.ops.flower_app", "flower", "--address=127.0.0.1",
                    auth=FLOWER, FLOWER_BASIC_AUTH=":".join(FLOWER))
-    wait_until(lambda: QUEUE in get(f"{flower}/broker", FLOWER).decode(), timeout=30)
+    wait_until(lambda: shows(f"{flower}/broker", QUEUE, FLOWER), timeout=30)
     wait_until(lambda: answers(f"{flower}/api/workers?refresh=1", FLOWER), timeout=30)
     seen += [get_any(f"{flower}{path}", FLOWER)[1].decode(errors="replace")
              for path in ("/", "/broker", "/workers", "/tasks", "/api/workers?refresh=1",

@@ -16,7 +16,7 @@ import pytest
 
 from embedq.config.errors import BrokerUnavailableError, ConfigError
 from embedq.tasks.tls import check_tls
-from tests.http_support import get, serve
+from tests.http_support import get, serve, shows
 from tests.support import (
     expected_hashing,
     make_client,
@@ -58,13 +58,13 @@ def test_gateway_dashboard_and_flower_over_tls(served, redis_server, hashing_con
         assert len(sdk.embeddings.create(model="fast", input=["a", "b"]).data) == 2
     dashboard = serve(processes, redis_server.url, hashing_config, "/healthz",
                        "-m", "embedq.cli", "dashboard")
-    wait_until(lambda: QUEUE in get(f"{dashboard}/api/figures").decode(), timeout=30)
+    wait_until(lambda: shows(f"{dashboard}/api/figures", QUEUE), timeout=30)
     figures = json.loads(get(f"{dashboard}/api/figures"))
     assert figures
     flower = serve(processes, redis_server.url, hashing_config, "/healthcheck",
                     "-m", "celery", "-A", "embedq.ops.flower_app", "flower",
                     "--address=127.0.0.1")
-    wait_until(lambda: QUEUE in get(f"{flower}/broker").decode(), timeout=30)
+    wait_until(lambda: shows(f"{flower}/broker", QUEUE), timeout=30)
 
 
 def test_a_wrong_ca_is_one_error_naming_the_setting(redis_server, certificates, hashing_config):

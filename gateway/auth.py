@@ -22,14 +22,14 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from embedq.config.errors import (
+from embedq.config.errors import ConfigError
+from embedq.config.settings import Settings
+from embedq.gateway.errors import (
     ApiKeyError,
-    ConfigError,
     RateLimitedError,
     RequestTooLargeError,
     UseCaseNotAllowedError,
 )
-from embedq.config.settings import Settings
 from embedq.gateway.keyfile import KeySpec, file_stamp, fingerprint, read_key_file
 from embedq.gateway.rates import TokenBucket, retry_after
 

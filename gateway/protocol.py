@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 
-from embedq.config.errors import InvalidFieldError, RequestTooLargeError
+from embedq.gateway.errors import InvalidFieldError, RequestTooLargeError
 from embedq.tasks.validation import text_problem
 
 FIELDS = ("input", "model", "encoding_format", "dimensions", "user")

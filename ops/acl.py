@@ -34,13 +34,17 @@ from embedq.tasks.names import (
     CACHE_STATS_NAMESPACE,
     EVAL_RESULTS_KEY,
     METRICS_ENDPOINTS_KEY,
+    backlog_key,
+    bulk_queue,
     cache_pattern,
+    cancel_key,
     dead_key,
     deliveries_key,
     event_channel,
     inflight_key,
     live_key,
     model_info_key,
+    rate_key,
     reply_key,
     route_queue,
 )
@@ -60,8 +64,10 @@ _WORKER_COMMANDS = ["+@read", "+@write", "+@list", "+@hash", "+@sortedset", "+@s
 
 
 def literal(name: str) -> str:
-    """``name`` as an ACL glob that matches only itself."""
-    return _GLOB.sub(r"\\\1", name)
+    """``name`` as an ACL glob that matches it: glob characters escaped, and each unprintable
+    character (kombu's priority separator ``\\x06\\x16``) as ``?``, so that every rule can be
+    printed, pasted into redis-cli and written to an ACL file."""
+    return "".join(c if c.isprintable() else "?" for c in _GLOB.sub(r"\\\1", name))
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,21 +110,31 @@ class AclUser:
         return "ACL SETUSER " + " ".join(self.setuser(password))
 
 
+def _lists(served: Served) -> list[str]:
+    """The two lists of a queue: interactive, and bulk (kombu's priority-9 list)."""
+    return [literal(served.queue), literal(bulk_queue(served.queue))]
+
+
 def _gauges(queues: list[Served]) -> list[str]:
     """Read-only access to the gauges of ``queues`` (what `queue_stats` reads)."""
     keys = []
     for served in queues:
-        q = literal(served.queue)
-        keys += [q, literal(live_key(served.queue)), literal(deliveries_key(served.queue)),
-                 literal(dead_key(served.queue))]
+        q = served.queue
+        keys += [*_lists(served), literal(live_key(q)), literal(deliveries_key(q)),
+                 literal(dead_key(q)), literal(backlog_key(q)), literal(rate_key(q))]
     return [f"%R~{key}" for key in keys]
 
 
 def producer(producer_id: str, queues: list[Served], db: int) -> AclUser:
-    """Push to ``queues``, own replies, cache and model info of their models, gauges, events."""
+    """Push to ``queues``, own replies, cache and model info of their models, gauges, events,
+    the backlog counters it adds to and the cancellation marks it leaves."""
     root = [*_BASE, "+lpush", "+rpush", "+publish", "+blpop", "+lpop", "+llen", "+del",
-            "+unlink", "+get", "+mget", f"~{reply_pattern(producer_id)}",
-            *(f"%W~{literal(s.queue)}" for s in queues),
+            "+unlink", "+get", "+mget", "+incrby", "+hset", "+expire", "+hvals",
+            f"~{reply_pattern(producer_id)}",
+            *(f"%W~{key}" for s in queues for key in _lists(s)),
+            *(f"~{literal(backlog_key(s.queue))}" for s in queues),
+            *(f"%R~{literal(rate_key(s.queue))}" for s in queues),
+            *(f"%W~{literal(cancel_key(s.queue))}" for s in queues),
             *(f"%R~{cache_pattern(s.model)}" for s in queues),
             *(f"%R~{literal(model_info_key(s.model, s.precision))}" for s in queues),
             "resetchannels", f"&{literal(event_channel(db, 'task-x'))[:-1]}*"]
@@ -132,8 +148,9 @@ def producer(producer_id: str, queues: list[Served], db: int) -> AclUser:
 def worker(served: Served, db: int) -> AclUser:
     """Everything one worker of one queue needs, and nothing of another queue or model."""
     q = served.queue
-    keys = [literal(q), literal(inflight_key(q, "")) + "*", literal(deliveries_key(q)),
-            literal(dead_key(q)), literal(live_key(q)), cache_pattern(served.model),
+    keys = [*_lists(served), literal(inflight_key(q, "")) + "*", literal(deliveries_key(q)),
+            literal(dead_key(q)), literal(live_key(q)), literal(backlog_key(q)),
+            literal(rate_key(q)), literal(cancel_key(q)), cache_pattern(served.model),
             literal(model_info_key(served.model, served.precision)),
             f"{literal(CACHE_STATS_NAMESPACE)}:*", literal(METRICS_ENDPOINTS_KEY)]
     channels = [literal(f"/{db}.") + "celeryev/*", literal(f"/{db}.celery.pidbox"),
@@ -146,7 +163,8 @@ def worker(served: Served, db: int) -> AclUser:
 
 def dashboard(queues: list[Served]) -> AclUser:
     """Read-only gauges: no write command exists for this user."""
-    reads = ["+llen", "+lindex", "+lrange", "+zcount", "+zrangebyscore", "+hlen", "+hgetall"]
+    reads = ["+llen", "+lindex", "+lrange", "+zcount", "+zrangebyscore", "+hlen", "+hgetall",
+             "+hvals", "+get"]
     return AclUser("embedq-dashboard", "dashboard", (
         *_BASE, *reads, *_gauges(queues), f"%R~{literal(METRICS_ENDPOINTS_KEY)}",
         f"%R~{literal(EVAL_RESULTS_KEY)}", f"%R~{literal(CACHE_STATS_NAMESPACE)}:*",
@@ -167,10 +185,10 @@ def flower(queues: list[Served], db: int) -> AclUser:
 
 def dead_letter_operator(queues: list[Served]) -> AclUser:
     """List, replay (back onto the queue) and purge every queue's dead letters."""
-    commands = ["+scan", "+llen", "+lrange", "+rpop", "+ltrim", "+del", "+hdel", "+rpush",
-                "+multi", "+exec", "+discard"]
+    commands = ["+scan", "+llen", "+lrange", "+lindex", "+rpop", "+ltrim", "+del", "+hdel",
+                "+rpush", "+multi", "+exec", "+discard", "+watch", "+unwatch"]
     keys = [f"~{literal(dead_key(''))}*", f"%W~{literal(deliveries_key(''))}*",
-            *(f"%W~{literal(s.queue)}" for s in queues)]
+            *(f"%W~{key}" for s in queues for key in _lists(s))]
     return AclUser("embedq-dead-letters", "dead-letters", (*_BASE, *commands, *keys,
                                                           "resetchannels"))
 

@@ -194,6 +194,7 @@ def mixed_lengths(short: int = 600, long: int = 150) -> list[Figure]:
     import torch
 
     from embedq.config.registry import Precision
+    from embedq.worker.batching import PassPolicy
     from embedq.worker.embedder import Embedder
     from embedq.worker.models.loading import load_encoder
 
@@ -203,12 +204,9 @@ def mixed_lengths(short: int = 600, long: int = 150) -> list[Figure]:
     encoder = load_encoder(load_registry(), "minilm", Precision.FP32)
     policies = {
         "count-only, arrival order, 32/batch": None,
-        "count-only, length-sorted, 32/batch": Embedder(encoder, max_batch_tokens=10**9,
-                                                        max_batch_size=32),
-        "token budget 4096, length-sorted, <=128": Embedder(encoder, max_batch_tokens=4096,
-                                                            max_batch_size=128),
-        "token budget 8192, length-sorted, <=64": Embedder(encoder, max_batch_tokens=8192,
-                                                           max_batch_size=64),
+        "count-only, length-sorted, 32/batch": Embedder(encoder, PassPolicy(10**9, 32)),
+        "token budget 4096, length-sorted, <=128": Embedder(encoder, PassPolicy(4096, 128)),
+        "token budget 8192, length-sorted, <=64": Embedder(encoder, PassPolicy(8192, 64)),
     }
     encoder.encode_batch(texts[:32])
     figures = []

@@ -12,7 +12,8 @@ from embedq.producer.jobs import Embeddings
 from embedq.producer.progress import progress_bar
 
 if TYPE_CHECKING:
-    from embedq.producer.client import EmbeddingClient, EmbedJob
+    from embedq.producer.client import EmbeddingClient
+    from embedq.producer.handle import EmbedJob
 
 
 def check_stream(texts: object) -> Iterable[str]:
@@ -40,7 +41,8 @@ def stream_jobs(client: EmbeddingClient, texts: Iterable[str], use_case: str | N
         while True:
             while len(pending) < window and (chunk := list(islice(source, size))):
                 try:
-                    pending.append((submitted, client.submit(chunk, use_case, dim=dim)))
+                    job = client.submit(chunk, use_case, dim=dim, timeout=wait, bulk=True)
+                    pending.append((submitted, job))
                 except InvalidTextError as exc:
                     raise InvalidTextError(submitted + exc.index, exc.problem) from exc
                 submitted += len(chunk)

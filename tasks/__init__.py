@@ -6,7 +6,8 @@ Flower, `embedq up`): a producer never needs Celery itself.
 """
 
 from embedq.tasks.names import EMBED_TASK, queue_name, route_queue
-from embedq.tasks.schema import SCHEMA_VERSION, EmbedRequest, EmbedResult, Reply
+from embedq.tasks.schema import SCHEMA_VERSION, EmbedRequest, EmbedResult
+from embedq.tasks.wire import Reply
 
 __all__ = [
     "EMBED_TASK",

@@ -36,8 +36,10 @@ def create_app(settings: Settings, *, name: str = "embedq") -> Celery:
         result_serializer="msgpack",
         accept_content=ACCEPT_CONTENT,
         result_accept_content=ACCEPT_CONTENT,
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
+        # No task_acks_late / task_reject_on_worker_lost: they govern messages Celery's own
+        # consumer takes, and a worker's Celery consumer takes none (worker.app deselects every
+        # -Q queue; embedq registers no Celery task). A message stays safe until answered
+        # because worker.claims moves it to an in-flight list and the reply removes it.
         result_expires=settings.result_expires_s,
         result_extended=False,
         task_send_sent_event=True,

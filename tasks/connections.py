@@ -18,7 +18,6 @@ from embedq.config.urls import safe_url
 from embedq.tasks.tls import ExplainedSSLConnection
 
 SENTINEL = "sentinel"
-SCHEMES = ("redis", "rediss", "unix", SENTINEL)
 __all__ = ["blob_list", "database", "redis_client", "safe_url", "sentinel_master",
            "without_master_name"]
 

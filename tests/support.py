@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embedq.config.registry import load_registry
+from embedq.config.registry import OutputDtype, load_registry
 from embedq.config.settings import Settings
 from embedq.producer.client import EmbeddingClient
 
@@ -117,7 +117,7 @@ def expected_hashing(config: Path | str, texts: list[str], dim: int | None = Non
 
     spec = load_registry(Path(config)).model(model)
     raw = HashingEncoder(spec, spec.source).encode_batch(texts)  # type: ignore[arg-type]
-    return postprocess(raw, dim=dim or spec.dim, normalize=True, output_dtype="float32")
+    return postprocess(raw, dim=dim or spec.dim, normalize=True, output_dtype=OutputDtype.FLOAT32)
 
 
 def wait_for_consumers(redis_url: str, queue: str, at_least: int = 1,

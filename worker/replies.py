@@ -20,11 +20,10 @@ import structlog
 from celery.backends.base import Backend as CeleryResultBackend
 
 from embedq.config.errors import EmbedqError
-from embedq.tasks.dead_letters import DEAD_MARK, DeadLetter, message_id
-from embedq.tasks.envelope import Envelope
 from embedq.tasks.events import event_message, task_event
-from embedq.tasks.names import EMBED_TASK, dead_key, deliveries_key
-from embedq.tasks.schema import EmbedResult, Reply
+from embedq.tasks.names import EMBED_TASK, cancel_key, dead_key, deliveries_key, rate_key
+from embedq.tasks.schema import EmbedResult
+from embedq.tasks.wire import DEAD_MARK, DeadLetter, Envelope, Reply, message_id
 
 log = structlog.get_logger(__name__)
 
@@ -65,12 +64,34 @@ class Outbox:
         self.notify(envelope, error, runtime_s)
         self.ack(envelope.raw)
 
-    def dead_letter(self, raw: bytes, reason: str, *, at: float) -> None:
+    def dead_letter(self, raw: bytes, reason: str, *, at: float, deliveries: int = 1) -> None:
         """Move ``raw`` from flight to the dead letters (the caller tells its producer)."""
-        record = DeadLetter(reason, self.target.queue, at, 1, raw)
+        record = DeadLetter(reason, self.target.queue, at, deliveries, raw)
         self._ops.append(("lrem", (self.target.inflight, 1, raw)))
         self._ops.append(("hset", (deliveries_key(self.target.queue), message_id(raw), DEAD_MARK)))
         self._ops.append(("lpush", (dead_key(self.target.queue), record.encode())))
+
+    def revoked(self, envelope: Envelope, reason: str) -> None:
+        """Acknowledge a message dropped uncomputed (``expired`` or ``cancelled``): its callers
+        have left, so an embedq producer gets no reply; a plain Celery producer's result
+        backend records REVOKED, as Celery's worker does for an expired or revoked task."""
+        if envelope.reply_to is None:
+            self._celery_result(envelope.task_id, "REVOKED", {
+                "exc_type": "TaskRevokedError", "exc_message": [reason],
+                "exc_module": "celery.exceptions"})
+        self._event(envelope, "task-revoked", terminated=False, signum=None,
+                    expired=reason == "expired")
+        self.ack(envelope.raw)
+
+    def forget_cancels(self, task_ids: list[str]) -> None:
+        """Drop the cancellation marks of messages this batch settles."""
+        self._ops.append(("hdel", (cancel_key(self.target.queue), *task_ids)))
+
+    def publish_rate(self, consumer: str, texts_per_s: float) -> None:
+        """Say how fast this consumer serves while busy: producers add the live consumers'
+        rates up to tell how long the queue ahead of a new request will take."""
+        self._ops.append(("hset", (rate_key(self.target.queue), consumer,
+                                   f"{texts_per_s:.3f}")))
 
     def ack(self, raw: bytes) -> None:
         """Forget a message for good: off the in-flight list, its delivery count dropped."""

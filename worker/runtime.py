@@ -26,14 +26,16 @@ from embedq.config.settings import Settings
 from embedq.tasks.connections import database, redis_client
 from embedq.tasks.names import inflight_key, parse_queue, route_queue
 from embedq.tasks.schema import EmbedRequest
+from embedq.worker.batching import BatchPolicy
 from embedq.worker.cache_tiered import process_cache
-from embedq.worker.claims import QueueClaims, consumer_id
-from embedq.worker.consumer import Consumer, ConsumerSettings, Guard
+from embedq.worker.claims import QueueClaims
+from embedq.worker.consumer import Consumer, Guard
 from embedq.worker.heartbeat import Heartbeat
 from embedq.worker.loaded_models import LoadedModels
 from embedq.worker.metrics import BatchFacts, BatchMetrics
 from embedq.worker.models.cpu import threads_per_process
 from embedq.worker.models.loading import check_model
+from embedq.worker.processes import consumer_id
 from embedq.worker.replies import ReplyTarget
 from embedq.worker.service import EmbedService
 
@@ -148,19 +150,17 @@ class WorkerRuntime:
         running = _Running()
         compute = threading.Lock()
         observe = _observer(service) if settings.metrics_port is not None else None
-        tuning = ConsumerSettings(
-            budget_texts=settings.batch_flush_texts, most_messages=settings.batch_flush_texts,
-            linger_s=settings.batch_interval_s, max_deliveries=settings.max_deliveries,
-            poll_s=POLL_S, sweep_every_s=min(POLL_S, settings.liveness_interval_s))
+        policy = BatchPolicy.from_settings(settings)
         for queue in self.queues:
             claims = QueueClaims(client, queue, consumer_id())
             target = ReplyTarget(queue=queue, inflight=inflight_key(queue, claims.consumer),
                                  hostname=self.hostname, db=database(settings.broker),
                                  reply_ttl_s=settings.result_expires_s,
                                  events=settings.task_events, results=self.results)
-            running.consumers.append(Consumer(claims, target, service.handle,
-                                              queue_guard(self.registry, queue), tuning, compute,
-                                              observe))
+            running.consumers.append(Consumer(
+                claims, target, service.handle, queue_guard(self.registry, queue), policy,
+                compute, poll_s=POLL_S, sweep_every_s=min(POLL_S, settings.liveness_interval_s),
+                observe=observe))
         running.heartbeat = Heartbeat(
             settings, [(c.queue, c.claims.consumer) for c in running.consumers])
         threading.Thread(target=self._serve, args=(running,), name="embedq-gate",

@@ -58,13 +58,15 @@ def _rates(old: Reading | None, new: Reading, queue: str) -> dict[str, Any]:
     reporting = [q[queue] for q in new.workers.values() if queue in q]
     span = new.time - old.time if old else 0.0
     if not reporting or old is None or span <= 0:
-        return {"texts_per_s": None, "failed_per_min": None, "batch_texts_mean": None,
+        return {"texts_per_s": None, "expired_per_s": None, "failed_per_min": None,
+                "batch_texts_mean": None,
                 "latency_p50_s": None, "latency_p95_s": None, "queue_wait_p95_s": None,
                 "cache_hit_rate": {},
                 "memory_bytes": combine(reporting).memory_bytes if reporting else None}
     window = _window(old, new, queue)
     return {
         "texts_per_s": window.texts / span,
+        "expired_per_s": window.expired / span,
         "failed_per_min": window.failed * 60 / span,
         "batch_texts_mean": window.batch_texts_sum / window.batches if window.batches else None,
         "latency_p50_s": quantile(0.5, window.latency),

@@ -8,17 +8,17 @@ import os
 import orjson
 import pytest
 
-from embedq.config.errors import (
-    ApiKeyError,
-    ConfigError,
-    RateLimitedError,
-    RequestTooLargeError,
-    UseCaseNotAllowedError,
-)
+from embedq.config.errors import ConfigError
 from embedq.config.settings import Settings
 from embedq.gateway import auth
 from embedq.gateway.auth import KeyCheck
-from embedq.gateway.errors import error_response
+from embedq.gateway.errors import (
+    ApiKeyError,
+    RateLimitedError,
+    RequestTooLargeError,
+    UseCaseNotAllowedError,
+    error_response,
+)
 from embedq.gateway.keyfile import fingerprint, parse_line
 from embedq.gateway.rates import TokenBucket, retry_after
 

@@ -1,8 +1,8 @@
 """The HTTP gateway under a spike (issue 19): ``python benchmarks/bench_gateway_overload.py``.
 
 One minilm fp32 worker (prefork, 2 processes, cache off) and one ``embedq gateway`` process
-(``EMBEDQ_GATEWAY_TIMEOUT_S`` = the clients' deadline). The gateway's capacity is measured the
-way the storm of ``bench_gateway.py`` measures it, with many closed-loop clients; then requests
+(``EMBEDQ_GATEWAY_TIMEOUT_S`` = the clients' deadline). The gateway's capacity is measured with 64
+closed-loop keep-alive clients (answers per second); then requests
 of one short text are offered open-loop at ``--factor`` x that capacity for ``--seconds``, each
 with a client deadline (the client gives up and closes its connection at the deadline, which
 cancels its texts in the gateway). Counted per request: 200 within the deadline (goodput), 429
@@ -20,45 +20,77 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from bench_gateway import Gateway, short_sentences, storm
+from bench_gateway import Connection, Gateway, short_sentences
 from shared_data import data_dir
 
 from embedq.ops.bench_stack import WorkerStack
 
 
-async def _request(port: int, text: str) -> tuple[int, float]:
-    """One request on its own connection; (status, seconds)."""
+async def _post(connection: Connection, text: str) -> int:
+    """One request on a keep-alive connection; the status (the body is read and dropped)."""
+    body = json.dumps({"input": text, "model": "search"}).encode()
+    connection.writer.write(b"POST /v1/embeddings HTTP/1.1\r\nHost: bench\r\nContent-Type: "
+                            b"application/json\r\nContent-Length: %d\r\n\r\n%s"
+                            % (len(body), body))
+    head = await connection.reader.readuntil(b"\r\n\r\n")
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))
+    await connection.reader.readexactly(length)
+    return int(head.split(b" ", 2)[1])
+
+
+async def closed_loop(port: int, texts: list[str], clients: int) -> float:
+    """``clients`` keep-alive connections posting back to back: answered texts per second."""
+    connections = [await Connection.open(port) for _ in range(clients)]
+    pending = iter(texts)
+    statuses: Counter[int] = Counter()
+
+    async def client(connection: Connection) -> None:
+        for text in pending:  # one shared iterator: each text is posted once
+            statuses[await _post(connection, text)] += 1
+
     started = time.perf_counter()
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        body = json.dumps({"input": text, "model": "search"}).encode()
-        writer.write(b"POST /v1/embeddings HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n"
-                     b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                     % (len(body), body))
-        head = await reader.readuntil(b"\r\n\r\n")
-        await reader.read()
-        return int(head.split(b" ", 2)[1]), time.perf_counter() - started
-    finally:
-        writer.close()
+    await asyncio.gather(*(client(c) for c in connections))
+    seconds = time.perf_counter() - started
+    for connection in connections:
+        connection.close()
+    if set(statuses) != {200}:
+        print(f"closed loop of {clients}: statuses {dict(statuses)}", flush=True)
+    return statuses[200] / seconds
 
 
-async def spike(port: int, texts: list[str], rate: float, seconds: float,
-                deadline_s: float) -> tuple[Counter[str], list[float], list[float]]:
-    """Open-loop requests at ``rate``/s; outcome counts, good latencies, 429 latencies."""
+async def spike(port: int, texts: list[str], rate: float, seconds: float, deadline_s: float,
+                clients: int) -> tuple[Counter[str], list[float], list[float]]:
+    """Open-loop requests at ``rate``/s over a pool of ``clients`` keep-alive connections (as
+    an HTTP client library keeps them); a request that meets its deadline, waiting for a
+    connection included, gives up and closes its connection, which cancels it in the gateway.
+    Returns outcome counts, latencies of answers within the deadline and of 429s."""
     outcomes: Counter[str] = Counter()
     good: list[float] = []
     refused: list[float] = []
     source = iter(texts)
+    pool: asyncio.Queue[Connection] = asyncio.Queue()
+    for _ in range(clients):
+        pool.put_nowait(await Connection.open(port))
+
+    async def replace(connection: Connection) -> None:
+        connection.close()
+        pool.put_nowait(await Connection.open(port))
 
     async def one() -> None:
+        started = time.perf_counter()
+        connection: Connection | None = None
         try:
-            status, took = await asyncio.wait_for(_request(port, next(source)), deadline_s)
+            async with asyncio.timeout(deadline_s):
+                connection = await pool.get()
+                status = await _post(connection, next(source))
         except TimeoutError:
             outcomes["client timeout"] += 1
+            if connection is not None:
+                await replace(connection)
             return
-        except OSError as exc:
-            outcomes[type(exc).__name__] += 1
-            return
+        took = time.perf_counter() - started
+        pool.put_nowait(connection)
         if status == 200:
             good.append(took)
         elif status == 429:
@@ -74,6 +106,8 @@ async def spike(port: int, texts: list[str], rate: float, seconds: float,
         sent += due
         await asyncio.sleep(0.005)
     await asyncio.gather(*tasks)
+    while not pool.empty():
+        pool.get_nowait().close()
     return outcomes, good, refused
 
 
@@ -93,13 +127,13 @@ def main() -> None:
            "EMBEDQ_GATEWAY_TIMEOUT_S": str(args.deadline)}
     gateway = Gateway(env, None)
     try:
-        asyncio.run(storm(gateway.port, texts[:64], 4))  # the model in both pool processes
-        seconds, _ = asyncio.run(storm(gateway.port, texts[64:4064], args.clients))
-        capacity = 4000 / seconds
-        print(f"gateway capacity ({args.clients} closed-loop clients): {capacity:.1f} texts/s",
+        asyncio.run(closed_loop(gateway.port, texts[:64], 4))  # the model in both processes
+        capacity = asyncio.run(closed_loop(gateway.port, texts[64:4064], 64))
+        print(f"gateway capacity (64 closed-loop clients): {capacity:.1f} texts/s",
               flush=True)
         outcomes, good, refused = asyncio.run(spike(
-            gateway.port, texts[4064:], capacity * args.factor, args.seconds, args.deadline))
+            gateway.port, texts[4064:], capacity * args.factor, args.seconds, args.deadline,
+            args.clients))
     finally:
         gateway.stop()
         stack.stop()

@@ -112,8 +112,9 @@ class Gateway:
         """The one call into the producer; None when the client disconnected first (its
         texts are then cancelled: no worker computes them). A request the route cannot answer
         before its deadline is refused at once by the producer (429, ``Retry-After``)."""
-        work = asyncio.ensure_future(self.client.aembed_detailed(
-            texts, use_case, dim=dim, timeout=self.settings.gateway_timeout_s))
+        submitted = self.client.submit(texts, use_case, dim=dim,  # refusals raise here, at once
+                                       timeout=self.settings.gateway_timeout_s)
+        work = asyncio.ensure_future(self.client.awaited(submitted))
         gone = asyncio.ensure_future(_disconnected(request))
         await asyncio.wait((work, gone), return_when=asyncio.FIRST_COMPLETED)
         if work.done():

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import psutil
+import redis
 
 from embedq.config.registry import load_registry
 from embedq.config.settings import Settings, load_settings
@@ -42,6 +43,12 @@ class Figure:
     latency_ms: dict[str, float] = field(default_factory=dict)
     mean_batch_texts: float | None = None
     cpu_utilisation: float | None = None
+    # Per request, so they hold on any CPU: Redis commands (INFO commandstats), the producer's
+    # CPU (this process and producer processes that ended), the worker's CPU outside its model
+    # runs (its processes' CPU time less the time of its batches' model runs).
+    redis_commands: float | None = None
+    producer_cpu_us: float | None = None
+    worker_cpu_us: float | None = None
     note: str = ""
 
 
@@ -157,8 +164,19 @@ class WorkerStack:
 
     def batch_sizes(self, since_line: int) -> list[int]:
         """Texts per model batch, from the worker's JSON log lines after ``since_line``."""
+        return [texts for texts, _ in self.batches(since_line)]
+
+    def batches(self, since_line: int) -> list[tuple[int, float]]:
+        """(texts, seconds in the model) per batch, from the worker's log after ``since_line``."""
         lines = self.log.read_text(errors="replace").splitlines()[since_line:]
-        return [json.loads(line)["batch_texts"] for line in lines if '"batch_embedded"' in line]
+        rows = [json.loads(line) for line in lines if '"batch_embedded"' in line]
+        return [(row["batch_texts"], row["latency_ms"] / 1e3) for row in rows]
+
+    def redis_commands(self) -> int:
+        """Commands the stack's Redis has run so far (every client, every kind)."""
+        with redis.Redis.from_url(self.redis.url) as client:
+            stats = client.info("commandstats")
+        return sum(int(entry["calls"]) for entry in stats.values())
 
     def log_lines(self) -> int:
         """How many lines the worker has logged."""

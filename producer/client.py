@@ -216,7 +216,11 @@ class EmbeddingClient:
                               ) -> Embeddings:
         """`embed_detailed` for an event loop: never blocks it. Cancelling the awaiting task
         (a client that disconnected, an aborted request) cancels the request's texts too."""
-        submitted = self.submit(texts, use_case, dim=dim, timeout=timeout)
+        return await self.awaited(self.submit(texts, use_case, dim=dim, timeout=timeout))
+
+    async def awaited(self, submitted: EmbedJob) -> Embeddings:
+        """Wait for a submitted request without blocking the event loop, until its deadline;
+        cancelling the awaiting task cancels the request's texts."""
         wait = submitted.remaining()
         try:
             await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(submitted.job.future)),

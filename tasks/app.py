@@ -15,7 +15,7 @@ from typing import Any
 from celery import Celery
 
 from embedq.config.settings import Settings
-from embedq.tasks.connections import sentinel_master, without_master_name
+from embedq.tasks.connections import sentinel_master, sentinel_tls, without_master_name
 from embedq.tasks.tls import tls_options, without_tls_parameters
 
 ACCEPT_CONTENT = ["msgpack", "json"]
@@ -23,8 +23,11 @@ ACCEPT_CONTENT = ["msgpack", "json"]
 
 def _transport_options(settings: Settings, url: str) -> dict[str, Any]:
     """kombu's options for a ``sentinel://`` URL: the master to follow (the URL's own
-    ``?master_name=``, else ``EMBEDQ_SENTINEL_MASTER``)."""
-    return {"master_name": sentinel_master(url, settings.sentinel_master)}
+    ``?master_name=``, else ``EMBEDQ_SENTINEL_MASTER``) and, when the URL asks for TLS, the
+    TLS options for the sentinels themselves (the master's are ``broker_use_ssl``)."""
+    tls = sentinel_tls(url) if url.startswith("sentinel://") else {}
+    return {"master_name": sentinel_master(url, settings.sentinel_master),
+            **({"sentinel_kwargs": tls} if tls else {})}
 
 
 def create_app(settings: Settings, *, name: str = "embedq") -> Celery:

@@ -31,17 +31,31 @@ TLS_PARAMETERS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs"
 _CERT_REQS = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL,
               "none": ssl.CERT_NONE, "cert_required": ssl.CERT_REQUIRED,
               "cert_optional": ssl.CERT_OPTIONAL, "cert_none": ssl.CERT_NONE}
+def asks_for_tls(query: dict[str, str]) -> bool:
+    """True when a URL's parameters ask for TLS."""
+    return any(name in query for name in TLS_PARAMETERS)
+
+
 URL_SETTINGS = "EMBEDQ_REDIS_URL (or EMBEDQ_BROKER_URL / EMBEDQ_RESULT_BACKEND_URL / " \
     "EMBEDQ_CACHE_URL where set)"
 
 
+def _query(url: str) -> dict[str, str]:
+    """The parameters of every part of a URL (a sentinel URL lists several hosts)."""
+    found: dict[str, str] = {}
+    for one in url.split(";"):
+        found |= dict(parse_qsl(urlparse(one).query))
+    return found
+
+
 def tls_options(url: str) -> dict[str, Any] | None:
-    """Every TLS option of a ``rediss://`` URL as redis-py keywords (None for other URLs):
-    verification on unless the URL turns it off, files as the URL names them."""
-    parsed = urlparse(url.split(";")[0])
-    if parsed.scheme != "rediss":
+    """Every TLS option of a ``rediss://`` URL, or of a ``sentinel://`` URL that has ``ssl_*``
+    parameters (TLS to the sentinels and to the master), as redis-py keywords; None for other
+    URLs. Verification is on unless the URL turns it off; files as the URL names them."""
+    scheme = urlparse(url.split(";")[0]).scheme
+    query = _query(url)
+    if scheme != "rediss" and not (scheme == "sentinel" and asks_for_tls(query)):
         return None
-    query = dict(parse_qsl(parsed.query))
     reqs = query.get("ssl_cert_reqs", "required").lower()
     if reqs not in _CERT_REQS:
         raise ConfigError(f"{safe_url(url)}: ssl_cert_reqs={reqs!r} is not one of required, "

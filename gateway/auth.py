@@ -71,13 +71,18 @@ class Grant:
     spec: KeySpec | None  # None: no keys configured (a loopback gateway)
     bucket: TokenBucket | None = field(default=None)
 
+    def allows(self, use_case: str) -> bool:
+        """True when this key may call ``use_case`` (for listing only what a key can use)."""
+        scope = self.spec.use_cases if self.spec is not None else None
+        return scope is None or use_case in scope
+
     def admit(self, use_case: str, texts: int) -> None:
         """Raise unless this key may send ``texts`` texts to ``use_case`` now."""
         spec = self.spec
         if spec is None:
             return
-        if spec.use_cases is not None and use_case not in spec.use_cases:
-            raise UseCaseNotAllowedError(use_case, sorted(spec.use_cases), spec.fingerprint)
+        if not self.allows(use_case):
+            raise UseCaseNotAllowedError(use_case, sorted(spec.use_cases or ()), spec.fingerprint)
         if self.bucket is None:
             return
         if texts > self.bucket.burst:

@@ -82,6 +82,9 @@ def test_a_grant_admits_only_its_use_cases_and_rate(tmp_path):
     check = _check(tmp_path, f"open-key\n{SECRET} use_cases=search rate=0.5 burst=3\n")
     check.check("Bearer open-key").admit("etl", 1000)
     grant = check.check(f"Bearer {SECRET}")
+    assert grant.allows("search")
+    assert not grant.allows("etl")
+    assert check.check("Bearer open-key").allows("etl")
     with pytest.raises(UseCaseNotAllowedError) as denied:
         grant.admit("etl", 1)
     response = error_response(denied.value, "r1")

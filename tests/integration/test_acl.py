@@ -84,7 +84,11 @@ def test_each_role_works_with_its_own_user(served, urls, config, admin, start_ga
     np.testing.assert_allclose(vectors, expected_hashing(config, texts), rtol=1e-6)
     with make_client(urls["embedq-producer-web"], config, producer_id="web") as client:
         again = client.embed_detailed(texts[:1], "fast", timeout=30)  # from the cache now
+        bulk = [f"bulk text {i}" for i in range(40)]  # the bulk list, in chunks
+        blocks = list(client.embed_many(bulk, "fast", chunk_size=8, timeout=60))
+        client.submit(["cancelled before it is served"], "fast").cancel()  # a cancel mark
     assert again.cached[0]
+    np.testing.assert_allclose(np.concatenate(blocks), expected_hashing(config, bulk), rtol=1e-6)
     # The gateway serves (and its /health reports) every use case: a producer id of its own.
     _, gateway = start_gateway(config, EMBEDQ_REDIS_URL=urls["embedq-producer-gateway"],
                                EMBEDQ_PRODUCER_ID="gateway")

@@ -4,12 +4,14 @@ Every process connects as its role's user (``rediss://<user>:<password>@host/0``
 ``EMBEDQ_REDIS_URL``) and can touch only the keys, channels and commands its part of the data
 path needs:
 
-* ``embedq-producer-<id>`` (web apps, the gateway): push to the queues of its use cases (write
-  only: it cannot pop or read them but by position), read and delete its own reply lists
-  (``EMBEDQ_PRODUCER_ID=<id>``), read the cache and the models' info of its routes, read the
-  queue gauges, publish ``task-sent`` events;
+* ``embedq-producer-<id>`` (web apps, the gateway): push to the queues of its use cases, both
+  lists (write only: it cannot pop or read them but by position), add to their backlog
+  counters, read their serving rates, leave cancellation marks, read and delete its own reply
+  lists (``EMBEDQ_PRODUCER_ID=<id>``), read the cache and the models' info of its routes, read
+  the queue gauges, publish ``task-*`` events;
 * ``embedq-worker-<queue>``: everything on its one queue and that queue's in-flight,
-  deliveries, dead-letter and liveness keys, write (never read) any producer's reply list, its
+  deliveries, dead-letter, liveness, backlog, rate and cancellation keys, write (never read)
+  any producer's reply list, its
   model's cache, model info and cache counters, the Celery result backend and the keys and
   channels a Celery worker itself uses (kombu bindings, pidbox, events, unacked);
 * ``embedq-dashboard``: read-only gauges (queue depth and oldest entry, liveness, deliveries,
@@ -56,6 +58,8 @@ _BASE = ["reset", "on", "-@all", "+@connection", "-@dangerous", "+select", "+pin
 _KOMBU_KEYS = ["~_kombu.binding*", "~*.celery.pidbox*", "~unacked", "~unacked_index",
                "~unacked_mutex", "~celery-task-meta-*", "~celery-taskset-meta-*",
                "~chord-unlock-*"]
+# A Celery worker runs kombu's Lua and many list, set and hash commands on its own keys: the
+# key patterns, not the command list, keep it there; what could reach beyond them is removed.
 _WORKER_COMMANDS = ["+@read", "+@write", "+@list", "+@hash", "+@sortedset", "+@set",
                     "+@string", "+@pubsub", "+@transaction", "+@scripting", "+@keyspace",
                     "-@dangerous", "-@admin", "-function", "-script|flush", "-script|kill",

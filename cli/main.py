@@ -11,6 +11,7 @@ import sys
 import click
 
 from embedq.cli.acl_command import acl
+from embedq.cli.autoscale_command import autoscale
 from embedq.cli.bench_command import bench
 from embedq.cli.cache_commands import cache
 from embedq.cli.dashboard_command import dashboard
@@ -19,7 +20,9 @@ from embedq.cli.embed_command import embed
 from embedq.cli.eval_commands import EVAL_COMMANDS
 from embedq.cli.eval_precision_command import eval_precision
 from embedq.cli.gateway_command import gateway
+from embedq.cli.k8s_command import k8s
 from embedq.cli.models_command import models
+from embedq.cli.probe_command import probe
 from embedq.cli.routes_command import routes
 from embedq.cli.up_command import up
 from embedq.cli.worker_command import worker
@@ -36,8 +39,8 @@ def eval_group() -> None:
     """Measure models (needs the worker extra)."""
 
 
-for _command in (acl, bench, cache, dashboard, dead_letters, embed, gateway, models, routes, up,
-                 worker):
+for _command in (acl, autoscale, bench, cache, dashboard, dead_letters, embed, gateway, k8s,
+                 models, probe, routes, up, worker):
     main.add_command(_command)
 for _command in (eval_precision, *EVAL_COMMANDS):
     eval_group.add_command(_command)

@@ -19,8 +19,15 @@ import click
 @click.option("--gateway-port", type=int, default=8080, show_default=True)
 @click.option("--use-case", "-u", "use_cases", multiple=True,
               help="Start only the workers these use cases need (default: every route's).")
+@click.option("--autoscale", is_flag=True,
+              help="Size each queue's pool to its backlog within --cores; idle ones go to zero "
+                   "and come back on the first request (see `embedq autoscale --help`).")
+@click.option("--cores", type=click.IntRange(1), default=None,
+              help="With --autoscale: most worker processes computing at once (default: the "
+                   "cores given).")
 def up(flower: bool, flower_address: str, flower_port: int, concurrency: int | None,
-       dashboard_port: int, gateway: bool, gateway_port: int, use_cases: tuple[str, ...]) -> None:
+       dashboard_port: int, gateway: bool, gateway_port: int, use_cases: tuple[str, ...],
+       autoscale: bool, cores: int | None) -> None:
     """Run the embedded default: a private Redis and one worker per configured queue.
 
     Everything runs in the foreground and stops on Ctrl-C or SIGTERM. Other shells reach it by
@@ -28,6 +35,13 @@ def up(flower: bool, flower_address: str, flower_port: int, concurrency: int | N
     """
     from embedq.ops.stack import run_stack
 
+    if autoscale and concurrency:
+        raise click.UsageError("--concurrency does not apply with --autoscale: its pools are "
+                               "one-process workers, sized by the load within --cores")
+    if cores and not autoscale:
+        raise click.UsageError("--cores is the autoscaler's budget: add --autoscale, or size "
+                               "fixed workers with --concurrency")
     run_stack(flower=flower, flower_address=flower_address, flower_port=flower_port,
               concurrency=concurrency, dashboard_port=dashboard_port or None,
-              gateway_port=gateway_port if gateway else None, use_cases=use_cases)
+              gateway_port=gateway_port if gateway else None, use_cases=use_cases,
+              autoscale=autoscale, cores=cores)

@@ -62,6 +62,7 @@ def worker(
     before Celery starts, so a worker that cannot serve stops here with the fix in the message.
     """
     from embedq.worker import metrics
+    from embedq.worker.celery_control import REFUSED
     from embedq.worker.models.loading import check_model
 
     if threads is not None:
@@ -78,3 +79,5 @@ def worker(
     processes = 1 if pool == "solo" else concurrency or os.cpu_count() or 1
     app.worker_main(worker_argv(model, precision, concurrency=processes, pool=pool,
                                 loglevel=loglevel, extra=list(celery_args)))
+    if REFUSED:  # Celery's worker_main swallows the exit status of a refused start
+        raise click.ClickException(REFUSED[0])

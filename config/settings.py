@@ -137,6 +137,11 @@ class Settings(BaseSettings):
     gateway_timeout_s: float = Field(default=30.0, gt=0,
                                      description="Longest wait for a request's vectors.")
 
+    # Issue 20 (Celery-native embed task): Celery's own option, for Celery producers' tasks.
+    task_track_started: bool = Field(
+        default=False, description="Store STARTED for a Celery producer's embed task before its "
+        "forward pass, as Celery's task_track_started does (one more write per such task).")
+
     # Issue 24 (least privilege): a producer id a deployment fixes, so that a Redis ACL can give
     # each producer its own reply lists (``embedq:v1:reply:<id>:*``) and nobody else's.
     producer_id: str | None = Field(

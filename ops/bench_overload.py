@@ -47,6 +47,7 @@ class SpikeFigures:
     answered_p50_ms: float | None
     answered_p99_ms: float | None
     worst_past_deadline_ms: float
+    loop_lag_ms: float
     oldest_queued_after_s: float | None
     computed_texts: int
     expired_texts: int
@@ -56,12 +57,27 @@ class SpikeFigures:
 
 
 def capacity(client: EmbeddingClient, texts: Iterator[str], count: int) -> float:
-    """Texts per second the worker serves saturated: ``embed_many`` over ``count`` unique short
-    texts (full batches, no deadline pressure): the most any spike could get out of it."""
+    """Texts per second the worker serves saturated, the larger of two measures over ``count``
+    unique short texts each: ``embed_many`` (full bulk chunks) and 512 interactive callers that
+    each send the next text as soon as theirs is answered (no deadline pressure)."""
     started = time.perf_counter()
     served = sum(len(block) for block in client.embed_many(
         [next(texts) for _ in range(count)], ROUTE, progress=False))
-    return served / (time.perf_counter() - started)
+    bulk = served / (time.perf_counter() - started)
+
+    async def closed_loop() -> None:
+        batch = [next(texts) for _ in range(count)]
+        source = iter(batch)
+
+        async def caller() -> None:
+            for text in source:
+                await client.aembed([text], ROUTE, timeout=120)
+
+        await asyncio.gather(*(caller() for _ in range(512)))
+
+    started = time.perf_counter()
+    asyncio.run(closed_loop())
+    return max(bulk, count / (time.perf_counter() - started))
 
 
 def _classify(exc: BaseException | None) -> str:
@@ -75,10 +91,11 @@ def _classify(exc: BaseException | None) -> str:
 
 
 def spike(client: EmbeddingClient, texts: Iterator[str], *, rate: float, seconds: float,
-          deadline_s: float) -> tuple[Counter[str], list[float], float, int]:
+          deadline_s: float) -> tuple[Counter[str], list[float], float, int, float]:
     """Offer ``rate`` single-text requests per second for ``seconds``; returns the outcomes,
-    the answered latencies within the deadline, the worst resolution past a deadline (s) and
-    how many were sent."""
+    the answered latencies within the deadline, the worst resolution past a deadline (s), how
+    many were sent and the event loop's worst delay (s): a caller's timer cannot fire on time
+    in a loop that runs late, whatever the workers do."""
     outcomes: Counter[str] = Counter()
     good: list[float] = []
     worst = 0.0
@@ -100,7 +117,10 @@ def spike(client: EmbeddingClient, texts: Iterator[str], *, rate: float, seconds
             good.append(took)
         worst = max(worst, took - deadline_s)
 
+    lag = 0.0
+
     async def run() -> int:
+        nonlocal lag
         tasks: list[asyncio.Task[None]] = []
         started = time.perf_counter()
         sent = 0
@@ -109,12 +129,14 @@ def spike(client: EmbeddingClient, texts: Iterator[str], *, rate: float, seconds
             for _ in range(due):
                 tasks.append(asyncio.ensure_future(one(next(texts))))
             sent += due
+            slept = time.perf_counter()
             await asyncio.sleep(_TICK_S)
+            lag = max(lag, time.perf_counter() - slept - _TICK_S)  # the loop's own delay
         await asyncio.gather(*tasks)
         return sent
 
     sent = asyncio.run(run())
-    return outcomes, good, worst, sent
+    return outcomes, good, worst, sent, lag
 
 
 def _log_totals(stack: WorkerStack, since_line: int) -> tuple[int, int, int]:
@@ -134,8 +156,8 @@ def measure_spike(stack: WorkerStack, client: EmbeddingClient, texts: Iterator[s
                   deadline_s: float) -> SpikeFigures:
     """One spike at ``factor`` x ``cap``, with every figure of `SpikeFigures`."""
     first = stack.log_lines()
-    outcomes, good, worst, sent = spike(client, texts, rate=cap * factor, seconds=seconds,
-                                        deadline_s=deadline_s)
+    outcomes, good, worst, sent, lag = spike(client, texts, rate=cap * factor,
+                                             seconds=seconds, deadline_s=deadline_s)
     time.sleep(1.0)
     (stats,) = queue_stats(client._connected().broker, [stack_queue(stack)])
     computed, expired, late = _log_totals(stack, first)
@@ -147,7 +169,7 @@ def measure_spike(stack: WorkerStack, client: EmbeddingClient, texts: Iterator[s
         goodput_x_capacity=round(answered / seconds / cap, 3),
         answered_p50_ms=None if pct[0] is None else round(float(pct[0]), 1),
         answered_p99_ms=None if pct[1] is None else round(float(pct[1]), 1),
-        worst_past_deadline_ms=round(worst * 1e3, 1),
+        worst_past_deadline_ms=round(worst * 1e3, 1), loop_lag_ms=round(lag * 1e3, 1),
         oldest_queued_after_s=stats.oldest_age_s, computed_texts=computed,
         expired_texts=expired, late_texts=late,
         late_share=round(late / computed, 4) if computed else 0.0)
@@ -194,12 +216,13 @@ def with_bulk(stack: WorkerStack, client: EmbeddingClient, texts: Iterator[str],
 def print_figures(rows: list[SpikeFigures]) -> None:
     """One line per spike, then the outcome counts."""
     print(f"{'load':22} {'offered/s':>9} {'sent':>7} {'good/s':>7} {'x cap':>6} {'p50':>6} "
-          f"{'p99':>6} {'past dl ms':>10} {'oldest s':>8} {'late %':>6}")
+          f"{'p99':>6} {'past dl ms':>10} {'loop lag':>8} {'oldest s':>8} {'late %':>6}")
     for r in rows:
         oldest = "" if r.oldest_queued_after_s is None else f"{r.oldest_queued_after_s:.2f}"
         print(f"{r.label:22} {r.offered_per_s:9.1f} {r.sent:7d} {r.goodput_per_s:7.1f} "
               f"{r.goodput_x_capacity:6.3f} {r.answered_p50_ms or '':>6} "
-              f"{r.answered_p99_ms or '':>6} {r.worst_past_deadline_ms:10.1f} {oldest:>8} "
+              f"{r.answered_p99_ms or '':>6} {r.worst_past_deadline_ms:10.1f} "
+              f"{r.loop_lag_ms:8.1f} {oldest:>8} "
               f"{100 * r.late_share:6.2f}")
         print(f"{'':22} outcomes {r.outcomes}; texts computed {r.computed_texts}, dropped "
               f"uncomputed {r.expired_texts}, computed for callers gone {r.late_texts}")

@@ -222,9 +222,10 @@ class EmbeddingClient:
         """Wait for a submitted request without blocking the event loop, until its deadline;
         cancelling the awaiting task cancels the request's texts."""
         wait = submitted.remaining()
+        outcome = asyncio.wrap_future(submitted.job.future)
+        outcome.add_done_callback(_retrieved)  # a late failure after a timeout is nobody's news
         try:
-            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(submitted.job.future)),
-                                   wait)
+            await asyncio.wait_for(asyncio.shield(outcome), wait)
         except TimeoutError:
             raise self.timeout_error(submitted, wait) from None
         except asyncio.CancelledError:
@@ -277,6 +278,11 @@ class EmbeddingClient:
     def broker_down(self, exc: BaseException) -> BrokerUnavailableError:
         """The error for a broker that cannot be reached (its URL without the password)."""
         return broker_down(self.settings, exc)
+
+
+def _retrieved(outcome: asyncio.Future[Job]) -> None:
+    if not outcome.cancelled():
+        outcome.exception()
 
 
 def _forget_after_fork(reference: weakref.ref[EmbeddingClient]) -> None:

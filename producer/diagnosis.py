@@ -47,7 +47,7 @@ def why_not_done(client: EmbeddingClient, connections: Connections, job: Job, wa
         return broker_down(client.settings, down)
     route = job.spec.route
     messages = connections.outstanding.of_job(job)
-    queue = messages[0].queue if messages else route_queue(route)
+    queue = messages[0].queue if messages else route_queue(client.serving(route))
     reading = connections.dispatcher.load.reading(queue)
     if reading is not None and time.monotonic() - reading.at < _FRESH_READING_S:
         consumers = reading.consumers

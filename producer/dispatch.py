@@ -229,7 +229,7 @@ class Dispatcher:
                 job_rows.append(row)
                 message_rows.append(at)
         for job in parts:
-            job.messages += 1
+            job.task_ids.append(request.id)
         return SentMessage(task_id, queue, raw,
                            [(job, rows, at) for job, (rows, at) in parts.items()],
                            key=bulk_queue(queue) if spec.bulk else queue, texts=len(texts),

@@ -67,7 +67,7 @@ class Job:
         self.truncated = [False] * count
         self.tokens = [0] * count
         self.errors: dict[int, str] = {}
-        self.messages = 0  # how many messages carried rows of this job (0: all from the cache)
+        self.task_ids: list[str] = []  # the messages that carried rows of it (none: the cache)
         self.future: Future[Job] = Future()
         self._missing = count
         self._lock = threading.Lock()
@@ -76,6 +76,11 @@ class Job:
     def size(self) -> int:
         """How many texts the caller passed (repeats included)."""
         return len(self.positions)
+
+    @property
+    def messages(self) -> int:
+        """How many messages carried rows of this job (0: the cache answered them all)."""
+        return len(self.task_ids)
 
     def done(self) -> bool:
         """True once every row is answered, or the job failed as a whole."""

@@ -83,9 +83,10 @@ class Outstanding:
         return len(gone)
 
     def of_job(self, job: Job) -> list[SentMessage]:
-        """The unanswered messages that carry rows of ``job`` (for a timeout's diagnosis)."""
+        """The unanswered messages that carry rows of ``job`` (the job knows their ids, so this
+        costs nothing however many messages are outstanding)."""
         with self._lock:
-            return [m for m in self._messages.values() if any(j is job for j, _, _ in m.parts)]
+            return [m for t in job.task_ids if (m := self._messages.get(t)) is not None]
 
     def drain(self) -> list[SentMessage]:
         """Take every message (the client is closing)."""

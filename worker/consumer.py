@@ -47,6 +47,8 @@ Outcome = EmbedResult | EmbedqError
 Handler = Callable[[list[EmbedRequest]], Handled]
 Guard = Callable[[EmbedRequest], str | None]  # why a request does not belong on this queue
 Parsed = tuple[Envelope, EmbedRequest]
+Reader = Callable[[Envelope], EmbedRequest]  # issue 20: a Celery short call or a full request
+Gate = Callable[[list[Parsed], Outbox], list[Parsed]]  # issue 20: drops revoked Celery tasks
 _FLOWING_S = 1.0  # a batch of several texts within this long means traffic is flowing
 _RATE_WEIGHT = 0.3  # how much one batch moves the published service rate (an EWMA)
 # The rate is texts per second of a whole serving cycle while busy (claim, linger, compute),
@@ -86,6 +88,8 @@ class Consumer:
     poll_s: float
     sweep_every_s: float
     observe: Callable[[BatchFacts], None] | None = None
+    read: Reader = Envelope.request  # issue 20 hook (worker.celery_requests.message_reader)
+    gate: Gate | None = None  # issue 20 hook (worker.celery_control.celery_gate)
     _unsent: Outbox | None = field(default=None, init=False)
     _interrupted: bool = field(default=False, init=False)
     _flowing_until: float = field(default=0.0, init=False)
@@ -162,6 +166,8 @@ class Consumer:
         texts = sum(len(request.texts) for _, request in fresh)
         self._flowing_until = time.monotonic() + _FLOWING_S if texts > 1 else 0.0
         for group in [fresh, *suspects]:
+            if self.gate is not None and group:  # issue 20 hook
+                group = self.gate(group, outbox)
             facts = self._embed(group, outbox, expired) if group else None
             self._unsent = outbox  # kept until written: a broker outage must not lose it
             outbox.commit(self.claims.client)
@@ -228,12 +234,12 @@ class Consumer:
                 f"it is in the dead letters: embedq dead-letters list --queue {self.queue}"))
             return None
         try:
-            request = envelope.request()
+            request = self.read(envelope)  # issue 20 hook (was envelope.request())
             refused = self.guard(request)
             if refused is not None:
                 raise PayloadError(f"message {envelope.task_id}: {refused}")
             return envelope, request
-        except PayloadError as exc:
+        except EmbedqError as exc:  # issue 20: was PayloadError (a short call's typed refusals)
             log.warning("message_dead_lettered", queue=self.queue, task_id=envelope.task_id,
                         reason=str(exc))
             outbox.dead_letter(claim.raw, str(exc), at=now)

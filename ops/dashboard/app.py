@@ -17,6 +17,7 @@ from embedq.ops.dashboard.exporter import queue_registry
 from embedq.ops.dashboard.sampler import Sampler, Sources
 from embedq.ops.dashboard.scrape import worker_totals
 from embedq.ops.dashboard.server import make_server
+from embedq.ops.dashboard.texts_gauge import texts_reader
 from embedq.ops.evaluation.results import latest
 from embedq.ops.stack import queues_of
 from embedq.tasks.connections import redis_client
@@ -60,7 +61,9 @@ def serve_forever(settings: Settings, host: str, port: int,
     registry = load_registry(settings.config_dir)
     sources = build_sources(settings, registry)
     sampler = Sampler(sources)
-    server = make_server(host, port, sampler, queue_registry(sources.queue_stats),
+    texts = texts_reader(redis.Redis.from_url(settings.broker, socket_timeout=2.0),
+                         queues_of(registry))
+    server = make_server(host, port, sampler, queue_registry(sources.queue_stats, texts),
                          settings.dashboard_user, settings.dashboard_password)
 
     def _stop(signum: int, frame: FrameType | None) -> None:

@@ -31,7 +31,7 @@ class Reading:
     time: float
     stats: list[QueueStats]
     workers: dict[str, dict[str, Totals]]  # endpoint -> queue -> totals
-    points: dict[str, tuple[int, float | None, float | None]]
+    points: dict[str, tuple[int, float | None, float | None, int]]
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,8 @@ class Sampler:
         points = {}
         for item in stats:
             rates = _rates(earlier, bare, item.queue)
-            points[item.queue] = (item.depth, rates["texts_per_s"], rates["latency_p95_s"])
+            points[item.queue] = (item.depth, rates["texts_per_s"], rates["latency_p95_s"],
+                                  item.consumers)
         with self._lock:
             self.readings.append(Reading(bare.time, stats, workers, points))
 
@@ -129,10 +130,12 @@ class Sampler:
         queues = sorted({queue for reading in readings for queue in reading.points})
         series: dict[str, Any] = {"t": [r.time for r in readings], "queues": {}}
         for queue in queues:
-            points = [r.points.get(queue, (None, None, None)) for r in readings]
+            points = [r.points.get(queue, (None, None, None, None)) for r in readings]
             series["queues"][queue] = {"depth": [p[0] for p in points],
                                        "texts_per_s": [p[1] for p in points],
-                                       "latency_p95_s": [p[2] for p in points]}
+                                       "latency_p95_s": [p[2] for p in points],
+                                       # worker processes serving: the pool size over time
+                                       "consumers": [p[3] for p in points]}
         return series
 
     def figures(self) -> dict[str, Any]:

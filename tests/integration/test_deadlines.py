@@ -111,7 +111,7 @@ def test_a_celery_message_past_its_expires_is_revoked_not_computed(broker, redis
     from celery import Celery
 
     app = Celery("plain", broker=redis_server.url, backend=redis_server.url)
-    app.conf.result_serializer = "msgpack"  # what embedq's workers store
+    # Celery's defaults (JSON): an embed worker answers in the serializer the message came in
     app.conf.accept_content = app.conf.result_accept_content = ["json", "msgpack"]
     request = EmbedRequest(texts=["too late"], route="fast", model="hashing", precision="fp32",
                            dim=64, normalize=True, output_dtype="float32")

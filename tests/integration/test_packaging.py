@@ -45,6 +45,10 @@ def test_the_wheel_builds_without_warnings_and_ships_every_data_file(tmp_path):
     scripts = sorted(p.name for p in (REPO / "worker").glob("*.lua"))
     assert scripts, "the worker's Redis scripts"
     assert [n for n in scripts if f"embedq/worker/{n}" not in shipped] == []
+    tasks = sorted(p.name for p in (REPO / "tasks").glob("*.lua"))
+    assert [n for n in tasks if f"embedq/tasks/{n}" not in shipped] == [], "the tasks' scripts"
+    for module in ("ops/autoscale/policy.py", "ops/k8s/render.py"):  # packages, not data
+        assert f"embedq/{module}" in shipped, module
 
 
 def test_the_installed_package_finds_its_data():

@@ -121,6 +121,7 @@ function renderCharts(series) {
   drawChart(document.getElementById("chart-depth"), series.t, lines("depth"));
   drawChart(document.getElementById("chart-throughput"), series.t, lines("texts_per_s"));
   drawChart(document.getElementById("chart-latency"), series.t, lines("latency_p95_s"));
+  drawChart(document.getElementById("chart-consumers"), series.t, lines("consumers"));
   const legend = document.getElementById("legend");
   legend.replaceChildren(...names.map((name, i) => {
     const span = document.createElement("span");

@@ -167,8 +167,10 @@ def worker(served: Served, db: int) -> AclUser:
 
 def dashboard(queues: list[Served]) -> AclUser:
     """Read-only gauges: no write command exists for this user."""
+    # The texts-waiting gauge reads the lists in a script: a script's commands are checked
+    # against the same read-only key patterns, so it can read and never write.
     reads = ["+llen", "+lindex", "+lrange", "+zcount", "+zrangebyscore", "+hlen", "+hgetall",
-             "+hvals", "+get"]
+             "+hvals", "+get", "+evalsha_ro", "+script|load"]
     return AclUser("embedq-dashboard", "dashboard", (
         *_BASE, *reads, *_gauges(queues), f"%R~{literal(METRICS_ENDPOINTS_KEY)}",
         f"%R~{literal(EVAL_RESULTS_KEY)}", f"%R~{literal(CACHE_STATS_NAMESPACE)}:*",

@@ -14,7 +14,7 @@ import openai
 import pytest
 import redis
 
-from tests.http_support import serve, shows
+from tests.http_support import get, serve, shows
 from tests.support import (
     HASHING_MODEL,
     expected_hashing,
@@ -97,6 +97,7 @@ def test_each_role_works_with_its_own_user(served, urls, config, admin, start_ga
     dashboard = serve(processes, urls["embedq-dashboard"], config, "/healthz",
                        "-m", "embedq.cli", "dashboard")
     wait_until(lambda: shows(f"{dashboard}/api/figures", QUEUE), timeout=30)
+    assert "embedq_queue_texts_waiting" in get(f"{dashboard}/metrics").decode()
     flower = serve(processes, urls["embedq-flower"], config, "/healthcheck",
                     "-m", "celery", "-A", "embedq.ops.flower_app", "flower",
                     "--address=127.0.0.1")

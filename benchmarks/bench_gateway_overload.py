@@ -23,6 +23,7 @@ import numpy as np
 from bench_gateway import Connection, Gateway, short_sentences
 from shared_data import data_dir
 
+from embedq.ops.bench_overload import open_loop
 from embedq.ops.bench_stack import WorkerStack
 
 
@@ -97,15 +98,7 @@ async def spike(port: int, texts: list[str], rate: float, seconds: float, deadli
             refused.append(took)
         outcomes[str(status)] += 1
 
-    tasks = []
-    started = time.perf_counter()
-    sent = 0
-    while (now := time.perf_counter() - started) < seconds:
-        due = int(now * rate) - sent
-        tasks += [asyncio.ensure_future(one()) for _ in range(due)]
-        sent += due
-        await asyncio.sleep(0.005)
-    await asyncio.gather(*tasks)
+    await open_loop(one, rate, seconds)
     while not pool.empty():
         pool.get_nowait().close()
     return outcomes, good, refused

@@ -1,4 +1,4 @@
-"""A Celery user's own app that embeds with embedq (docs/from_celery.md runs this file).
+"""A Celery user's own app that embeds with embedq (the README's "From Celery" shows this file).
 
 Its worker serves the user's tasks; embedq's workers serve the embed queues:
 

@@ -19,8 +19,9 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -117,26 +118,31 @@ def spike(client: EmbeddingClient, texts: Iterator[str], *, rate: float, seconds
             good.append(took)
         worst = max(worst, took - deadline_s)
 
-    lag = 0.0
-
-    async def run() -> int:
-        nonlocal lag
-        tasks: list[asyncio.Task[None]] = []
-        started = time.perf_counter()
-        sent = 0
-        while (now := time.perf_counter() - started) < seconds:
-            due = int(now * rate) - sent
-            for _ in range(due):
-                tasks.append(asyncio.ensure_future(one(next(texts))))
-            sent += due
-            slept = time.perf_counter()
-            await asyncio.sleep(_TICK_S)
-            lag = max(lag, time.perf_counter() - slept - _TICK_S)  # the loop's own delay
-        await asyncio.gather(*tasks)
-        return sent
-
-    sent = asyncio.run(run())
+    sent, lag = asyncio.run(open_loop(lambda: one(next(texts)), rate, seconds))
     return outcomes, good, worst, sent, lag
+
+
+async def open_loop(request: Callable[[], Coroutine[Any, Any, None]], rate: float,
+                    seconds: float) -> tuple[int, float]:
+    """Start ``request()`` ``rate`` times a second for ``seconds`` (whether or not earlier ones
+    are done: an open loop, as independent users send); wait for all. Returns how many were
+    started and the event loop's worst delay (s)."""
+    tasks: set[asyncio.Task[None]] = set()  # only the unfinished: a finished one is freed
+    started = time.perf_counter()
+    sent, lag = 0, 0.0
+    while (now := time.perf_counter() - started) < seconds:
+        due = int(now * rate) - sent
+        for _ in range(due):
+            task = asyncio.ensure_future(request())
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        sent += due
+        slept = time.perf_counter()
+        await asyncio.sleep(_TICK_S)
+        lag = max(lag, time.perf_counter() - slept - _TICK_S)  # the loop's own delay
+    while tasks:
+        await asyncio.gather(*list(tasks))
+    return sent, lag
 
 
 def _log_totals(stack: WorkerStack, since_line: int) -> tuple[int, int, int]:

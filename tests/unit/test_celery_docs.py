@@ -1,4 +1,4 @@
-"""docs/from_celery.md shows the example that the Celery canvas tests run, as written."""
+"""The README's "From Celery" shows the example that the Celery canvas tests run, as written."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_the_from_celery_example_is_the_tested_file():
     example = (ROOT / "examples" / "celery_user_app.py").read_text()
-    doc = (ROOT / "docs" / "from_celery.md").read_text()
+    doc = (ROOT / "README.md").read_text()
     assert example[example.index("import os"):] in doc
 
 

@@ -36,15 +36,18 @@ from embedq.ops.bench_scenarios import NAMES as SCENARIO_NAMES
               "short queries mixed with long passages (in-process).")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), default=None,
               help="Also write the figures as JSON.")
+@click.option("--tls/--no-tls", default=False, help="Run the private Redis TLS-only (a private "
+              "CA, verified): what TLS costs, next to a run without.")
 def bench(model: str, precision: str, kinds: tuple[str, ...], input_path: Path | None,
           count: int, chosen: tuple[str, ...], threads: int, processes: int,
-          concurrency: int | None, pool: str, mixed: bool, json_out: Path | None) -> None:
+          concurrency: int | None, pool: str, mixed: bool, json_out: Path | None,
+          tls: bool) -> None:
     """The raw model and the same texts through a private queue, scenario by scenario."""
     from embedq.ops.bench import mixed_lengths, run_bench
 
     run_bench(model=model, precision=precision, kinds=["input"] if input_path else list(kinds),
               count=count,
               input_path=input_path, chosen=list(chosen), threads=threads, processes=processes,
-              concurrency=concurrency, pool=pool, json_out=json_out)
+              concurrency=concurrency, pool=pool, json_out=json_out, tls=tls)
     if mixed:
         mixed_lengths()

@@ -10,6 +10,7 @@ import sys
 
 import click
 
+from embedq.cli.acl_command import acl
 from embedq.cli.autoscale_command import autoscale
 from embedq.cli.bench_command import bench
 from embedq.cli.cache_commands import cache
@@ -38,8 +39,8 @@ def eval_group() -> None:
     """Measure models (needs the worker extra)."""
 
 
-for _command in (autoscale, bench, cache, dashboard, dead_letters, embed, gateway, k8s, models,
-                 probe, routes, up, worker):
+for _command in (acl, autoscale, bench, cache, dashboard, dead_letters, embed, gateway, k8s,
+                 models, probe, routes, up, worker):
     main.add_command(_command)
 for _command in (eval_precision, *EVAL_COMMANDS):
     eval_group.add_command(_command)

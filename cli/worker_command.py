@@ -15,6 +15,7 @@ from embedq.config.errors import EmbedqError
 from embedq.config.registry import load_registry
 from embedq.config.settings import load_settings
 from embedq.tasks.names import queue_name
+from embedq.tasks.tls import check_settings_tls
 
 
 def worker_argv(
@@ -69,6 +70,7 @@ def worker(
     settings = load_settings()
     metrics.prepare(settings)  # before check_model: a fallback it counts must reach /metrics
     try:
+        check_settings_tls(settings)  # a wrong CA or host name: one clear error, at start
         check_model(load_registry(settings.config_dir), model, precision, settings)
     except EmbedqError as exc:
         raise click.ClickException(str(exc)) from exc

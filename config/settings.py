@@ -7,8 +7,9 @@ serves broker, results and cache on a laptop; each can point elsewhere in produc
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,6 +18,8 @@ from embedq.config.errors import ConfigError
 from embedq.config.urls import safe_url
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "sentinel://")
+_URL_FIELDS = ("redis_url", "broker_url", "result_backend_url", "cache_url")
+_PASSWORD_FIELDS = ("flower_password", "dashboard_password")
 
 
 class Settings(BaseSettings):
@@ -138,6 +141,23 @@ class Settings(BaseSettings):
     task_track_started: bool = Field(
         default=False, description="Store STARTED for a Celery producer's embed task before its "
         "forward pass, as Celery's task_track_started does (one more write per such task).")
+
+    # Issue 24 (least privilege): a producer id a deployment fixes, so that a Redis ACL can give
+    # each producer its own reply lists (``embedq:v1:reply:<id>:*``) and nobody else's.
+    producer_id: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Prefix of this producer's reply lists; `embedq acl --producer ID` gives "
+        "the matching Redis user access to them alone.")
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        """Issue 24: a settings object in a log line, a traceback or a debugger shows its Redis
+        URLs without their passwords and no password field at all (keys are SecretStr)."""
+        for name, value in super().__repr_args__():
+            if name in _URL_FIELDS and isinstance(value, str):
+                value = safe_url(value)
+            elif name in _PASSWORD_FIELDS and value is not None:
+                value = "***"
+            yield name, value
 
     @field_validator("redis_url", "broker_url", "result_backend_url", "cache_url")
     @classmethod

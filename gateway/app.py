@@ -172,12 +172,13 @@ class Gateway:
 
     async def embeddings(self, request: Request, exchange: Exchange) -> Response:
         """``POST /v1/embeddings``."""
-        self.keys.check(request.headers.get("authorization"))
+        grant = self.keys.check(request.headers.get("authorization"))
         body = await read_body(request, self.settings.gateway_max_body_bytes)
         parsed = parse_request(body, max_inputs=self.settings.gateway_max_inputs,
                                max_chars=self.settings.max_text_chars)
         route = self.registry.route(parsed.use_case)
         exchange.use_case, exchange.texts = route.name, len(parsed.texts)
+        grant.admit(route.name, len(parsed.texts))  # issue 24: the key's use cases and rate
         dim = self._dim(route, parsed.dimensions)
         result = await self.embed(request, parsed.texts, route.name, dim)
         if result is None:

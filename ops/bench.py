@@ -155,7 +155,8 @@ def print_table(figures: list[Figure]) -> None:
 
 def run_bench(*, model: str, precision: str, kinds: list[str], count: int,
               input_path: Path | None, chosen: list[str], threads: int, processes: int,
-              concurrency: int | None, pool: str, json_out: Path | None) -> list[Figure]:
+              concurrency: int | None, pool: str, json_out: Path | None,
+              tls: bool = False) -> list[Figure]:
     """Raw encode, every chosen scenario through a private queue, raw again; print figures."""
     settings = load_settings()
     config = bench_config(Path(tempfile.mkdtemp(prefix="embedq-bench-config-")), model,
@@ -164,11 +165,13 @@ def run_bench(*, model: str, precision: str, kinds: list[str], count: int,
     sets = {kind: _texts(kind, count, input_path) for kind in kinds}
     raw = RawModel(resolve_source(spec, settings.model_cache_dir).location)
     print(f"{model} {precision} worker against raw SentenceTransformer.encode fp32, "
-          f"{read_cpu_features().describe()}, {time.strftime('%Y-%m-%d')}", flush=True)
+          f"{read_cpu_features().describe()}, {time.strftime('%Y-%m-%d')}"
+          f"{', Redis over TLS (verified, private CA)' if tls else ''}", flush=True)
     before = {kind: raw.measure(texts, 32, f", before ({kind})") for kind, texts in sets.items()}
     single = {kind: raw.single(texts[:200], f" ({kind})") for kind, texts in sets.items()}
     stack = WorkerStack(model, precision, concurrency, pool,
-                        {"HF_HUB_OFFLINE": "1", "EMBEDQ_CACHE_ENABLED": "false"}, config)
+                        {"HF_HUB_OFFLINE": "1", "EMBEDQ_CACHE_ENABLED": "false"}, config,
+                        tls=tls)
     runs: list[_Run] = []
     hit: Figure | None = None
     try:

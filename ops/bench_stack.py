@@ -27,6 +27,7 @@ from embedq.config.registry import load_registry
 from embedq.config.settings import Settings, load_settings
 from embedq.ops.processes import stop_processes
 from embedq.ops.redis_server import RedisServer
+from embedq.ops.redis_tls import TlsRedisServer, make_certificates
 from embedq.producer.client import EmbeddingClient
 
 
@@ -109,9 +110,12 @@ class WorkerStack:
     """A private redis-server and one ``embedq worker`` process whose log goes to a file."""
 
     def __init__(self, model: str, precision: str, concurrency: int | None, pool: str,
-                 env: dict[str, str], config_dir: Path | None = None) -> None:
+                 env: dict[str, str], config_dir: Path | None = None, *,
+                 tls: bool = False) -> None:
         self.config_dir = config_dir
-        self.redis = RedisServer().start()
+        self._pki = tempfile.TemporaryDirectory(prefix="embedq-bench-pki-") if tls else None
+        self.redis = (TlsRedisServer(make_certificates(Path(self._pki.name)))
+                      if self._pki is not None else RedisServer()).start()
         self.log = Path(tempfile.mkstemp(prefix="embedq-bench-", suffix=".log")[1])
         self._command = [sys.executable, "-m", "embedq.cli", "worker", "-m", model,
                          "-p", precision, "-P", pool]
@@ -182,3 +186,5 @@ class WorkerStack:
         """Warm-shutdown the worker, then stop Redis."""
         stop_processes([self.process], grace_s=60)
         self.redis.stop()
+        if self._pki is not None:
+            self._pki.cleanup()

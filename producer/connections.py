@@ -7,7 +7,6 @@ where the parent's threads do not exist.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Callable
 
 from embedq.config.errors import EmbedqError
@@ -19,6 +18,7 @@ from embedq.producer.read_through import ReadThrough
 from embedq.producer.replies import POLL_S, ReplyListener
 from embedq.tasks.connections import redis_client
 from embedq.tasks.names import reply_key
+from embedq.tasks.producer_id import producer_reply_name
 from embedq.tasks.redis_guard import RedisGuard, guarded_client
 
 _CLIENT_TIMEOUT_S = 5.0
@@ -30,7 +30,7 @@ class Connections:
     def __init__(self, settings: Settings, serving: Callable[[RouteSpec], RouteSpec],
                  read_through: bool) -> None:
         self.pid = os.getpid()
-        self.reply_key = reply_key(f"{os.getpid()}-{uuid.uuid4().hex}")
+        self.reply_key = reply_key(producer_reply_name(settings.producer_id))
         self.broker = redis_client(settings.broker, master_name=settings.sentinel_master,
                                    socket_timeout=_CLIENT_TIMEOUT_S, socket_keepalive=True,
                                    socket_connect_timeout=_CLIENT_TIMEOUT_S)

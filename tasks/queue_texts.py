@@ -14,6 +14,7 @@ claim script takes from: the producer and the claim script are the place for it.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from importlib.resources import files
 from typing import cast
@@ -25,6 +26,7 @@ from embedq.tasks.wire import TEXTS_HEADER
 
 EACH_END = 16
 _SCRIPT = files("embedq.tasks").joinpath("queue_texts.lua").read_text(encoding="utf-8")
+_SHA = hashlib.sha1(_SCRIPT.encode()).hexdigest()  # Redis names scripts by their SHA-1
 
 
 def texts_waiting(client: redis.Redis, queues: Sequence[str],
@@ -34,8 +36,15 @@ def texts_waiting(client: redis.Redis, queues: Sequence[str],
     if not queues:
         return []
     lists = [name for queue in queues for name in (queue, bulk_queue(queue))]
-    script = client.register_script(_SCRIPT)  # EVALSHA, loaded again if Redis forgot it
-    replies = cast(list[list[int]], script(keys=lists, args=[each_end, TEXTS_HEADER]))
+    # EVALSHA_RO, not EVALSHA: Redis lets a read-only ACL user (the dashboard's) run a script
+    # on keys it may only read this way alone (issue 24).
+    arguments: list[str | int] = [*lists, each_end, TEXTS_HEADER]
+    try:
+        reply = client.evalsha_ro(_SHA, len(lists), *arguments)
+    except redis.exceptions.NoScriptError:
+        client.script_load(_SCRIPT)
+        reply = client.evalsha_ro(_SHA, len(lists), *arguments)
+    replies = cast(list[list[int]], reply)
     counts = [int(texts) if read == 0 or depth <= read else round(texts * depth / read)
               for depth, texts, read in replies]
     return [counts[2 * i] + counts[2 * i + 1] for i in range(len(queues))]

@@ -27,6 +27,7 @@ import redis
 
 from embedq.config.settings import Settings
 from embedq.tasks.cache_codec import TierStats
+from embedq.tasks.connections import redis_client
 from embedq.tasks.metrics_endpoints import publish_endpoint, withdraw_endpoint
 from embedq.tasks.names import parse_queue
 
@@ -170,7 +171,8 @@ class Exporter:
         self.settings = settings
         self.queues = list(queues)
         self.url: str | None = None
-        self._client = redis.Redis.from_url(settings.broker, socket_timeout=2.0)
+        self._client = redis_client(settings.broker, master_name=settings.sentinel_master,
+                                    socket_timeout=2.0)
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._advertise, name="embedq-metrics",
                                         daemon=True)

@@ -251,7 +251,9 @@ class DeadLetter:
     """A dead-letter record: the message as it was on the queue, and why it is here.
 
     Records are msgpack arrays ``[version, reason, queue, at, deliveries, message bytes]``,
-    binary-safe, so even garbage is kept exactly.
+    binary-safe, so even garbage is kept exactly. The claim script writes this layout too (for a
+    poison message, in the step that judges it; it receives `RECORD_VERSION`), so its records
+    are strings where Python's are bin: `decode` reads both.
     """
 
     reason: str

@@ -3,25 +3,29 @@
 --
 -- KEYS: interactive queue, bulk queue, this consumer's in-flight list, the queue's deliveries
 --       hash, the queue's backlog counter (texts waiting in the interactive queue), the queue's
---       cancellation marks (message id -> rows whose callers cancelled).
+--       cancellation marks (message id -> rows whose callers cancelled), its dead letters.
 -- ARGV: text budget, most messages, most deliveries, now (epoch s), messages already moved in
 --       flight for this batch by earlier calls, the dead mark, then the wire's header names
 --       (texts, deadline, enqueued-at), then the age (s) of the oldest interactive message past
 --       which the newest is served first (0: never), then the most expired messages to clear
---       per call, then the live texts earlier calls of this batch claimed.
+--       per call, then the live texts earlier calls of this batch claimed, then the dead-letter
+--       record version (tasks.wire.RECORD_VERSION: the record is DeadLetter's layout).
 --
 -- Returns {raw, deliveries, state, texts, cancel mark or ''} per message moved in flight
 -- (the mark saves the consumer a round trip): state 'live' (serve it),
 -- 'expired' (no caller waits: acknowledge without computing), 'dead' (delivered more than
 -- allowed, each delivery ending with its worker process dead) or 'redead' (sent again after it
--- was dead-lettered); the caller writes dead letters. Texts are counted from the envelope's
+-- was dead-lettered). A dead message goes to the dead letters here, in the same atomic step as
+-- its judgement: a worker process killed right after cannot bring it back; the caller only
+-- tells its producer. Texts are counted from the envelope's
 -- JSON headers (cjson), exactly as the Python side reads them.
 local budget, most, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local now, already, dead_mark = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local TEXTS, DEADLINE, ENQUEUED = ARGV[7], ARGV[8], ARGV[9]
 local lifo_after, clear_most = tonumber(ARGV[10]), tonumber(ARGV[11])
 local queue, bulk, inflight, deliveries, backlog = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local cancels = KEYS[6]
+local cancels, dead = KEYS[6], KEYS[7]
+local record_version = tonumber(ARGV[13])
 
 local function headers(raw)
   local ok, envelope = pcall(cjson.decode, raw)
@@ -51,11 +55,16 @@ local function deliver(raw, id, n_texts, h)
   if redis.call('HGET', deliveries, id) ~= dead_mark then
     n = redis.call('HINCRBY', deliveries, id, 1)
   end
-  if n < 0 then
-    out[#out + 1] = {raw, 0, 'redead', n_texts, ''}
-  elseif n > limit then
+  if n < 0 or n > limit then
+    local why = 'sent again after it was dead-lettered'
+    if n > 0 then
+      why = 'delivered ' .. (n - 1) .. ' times, and each delivery ended with the worker ' ..
+        'process dead (killed, out of memory or crashed); a poison message?'
+    end
+    redis.call('LREM', inflight, 1, raw)
     redis.call('HSET', deliveries, id, dead_mark)
-    out[#out + 1] = {raw, n - 1, 'dead', n_texts, ''}
+    redis.call('LPUSH', dead, cmsgpack.pack({record_version, why, queue, now, math.max(0, n - 1), raw}))
+    out[#out + 1] = {raw, math.max(0, n - 1), n < 0 and 'redead' or 'dead', n_texts, ''}
   else
     out[#out + 1] = {raw, n, 'live', n_texts, mark or ''}
   end

@@ -38,6 +38,7 @@ from embedq.tasks.names import (
     backlog_key,
     bulk_queue,
     cancel_key,
+    dead_key,
     deliveries_key,
     inflight_key,
     live_key,
@@ -47,6 +48,7 @@ from embedq.tasks.wire import (
     DEAD_MARK,
     DEADLINE_HEADER,
     ENQUEUED_HEADER,
+    RECORD_VERSION,
     TEXTS_HEADER,
     message_id,
 )
@@ -122,11 +124,11 @@ class QueueClaims:
         calls for the same batch; what a blocking wait moved in since is claimed now.
         """
         keys = [self.queue, bulk_queue(self.queue), self.inflight, deliveries_key(self.queue),
-                backlog_key(self.queue), cancel_key(self.queue)]
+                backlog_key(self.queue), cancel_key(self.queue), dead_key(self.queue)]
         args: list[str | bytes | int | float] = [
             policy.claim_texts, policy.claim_messages, policy.max_deliveries, time.time(),
             already, DEAD_MARK, TEXTS_HEADER, DEADLINE_HEADER, ENQUEUED_HEADER,
-            policy.lifo_after_s, _CLEAR_MOST, texts]
+            policy.lifo_after_s, _CLEAR_MOST, texts, RECORD_VERSION]
         rows = self._claim(keys=keys, args=args)
         return [Claimed(bytes(raw), int(count), cast(State, state.decode()), int(texts),
                         bytes(mark)) for raw, count, state, texts, mark in rows]

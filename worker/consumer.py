@@ -219,15 +219,12 @@ class Consumer:
             envelope = open_envelope(claim.raw)
         except GarbageMessageError as exc:
             log.warning("message_dead_lettered", queue=self.queue, reason=str(exc))
-            outbox.dead_letter(claim.raw, str(exc), at=now)
+            if not claim.dead:  # else the claim script has recorded it already
+                outbox.dead_letter(claim.raw, str(exc), at=now)
             return None
-        if claim.dead:
-            why = ("sent again after it was dead-lettered" if claim.state == "redead" else
-                   f"delivered {claim.deliveries} times, and each delivery ended with the worker "
-                   "process dead (killed, out of memory or crashed); a poison message?")
+        if claim.dead:  # the claim script has put it in the dead letters already
             log.warning("message_dead_lettered", queue=self.queue, task_id=envelope.task_id,
-                        reason=why)
-            outbox.dead_letter(claim.raw, why, at=now, deliveries=claim.deliveries)
+                        reason=f"{claim.state}: {claim.deliveries} deliveries")
             outbox.notify(envelope, DeadLetteredError(
                 f"message {envelope.task_id} on {self.queue} was delivered more than "
                 f"{self.policy.max_deliveries} times and each time its worker process died; "

@@ -119,9 +119,9 @@ class Outbox:
         self.notify(envelope, error, runtime_s)
         self.ack(envelope.raw)
 
-    def dead_letter(self, raw: bytes, reason: str, *, at: float, deliveries: int = 1) -> None:
+    def dead_letter(self, raw: bytes, reason: str, *, at: float) -> None:
         """Move ``raw`` from flight to the dead letters (the caller tells its producer)."""
-        record = DeadLetter(reason, self.target.queue, at, deliveries, raw)
+        record = DeadLetter(reason, self.target.queue, at, 1, raw)
         self._ops.append(("lrem", (self.target.inflight, 1, raw)))
         self._ops.append(("hset", (deliveries_key(self.target.queue), message_id(raw), DEAD_MARK)))
         self._ops.append(("lpush", (dead_key(self.target.queue), record.encode())))

@@ -15,6 +15,7 @@ import pytest
 import redis
 from celery import Celery
 
+from embedq.tasks.dead_letters import list_dead
 from embedq.tasks.names import backlog_key, bulk_queue, deliveries_key, live_key, rate_key
 from embedq.tasks.schema import EmbedRequest
 from embedq.tasks.wire import DEAD_MARK, build_message, message_id, open_envelope
@@ -147,7 +148,8 @@ def _expired_cleared_and_backlog_kept(broker: redis.Redis, lua: str | None) -> b
 
 def _poison_marked_dead(broker: redis.Redis, lua: str | None) -> bool:
     """Claimed, and its worker process died with it, four times: the fourth claim (over
-    ``max_deliveries`` = 3) marks it dead instead of serving it again."""
+    ``max_deliveries`` = 3) puts it in the dead letters (a record `DeadLetter` reads) instead
+    of serving it again."""
     raw = _message(1)
     broker.lpush(QUEUE, raw)
     claims = _claims(broker, lua)
@@ -159,8 +161,11 @@ def _poison_marked_dead(broker: redis.Redis, lua: str | None) -> bool:
             claimed = claims.claim(POLICY)
         states.append(claimed[0].state)
         broker.lmove(claims.inflight, QUEUE, "LEFT", "RIGHT")  # restored after the crash
+    records = list_dead(broker, QUEUE, 10)
     return (states == ["live", "live", "live", "dead"]
-            and broker.hget(deliveries_key(QUEUE), message_id(raw)) == DEAD_MARK)
+            and broker.hget(deliveries_key(QUEUE), message_id(raw)) == DEAD_MARK
+            and [(r.raw, r.deliveries, r.queue) for r in records] == [(raw, 3, QUEUE)]
+            and "worker process dead" in records[0].reason)
 
 
 def _bulk_suspect_claimed_alone(broker: redis.Redis, lua: str | None) -> bool:
@@ -188,7 +193,8 @@ CLAIM_CHECKS: dict[str, tuple[ClaimCheck, tuple[str, str]]] = {
     "expired cleared, backlog kept": (_expired_cleared_and_backlog_kept,
                                       ("return deadline ~= nil and deadline <= now",
                                        "return false")),
-    "poison dead-marked": (_poison_marked_dead, ("elseif n > limit then", "elseif false then")),
+    "poison dead-lettered": (_poison_marked_dead,
+                             ("if n < 0 or n > limit then", "if n < 0 then")),
     "a bulk suspect alone": (_bulk_suspect_claimed_alone,
                              ("if suspect and (total > 0 or #held > 0) then break end",
                               "if suspect then break end")),

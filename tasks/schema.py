@@ -55,6 +55,9 @@ class EmbedRequest:
     normalize: bool
     output_dtype: str
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # Put before every text, as sentence-transformers' encode(prompt=...) does; "" for none.
+    # Optional on the wire: a message of an older producer reads as "no prompt".
+    prompt: str = ""
 
     def to_wire(self) -> dict[str, Any]:
         """A msgpack-ready map with the schema version."""
@@ -75,7 +78,11 @@ class EmbedRequest:
                     f"got {type(data.get(key)).__name__}",
                     payload,
                 )
-        return cls(**{key: data[key] for key in expected})
+        prompt = data.get("prompt", "")
+        if not isinstance(prompt, str):
+            raise _payload_error(f"embed request field 'prompt' must be str, got "
+                                 f"{type(prompt).__name__}", payload)
+        return cls(**{key: data[key] for key in expected}, prompt=prompt)
 
 
 @dataclass(frozen=True, slots=True)

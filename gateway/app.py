@@ -34,7 +34,7 @@ from embedq.gateway.auth import KeyCheck
 from embedq.gateway.backpressure import QueueDepths
 from embedq.gateway.errors import INTERNAL, error_response, refusal_of, routing_error
 from embedq.gateway.metrics import GatewayMetrics
-from embedq.gateway.protocol import parse_request, response_body
+from embedq.gateway.protocol import check_prompt, parse_request, response_body
 from embedq.producer import EmbeddingClient, Embeddings
 from embedq.producer.inputs import check_dim
 from embedq.tasks.vectors import to_float32
@@ -93,10 +93,12 @@ class Gateway:
         self.metrics = GatewayMetrics()
         self._log_successes = logging.getLogger("embedq.gateway").isEnabledFor(logging.DEBUG)
 
-    async def embed(self, texts: list[str], use_case: str, dim: int) -> Embeddings:
+    async def embed(self, texts: list[str], use_case: str, dim: int,
+                    prompt_name: str | None = None, prompt: str | None = None) -> Embeddings:
         """The one call into the producer."""
         return await self.client.aembed_detailed(texts, use_case, dim=dim,
-                                                 timeout=self.settings.gateway_timeout_s)
+                                                 timeout=self.settings.gateway_timeout_s,
+                                                 prompt_name=prompt_name, prompt=prompt)
 
     def endpoint(self, handler: Handler, *, metered: bool = False
                  ) -> Callable[[Request], Awaitable[Response]]:
@@ -152,8 +154,10 @@ class Gateway:
         route = self.registry.route(parsed.use_case)
         exchange.use_case, exchange.texts = route.name, len(parsed.texts)
         dim = self._dim(route, parsed.dimensions)
+        check_prompt(self.registry, route, parsed)  # issue 22: prompts per route
         await self.depths.check(route.name)
-        result = await self.embed(parsed.texts, route.name, dim)
+        result = await self.embed(parsed.texts, route.name, dim, parsed.prompt_name,
+                                  parsed.prompt)
         vectors = to_float32(result.vectors, route.output_dtype.value, dim)
         return Response(response_body(parsed, vectors, result.tokens), media_type=_JSON)
 

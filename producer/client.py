@@ -33,6 +33,7 @@ from embedq.config.errors import (
     InvalidInputError,
     NoLiveWorkerError,
 )
+from embedq.config.prompts import resolve_prompt
 from embedq.config.registry import Registry, RouteSpec, load_registry
 from embedq.config.settings import Settings, load_settings
 from embedq.producer.dispatch import Dispatcher
@@ -229,36 +230,53 @@ class EmbeddingClient:
     # -- embedding ------------------------------------------------------------------------
 
     def submit(self, texts: Sequence[str], use_case: str | None = None, *,
-               dim: int | None = None) -> EmbedJob:
-        """Validate and hand to the dispatcher; returns at once with a job handle."""
+               dim: int | None = None, prompt_name: str | None = None,
+               prompt: str | None = None) -> EmbedJob:
+        """Validate and hand to the dispatcher; returns at once with a job handle.
+
+        ``prompt_name`` picks one of the prompts the route offers, ``prompt`` sends prompt text
+        where the route allows it; with neither, the route's own prompt (`embedq.config.prompts`).
+        """
         items = check_texts(texts, self.settings.max_text_chars)
         route = self.registry.route(use_case)
-        spec = RequestSpec(route, check_dim(self.registry, route, dim))
+        chosen = resolve_prompt(route, self.registry.model(route.model), prompt_name=prompt_name,
+                                prompt=prompt)
+        spec = RequestSpec(route, check_dim(self.registry, route, dim), chosen)
         index = {text: row for row, text in enumerate(dict.fromkeys(items))}
         job = Job(spec, list(index), [index[text] for text in items])
         self._connected().dispatcher.submit(job, list(range(len(index))))
         return EmbedJob(self, job)
 
     def embed(self, texts: Sequence[str], use_case: str | None = None, *,
-              timeout: float | None = None, dim: int | None = None) -> np.ndarray:
+              timeout: float | None = None, dim: int | None = None,
+              prompt_name: str | None = None, prompt: str | None = None) -> np.ndarray:
         """Embed and wait: a ``(len(texts), dim)`` array in input order."""
-        return self.submit(texts, use_case, dim=dim).get(timeout)
+        return self.submit(texts, use_case, dim=dim, prompt_name=prompt_name,
+                           prompt=prompt).get(timeout)
 
     def embed_detailed(self, texts: Sequence[str], use_case: str | None = None, *,
-                       timeout: float | None = None, dim: int | None = None) -> Embeddings:
-        """Like `embed`, with per-item model, revision, precision, cached, truncated, tokens."""
-        return self.submit(texts, use_case, dim=dim).get_detailed(timeout)
+                       timeout: float | None = None, dim: int | None = None,
+                       prompt_name: str | None = None, prompt: str | None = None
+                       ) -> Embeddings:
+        """Like `embed`, with per-item model, revision, precision, cached, truncated, tokens
+        (and the prompt used)."""
+        return self.submit(texts, use_case, dim=dim, prompt_name=prompt_name,
+                           prompt=prompt).get_detailed(timeout)
 
     async def aembed(self, texts: Sequence[str], use_case: str | None = None, *,
-                     timeout: float | None = None, dim: int | None = None) -> np.ndarray:
+                     timeout: float | None = None, dim: int | None = None,
+                     prompt_name: str | None = None, prompt: str | None = None) -> np.ndarray:
         """`embed` for an event loop: never blocks it."""
-        return (await self.aembed_detailed(texts, use_case, timeout=timeout, dim=dim)).vectors
+        return (await self.aembed_detailed(texts, use_case, timeout=timeout, dim=dim,
+                                           prompt_name=prompt_name, prompt=prompt)).vectors
 
     async def aembed_detailed(self, texts: Sequence[str], use_case: str | None = None, *,
-                              timeout: float | None = None, dim: int | None = None
+                              timeout: float | None = None, dim: int | None = None,
+                              prompt_name: str | None = None, prompt: str | None = None
                               ) -> Embeddings:
         """`embed_detailed` for an event loop: never blocks it."""
-        submitted = self.submit(texts, use_case, dim=dim)
+        submitted = self.submit(texts, use_case, dim=dim, prompt_name=prompt_name,
+                                prompt=prompt)
         wait = self.timeout(timeout)
         try:
             await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(submitted.job.future)),
@@ -270,7 +288,8 @@ class EmbeddingClient:
     def embed_many(self, texts: Iterable[str], use_case: str | None = None, *,
                    chunk_size: int | None = None, max_in_flight: int | None = None,
                    timeout: float | None = None, progress: bool | None = None,
-                   dim: int | None = None) -> Iterator[np.ndarray]:
+                   dim: int | None = None, prompt_name: str | None = None,
+                   prompt: str | None = None) -> Iterator[np.ndarray]:
         """Stream blocks of vectors for any iterable of texts, in input order.
 
         At most ``max_in_flight`` chunks wait at a time (default ``EMBEDQ_MAX_IN_FLIGHT`` per
@@ -279,13 +298,15 @@ class EmbeddingClient:
         """
         blocks = self.embed_many_detailed(texts, use_case, chunk_size=chunk_size,
                                           max_in_flight=max_in_flight, timeout=timeout,
-                                          progress=progress, dim=dim, raise_on_errors=True)
+                                          progress=progress, dim=dim, raise_on_errors=True,
+                                          prompt_name=prompt_name, prompt=prompt)
         return (block.vectors for block in blocks)
 
     def embed_many_detailed(self, texts: Iterable[str], use_case: str | None = None, *,
                             chunk_size: int | None = None, max_in_flight: int | None = None,
                             timeout: float | None = None, progress: bool | None = None,
-                            dim: int | None = None, raise_on_errors: bool = False
+                            dim: int | None = None, raise_on_errors: bool = False,
+                            prompt_name: str | None = None, prompt: str | None = None
                             ) -> Iterator[Embeddings]:
         """`embed_many` with per-item metadata; item failures are listed in each block's
         ``errors`` (NaN rows) instead of raised, so a corpus job can log them and go on."""
@@ -301,7 +322,8 @@ class EmbeddingClient:
             queue = route_queue(self.serving(self.registry.route(use_case)))
             window = self.settings.max_in_flight * max(1, *self.live_workers([queue]))
         return stream_jobs(self, source, use_case, size=size, window=window, wait=wait,
-                           progress=progress, dim=dim, raise_on_errors=raise_on_errors)
+                           progress=progress, dim=dim, raise_on_errors=raise_on_errors,
+                           prompt_name=prompt_name, prompt=prompt)
 
     # -- diagnosis ------------------------------------------------------------------------
 

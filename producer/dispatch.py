@@ -158,7 +158,7 @@ class Dispatcher:
         return EmbedRequest(texts=texts, route=route.name, model=route.model,
                             precision=route.precision.value, dim=spec.dim,
                             normalize=route.normalize,
-                            output_dtype=route.output_dtype.value)
+                            output_dtype=route.output_dtype.value, prompt=spec.prompt.text)
 
     def _message(self, route: RouteSpec, spec: RequestSpec, texts: list[str],
                  owners: dict[str, list[tuple[Job, int]]]) -> SentMessage:

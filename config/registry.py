@@ -16,6 +16,7 @@ from typing import Annotated, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from embedq.config.errors import ConfigError, UnknownModelError, UnknownUseCaseError
+from embedq.config.prompts import check_route_prompts
 
 MODELS_FILE = "models.json"
 ROUTES_FILE = "routes.json"
@@ -148,6 +149,14 @@ class ModelSpec(_Frozen):
     fp16_activations: bool = Field(
         default=True, description="False for models whose activations overflow in fp16.")
     int8: Int8Quality | None = Field(default=None, description="Measured int8 quality.")
+    prompts: dict[str, str] = Field(
+        default_factory=dict, description="Named prompts, as config_sentence_transformers.json "
+        "holds them: {'query': 'query: '}; see `embedq.config.prompts`.")
+    default_prompt_name: str | None = None
+    pooling: Literal["mean", "cls", "other"] = Field(
+        default="mean", description="The Pooling module's mode; ONNX exports mean and cls.")
+    include_prompt: bool = Field(
+        default=True, description="False: the prompt's tokens are left out of pooling.")
     description: str = ""
 
     @model_validator(mode="after")
@@ -161,6 +170,9 @@ class ModelSpec(_Frozen):
             raise ValueError("int8 is listed without its measured quality ('int8': {...})")
         if any(d > self.dim for d in self.matryoshka_dims):
             raise ValueError(f"matryoshka_dims must not exceed the native dim {self.dim}")
+        if self.default_prompt_name is not None and self.default_prompt_name not in self.prompts:
+            raise ValueError(f"default_prompt_name {self.default_prompt_name!r} is not one of "
+                             f"prompts ({', '.join(self.prompts) or 'none'})")
         return self
 
     def allows(self, precision: Precision) -> bool:
@@ -180,6 +192,13 @@ class RouteSpec(_Frozen):
     queue: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]+$")
     fallback: tuple[str, ...] = Field(
         default=(), description="Models to use, in order, while the first has no live worker.")
+    # Prompts (see `embedq.config.prompts`): the route's own, and what a request may pick.
+    prompt: str | None = Field(default=None, description="Prompt text put before every text.")
+    prompt_name: str | None = Field(default=None, description="A prompt of the model's.")
+    prompt_names: tuple[str, ...] = Field(
+        default=(), description="Prompt names a request may pick instead of the route's.")
+    allow_prompt_text: bool = Field(
+        default=False, description="True: a request may send its own prompt text.")
     description: str = ""
 
     @property
@@ -283,6 +302,7 @@ def _check_route(route: RouteSpec, models: dict[str, ModelSpec], file: Path) -> 
         if route.dim is not None and route.dim > spec.dim:
             raise ConfigError(f"{where}.dim: {model} gives {MIN_DIM}..{spec.dim} dimensions, "
                               f"got {route.dim}")
+        check_route_prompts(route, spec, where)
 
 
 def load_registry(config_dir: Path | None = None) -> Registry:

@@ -109,9 +109,10 @@ class Embedder:
                 calibration.vectors, dim=dim, normalize=normalize, output_dtype="float32"))
         return calibration.ranges[(dim, normalize)]
 
-    def encode(self, texts: list[str]) -> Encoded:
-        """Embed ``texts`` in token-budget batches and return them in input order."""
-        tokens = self.encoder.count_tokens(texts)
+    def encode(self, texts: list[str], prompt: str = "") -> Encoded:
+        """Embed ``texts`` (each after ``prompt``) in token-budget batches, in input order;
+        token counts and truncation include the prompt's tokens, as sentence-transformers'."""
+        tokens = self.encoder.count_tokens(texts, prompt)
         batches = plan_batches(
             tokens,
             max_tokens=self.encoder.max_tokens,
@@ -120,6 +121,6 @@ class Embedder:
         )
         vectors = np.empty((len(texts), self.encoder.dim), dtype=np.float32)
         for batch in batches:
-            vectors[batch] = self.encoder.encode_batch([texts[i] for i in batch])
+            vectors[batch] = self.encoder.encode_batch([texts[i] for i in batch], prompt)
         truncated = [count > self.encoder.max_tokens for count in tokens]
         return Encoded(vectors, tokens, truncated, [len(b) for b in batches])

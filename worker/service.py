@@ -103,19 +103,23 @@ class EmbedService:
         ]
         hits = self._lookup(cache, requests, keys)
         looked_up = time.perf_counter()
-        unique: dict[str, int] = {}
+        # Distinct texts per prompt: routes with different prompts share the model, not vectors.
+        unique: dict[str, dict[str, int]] = defaultdict(dict)
         for request, bad, found in zip(requests, problems, hits, strict=True):
+            texts = unique[request.prompt]
             for i, text in enumerate(request.texts):
                 if i not in bad and i not in found:
-                    unique.setdefault(text, len(unique))
-        encoded = embedder.encode(list(unique)) if unique else None
+                    texts.setdefault(text, len(texts))
+        encoded = {prompt: embedder.encode(list(texts), prompt)
+                   for prompt, texts in unique.items() if texts}
         timings = {
             "cache_lookup": round((looked_up - started) * 1e3, 3),
             "encode": round((time.perf_counter() - looked_up) * 1e3, 3),
-            "batches": len(encoded.batch_sizes) if encoded else 0,
+            "batches": sum(len(e.batch_sizes) for e in encoded.values()),
         }
         results = [
-            self._result(embedder, request, bad, found, unique, encoded, timings)
+            self._result(embedder, request, bad, found, unique[request.prompt],
+                         encoded.get(request.prompt), timings)
             for request, bad, found in zip(requests, problems, hits, strict=True)
         ]
         if cache is not None:

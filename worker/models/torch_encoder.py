@@ -64,17 +64,22 @@ class TorchEncoder:
                 "fix models.json"
             )
 
-    def count_tokens(self, texts: list[str]) -> list[int]:
+    def count_tokens(self, texts: list[str], prompt: str = "") -> list[int]:
         """Token counts before truncation, special tokens included (fast tokenizer, batched)."""
         ids = self._tokenizer(
-            texts, add_special_tokens=True, truncation=False, verbose=False,
-            return_attention_mask=False, return_token_type_ids=False,
+            [prompt + text for text in texts] if prompt else texts, add_special_tokens=True,
+            truncation=False, verbose=False, return_attention_mask=False,
+            return_token_type_ids=False,
         )["input_ids"]
         return [len(row) for row in ids]
 
-    def encode_batch(self, texts: list[str]) -> np.ndarray:
-        """Tokenise (truncating to max_tokens), run the modules, return float32 embeddings."""
-        features = self._model.preprocess(texts)
+    def encode_batch(self, texts: list[str], prompt: str = "") -> np.ndarray:
+        """Tokenise (truncating to max_tokens), run the modules, return float32 embeddings.
+
+        The prompt goes through sentence-transformers' own ``preprocess``, which also tells a
+        Pooling module with ``include_prompt=False`` how many tokens to leave out.
+        """
+        features = self._model.preprocess(texts, prompt=prompt or None)
         features = {
             key: value.to(self._device) if isinstance(value, torch.Tensor) else value
             for key, value in features.items()

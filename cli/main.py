@@ -18,6 +18,7 @@ from embedq.cli.dead_letters_command import dead_letters
 from embedq.cli.embed_command import embed
 from embedq.cli.eval_commands import EVAL_COMMANDS
 from embedq.cli.gateway_command import gateway
+from embedq.cli.models_command import models
 from embedq.cli.options import json_option
 from embedq.cli.worker_command import worker
 from embedq.config.errors import EmbedqError
@@ -139,28 +140,6 @@ def bench(model: str, precision: str, kinds: tuple[str, ...], input_path: Path |
         mixed_lengths()
 
 
-@main.command()
-@json_option
-def models(as_json: bool) -> None:
-    """List every registered model: where it comes from and whether it is available here."""
-    from embedq.worker.models.sources import availability, origin
-
-    settings, registry = _context()
-    rows = [
-        {"model": spec.name, "dim": spec.dim, "max_tokens": spec.max_tokens,
-         "precisions": ",".join(p.value for p in spec.precisions), "source": spec.source.kind,
-         "origin": origin(spec), "status": availability(spec, settings.model_cache_dir)}
-        for spec in registry.models.values()
-    ]
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
-    for row in rows:
-        click.echo(f"{row['model']}  {row['dim']}-d  max {row['max_tokens']} tokens  "
-                   f"precisions {row['precisions']}\n"
-                   f"    from: {row['origin']}\n    {row['status']}")
-
-
 @main.group(name="eval")
 def eval_group() -> None:
     """Measure models (needs the worker extra)."""
@@ -206,6 +185,7 @@ main.add_command(dashboard)
 for _command in EVAL_COMMANDS:
     eval_group.add_command(_command)
 main.add_command(gateway)
+main.add_command(models)
 
 
 def run() -> None:

@@ -154,9 +154,9 @@ class ModelSpec(_Frozen):
         "holds them: {'query': 'query: '}; see `embedq.config.prompts`.")
     default_prompt_name: str | None = None
     pooling: Literal["mean", "cls", "other"] = Field(
-        default="mean", description="The Pooling module's mode; ONNX exports mean and cls.")
-    include_prompt: bool = Field(
-        default=True, description="False: the prompt's tokens are left out of pooling.")
+        default="mean", description="What the ONNX export must reproduce: mean or cls pooling "
+        "(then at most a Normalize); 'other' (max pooling, a Dense layer, a pooling without "
+        "the prompt) is served by PyTorch alone.")
     description: str = ""
 
     @model_validator(mode="after")

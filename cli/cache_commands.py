@@ -17,8 +17,8 @@ import redis
 from embedq.cli.options import json_option
 from embedq.config.settings import Settings, load_settings
 from embedq.tasks.cache_codec import TierStats
-from embedq.tasks.cache_guard import cache_client
 from embedq.tasks.names import CACHE_NAMESPACE, cache_pattern, cache_stats_pattern
+from embedq.tasks.redis_guard import guarded_client
 
 _SCAN_COUNT = 1000
 _TIERS = ("memory", "redis")
@@ -27,7 +27,7 @@ _ADVISED_POLICY = "allkeys-lfu"
 
 def _client() -> tuple[Settings, redis.Redis]:
     settings = load_settings()
-    return settings, cache_client(settings)
+    return settings, guarded_client(settings)
 
 
 def _unreachable(settings: Settings, exc: Exception) -> click.ClickException:

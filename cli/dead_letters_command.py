@@ -21,9 +21,9 @@ from embedq.config.registry import load_registry
 from embedq.config.settings import Settings, load_settings
 from embedq.config.urls import safe_url
 from embedq.tasks.connections import redis_client
-from embedq.tasks.dead_letters import DeadLetter, count_dead, drop, list_dead, replay
-from embedq.tasks.envelope import open_envelope
+from embedq.tasks.dead_letters import count_dead, drop, list_dead, replay
 from embedq.tasks.names import DEAD_NAMESPACE, route_queue
+from embedq.tasks.wire import DeadLetter, open_envelope
 
 _queue_option = click.option("--queue", "-q", "queues", multiple=True,
                              help="A queue (repeatable; default: every route's queue and any "

@@ -76,7 +76,11 @@ def embed(texts: tuple[str, ...], use_case: str | None, input_file: Path | None,
         click.echo(json.dumps(asdict(summary), indent=2))
     done = "already complete: " if summary.already_complete else ""
     failed = f", {summary.failed:,} failed (see {summary.errors_file})" if summary.failed else ""
-    resumed = f", resumed at row {summary.resumed_from + 1:,}" if summary.resumed_from else ""
+    resumed = ""
+    if summary.resumed_from and not summary.already_complete:
+        # no row this run: the kill came after the last part, only the merge was left to do
+        resumed = (f", resumed at row {summary.resumed_from + 1:,}" if summary.rows_this_run
+                   else ", every row was durable already: merged")
     click.echo(f"{done}{summary.embedded:,} of {summary.rows:,} rows embedded{failed}, "
                f"{summary.cached:,} from the cache{resumed}; {summary.texts_per_s:,.1f} rows/s; "
                f"{summary.model} {summary.revision} -> {summary.output}", err=True)

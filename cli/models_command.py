@@ -7,23 +7,22 @@ from pathlib import Path
 
 import click
 
-from embedq.cli.options import json_option
+from embedq.cli.options import context, json_option
 from embedq.config.logs import configure_logging
-from embedq.config.registry import Precision, load_registry
+from embedq.config.registry import Precision
 from embedq.config.settings import load_settings
 
 
 @click.group(invoke_without_command=True)
 @json_option
 @click.pass_context
-def models(context: click.Context, as_json: bool) -> None:
+def models(click_context: click.Context, as_json: bool) -> None:
     """List every registered model: where it comes from and whether it is available here."""
-    if context.invoked_subcommand is not None:
+    if click_context.invoked_subcommand is not None:
         return
     from embedq.worker.models.sources import availability, origin
 
-    settings = load_settings()
-    registry = load_registry(settings.config_dir)
+    settings, registry = context()
     rows = [
         {"model": spec.name, "dim": spec.dim, "max_tokens": spec.max_tokens,
          "precisions": ",".join(p.value for p in spec.precisions), "source": spec.source.kind,

@@ -15,6 +15,7 @@ from embedq.config.errors import EmbedqError
 from embedq.config.registry import load_registry
 from embedq.config.settings import load_settings
 from embedq.tasks.names import queue_name
+from embedq.tasks.tls import check_settings_tls
 
 
 def worker_argv(
@@ -61,6 +62,7 @@ def worker(
     before Celery starts, so a worker that cannot serve stops here with the fix in the message.
     """
     from embedq.worker import metrics
+    from embedq.worker.celery_control import REFUSED
     from embedq.worker.models.loading import check_model
 
     if threads is not None:
@@ -68,6 +70,7 @@ def worker(
     settings = load_settings()
     metrics.prepare(settings)  # before check_model: a fallback it counts must reach /metrics
     try:
+        check_settings_tls(settings)  # a wrong CA or host name: one clear error, at start
         check_model(load_registry(settings.config_dir), model, precision, settings)
     except EmbedqError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -76,3 +79,5 @@ def worker(
     processes = 1 if pool == "solo" else concurrency or os.cpu_count() or 1
     app.worker_main(worker_argv(model, precision, concurrency=processes, pool=pool,
                                 loglevel=loglevel, extra=list(celery_args)))
+    if REFUSED:  # Celery's worker_main swallows the exit status of a refused start
+        raise click.ClickException(REFUSED[0])

@@ -3,7 +3,9 @@
 It lives in the bottom layer (config) so that the producer, the contract and the worker all
 raise and catch the same classes without importing each other. Messages name the item and the
 problem and, where there is one, the fix. The classes must stay importable without torch: Celery
-re-creates a worker's exception on the producer by module and class name.
+re-creates a worker's exception on the producer by module and class name. The few errors only
+the HTTP gateway raises (a bad field, a missing key, back-pressure) are branches of this tree
+kept beside their HTTP statuses, in `embedq.gateway.errors`.
 """
 
 from __future__ import annotations
@@ -120,23 +122,11 @@ class CheckpointMismatchError(CorpusError):
     """A checkpoint of another input, route, model revision or options, or a damaged one."""
 
 
-class InvalidFieldError(InvalidInputError):
-    """One field of an HTTP request is wrong; ``field`` names it as the client wrote it
-    (``input[3]``, ``dimensions``, ``body``), so an OpenAI-style error can point at it."""
+class OverloadedError(EmbedqError):
+    """Refused at once, nothing enqueued: the work already queued for the route would take longer
+    than the request's deadline allows. Retrying after ``retry_after_s`` (or elsewhere) can
+    succeed; waiting in a line that cannot be served in time cannot."""
 
-    def __init__(self, field: str, message: str) -> None:
-        self.field = field
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        self.retry_after_s = retry_after_s
         super().__init__(message)
-
-
-class RequestTooLargeError(InvalidFieldError):
-    """An HTTP request over a gateway limit (body bytes or texts); the message names the limit."""
-
-
-class ApiKeyError(EmbedqError):
-    """An HTTP request without a bearer key, or with one the gateway does not accept."""
-
-
-class BackPressureError(EmbedqError):
-    """A route's queue is deeper than the gateway's limit: the client should retry later
-    rather than wait in a line that only grows."""

@@ -8,67 +8,46 @@ key and what was expected, because a typo in a route should stop a deploy, not a
 from __future__ import annotations
 
 import json
-from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from embedq.config.errors import ConfigError, UnknownModelError, UnknownUseCaseError
+from embedq.config.precisions import (
+    INT8_MAX_SPEARMAN_DROP,
+    INT8_MIN_MEAN_COSINE,
+    OutputDtype,
+    Precision,
+)
 from embedq.config.prompts import check_route_prompts
+from embedq.config.sources import (
+    Frozen,
+    HashingSource,
+    HubSource,
+    PackageSource,
+    PathSource,
+    Source,
+    SplitZipPart,
+    SplitZipSource,
+)
 
-# The source records live in config/sources.py; re-exported here, where callers import them.
-from embedq.config.sources import HashingSource as HashingSource
-from embedq.config.sources import HubSource as HubSource
-from embedq.config.sources import PackageSource as PackageSource
-from embedq.config.sources import PathSource as PathSource
-from embedq.config.sources import Source
-from embedq.config.sources import SplitZipPart as SplitZipPart
-from embedq.config.sources import SplitZipSource as SplitZipSource
+# The enums and sources are defined beside this module and still importable from it.
+__all__ = [
+    "INT8_MAX_SPEARMAN_DROP", "INT8_MIN_MEAN_COSINE", "MIN_DIM", "MODELS_FILE", "ROUTES_FILE",
+    "HashingSource", "HubSource", "Int8Quality", "ModelSpec", "OutputDtype", "PackageSource",
+    "PathSource", "Precision", "Registry", "RouteSpec", "Source", "SplitZipPart",
+    "SplitZipSource", "load_registry",
+]
 
 MODELS_FILE = "models.json"
 ROUTES_FILE = "routes.json"
-CONFIG_SCHEMA_VERSION = 1
 MIN_DIM = 8
-# The issue's quality targets for int8 against fp32; `precision: auto` keeps to them.
-INT8_MIN_MEAN_COSINE = 0.99
-INT8_MAX_SPEARMAN_DROP = 0.005
 _M = TypeVar("_M", bound=BaseModel)
 
 
-class Precision(StrEnum):
-    """Weight precision a worker runs its model at (not the dtype of the vectors it returns).
-
-    ``auto`` is only ever asked for: the worker turns it into one of the others from the hardware
-    and the model's measured int8 quality, and its results name the precision actually used.
-    """
-
-    FP32 = "fp32"
-    FP16 = "fp16"
-    BF16 = "bf16"
-    INT8 = "int8"
-    AUTO = "auto"
-
-
-class OutputDtype(StrEnum):
-    """Element type of the vectors handed back to the producer.
-
-    ``int8`` maps each dimension's calibrated range onto -128..127; ``binary`` keeps one sign
-    bit per dimension, packed eight to a byte (uint8 on the wire, ``ceil(dim / 8)`` columns).
-    """
-
-    FLOAT32 = "float32"
-    FLOAT16 = "float16"
-    INT8 = "int8"
-    BINARY = "binary"
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Int8Quality(_Frozen):
+class Int8Quality(Frozen):
     """How the model's int8 recipe is built, and how it measured once (for people).
 
     Whether a worker *serves* int8 is measured per CPU at its first start (the int8 kernels
@@ -84,7 +63,7 @@ class Int8Quality(_Frozen):
         "qkv, attn_out, ffn_in, ffn_out, or one layer's as 'ffn_out:11'.")
 
 
-class ModelSpec(_Frozen):
+class ModelSpec(Frozen):
     """One embedding model: where it comes from and what it can do."""
 
     name: str
@@ -128,7 +107,7 @@ class ModelSpec(_Frozen):
         return precision is Precision.AUTO or precision in self.precisions
 
 
-class RouteSpec(_Frozen):
+class RouteSpec(Frozen):
     """A use case: which model, at which precision, and what the vectors look like."""
 
     name: str
@@ -140,6 +119,8 @@ class RouteSpec(_Frozen):
     queue: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]+$")
     fallback: tuple[str, ...] = Field(
         default=(), description="Models to use, in order, while the first has no live worker.")
+    shed: bool = Field(default=True, description="Refuse interactive requests at once when "
+                       "they cannot be answered before their deadline (bulk work never is).")
     # Prompts (see `embedq.config.prompts`): the route's own, and what a request may pick.
     prompt: str | None = Field(default=None, description="Prompt text put before every text.")
     prompt_name: str | None = Field(default=None, description="A prompt of the model's.")
@@ -159,12 +140,12 @@ class RouteSpec(_Frozen):
         return self if model == self.model else self.model_copy(update={"model": model})
 
 
-class _ModelsFile(_Frozen):
+class _ModelsFile(Frozen):
     version: Literal[1]
     models: dict[str, dict[str, object]]
 
 
-class _RoutesFile(_Frozen):
+class _RoutesFile(Frozen):
     version: Literal[1]
     default: str
     routes: dict[str, dict[str, object]]

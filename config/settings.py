@@ -7,8 +7,9 @@ serves broker, results and cache on a laptop; each can point elsewhere in produc
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -17,6 +18,8 @@ from embedq.config.errors import ConfigError
 from embedq.config.urls import safe_url
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "sentinel://")
+_URL_FIELDS = ("redis_url", "broker_url", "result_backend_url", "cache_url")
+_PASSWORD_FIELDS = ("flower_password", "dashboard_password")
 
 
 class Settings(BaseSettings):
@@ -46,14 +49,23 @@ class Settings(BaseSettings):
     resend_after_s: float = Field(default=15.0, gt=0, description="Unanswered this long, a "
                                   "message is looked for and, if lost, sent again.")
     max_resends: int = Field(default=3, ge=0, description="Times a lost message is sent again.")
+    shed_headroom: float = Field(
+        default=0.5, gt=0, le=1, description="Refuse an interactive request at once "
+        "(OverloadedError) when the work queued ahead of it would take more than this share of "
+        "its remaining time; routes with \"shed\": false never refuse.")
+    bulk_timeout_s: float = Field(default=600.0, gt=0, description="Default wait for each "
+                                  "chunk of embed_many and corpus jobs (bulk: never refused).")
     sentinel_master: str = Field(default="mymaster", description="Master name for sentinel:// "
                                  "URLs that do not say ?master_name=.")
 
     # Worker side.
-    batch_flush_texts: int = Field(default=64, ge=1, description="Texts a consumer claims as "
-                                   "one batch (more wait on the queue for the next one).")
+    batch_texts: int = Field(default=64, ge=1, description="Texts a consumer claims as one "
+                             "batch (more wait on the queue for the next one).")
     batch_interval_s: float = Field(default=0.005, ge=0, description="While traffic flows, the "
                                     "longest wait for more texts when a claim came up short.")
+    lifo_after_s: float = Field(
+        default=0.5, ge=0, description="Once the oldest interactive request has waited this "
+        "long, a worker serves the newest first (adaptive LIFO; 0: always oldest first).")
     max_deliveries: int = Field(default=3, ge=1, description="Deliveries of a message whose "
                                 "worker process died each time before it goes to the dead letters.")
     task_events: bool = Field(default=True, description="Send Celery task events (Flower).")
@@ -122,11 +134,30 @@ class Settings(BaseSettings):
     gateway_max_body_bytes: int = Field(default=4 * 2**20, ge=1024,
                                         description="Largest request body the gateway reads.")
     gateway_max_inputs: int = Field(default=2048, ge=1, description="Texts per request.")
-    gateway_max_queue_depth: int = Field(
-        default=1000, ge=1, description="Messages waiting on a route's queue beyond which the "
-        "gateway answers 429 instead of queueing more.")
     gateway_timeout_s: float = Field(default=30.0, gt=0,
                                      description="Longest wait for a request's vectors.")
+
+    # Issue 20 (Celery-native embed task): Celery's own option, for Celery producers' tasks.
+    task_track_started: bool = Field(
+        default=False, description="Store STARTED for a Celery producer's embed task before its "
+        "forward pass, as Celery's task_track_started does (one more write per such task).")
+
+    # Issue 24 (least privilege): a producer id a deployment fixes, so that a Redis ACL can give
+    # each producer its own reply lists (``embedq:v1:reply:<id>:*``) and nobody else's.
+    producer_id: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Prefix of this producer's reply lists; `embedq acl --producer ID` gives "
+        "the matching Redis user access to them alone.")
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        """Issue 24: a settings object in a log line, a traceback or a debugger shows its Redis
+        URLs without their passwords and no password field at all (keys are SecretStr)."""
+        for name, value in super().__repr_args__():
+            if name in _URL_FIELDS and isinstance(value, str):
+                value = safe_url(value)
+            elif name in _PASSWORD_FIELDS and value is not None:
+                value = "***"
+            yield name, value
 
     @field_validator("redis_url", "broker_url", "result_backend_url", "cache_url")
     @classmethod

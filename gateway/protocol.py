@@ -21,9 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 
-from embedq.config.errors import InvalidFieldError, InvalidInputError, RequestTooLargeError
+from embedq.config.errors import InvalidInputError
 from embedq.config.prompts import resolve_prompt
 from embedq.config.registry import Registry, RouteSpec
+from embedq.gateway.errors import InvalidFieldError, RequestTooLargeError
 from embedq.tasks.validation import text_problem
 
 FIELDS = ("input", "model", "encoding_format", "dimensions", "user", "prompt_name", "prompt")

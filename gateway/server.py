@@ -13,12 +13,14 @@ import uvicorn
 from embedq.config.logs import configure_logging
 from embedq.config.settings import Settings, load_settings
 from embedq.gateway.app import create_app
+from embedq.tasks.tls import check_settings_tls
 
 
 def serve(host: str, port: int, settings: Settings | None = None) -> None:
     """Run the gateway on ``host:port`` until SIGINT or SIGTERM (requests in flight finish)."""
     settings = settings or load_settings()
     configure_logging(settings.log_level, settings.log_format)
+    check_settings_tls(settings)  # a wrong CA or host name: one clear error, at start
     app = create_app(settings, host=host)
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False,
                 server_header=False, timeout_graceful_shutdown=int(settings.gateway_timeout_s))

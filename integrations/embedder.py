@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from embedq.config.precisions import OutputDtype
 from embedq.producer import EmbeddingClient
 from embedq.producer.inputs import check_dim
 from embedq.tasks.vectors import to_float32
@@ -26,7 +27,7 @@ class UseCaseEmbedder:
     use_case: str
     dim: int
     timeout: float
-    output_dtype: str
+    output_dtype: OutputDtype
 
     @classmethod
     def create(cls, use_case: str | None = None, *, client: EmbeddingClient | None = None,
@@ -35,7 +36,7 @@ class UseCaseEmbedder:
         client = client or EmbeddingClient()
         route = client.registry.route(use_case)
         return cls(client, route.name, check_dim(client.registry, route, dim),
-                   client.timeout(timeout), route.output_dtype.value)
+                   client.timeout(timeout), route.output_dtype)
 
     def _lists(self, vectors: np.ndarray) -> list[list[float]]:
         rows: list[list[float]] = to_float32(vectors, self.output_dtype, self.dim).tolist()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import statistics
 import tempfile
@@ -34,6 +35,13 @@ ROUTE = "bench"  # the one route of the stack's config: the model and precision 
 _SEQUENTIAL_MAX = 500  # one at a time is slow by nature; this many give a stable p99
 
 
+def _producer_cpu() -> float:
+    """CPU seconds of this process (every producer thread) and of ended producer processes."""
+    own, ended = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+        resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + ended.ru_utime + ended.ru_stime
+
+
 def _texts(kind: str, count: int, input_path: Path | None) -> list[str]:
     return read_texts(input_path, count) if input_path else generated(kind, count, seed=7)
 
@@ -52,16 +60,25 @@ class _Run:
         """Run a scenario; ``run`` returns its latencies and, where the scenario times itself
         (processes start together on a signal), its own seconds."""
         first_line, cpu_before = self.stack.log_lines(), self.stack.cpu_seconds()
+        commands, producer_before = self.stack.redis_commands(), _producer_cpu()
         started = time.perf_counter()
         timed, latencies = run()
         seconds = timed if timed is not None else time.perf_counter() - started
-        cpu = (self.stack.cpu_seconds() - cpu_before) / (seconds * (os.cpu_count() or 1))
-        batches = self.stack.batch_sizes(first_line)
+        producer = _producer_cpu() - producer_before
+        worker = self.stack.cpu_seconds() - cpu_before
+        commands = self.stack.redis_commands() - commands - 1  # less the INFO that counted
+        cpu = worker / (seconds * (os.cpu_count() or 1))
+        batches = self.stack.batches(first_line)
+        in_model = sum(model for _, model in batches)
+        requests = len(latencies) or len(texts)
         self.figures.append(Figure(
             f"{self.kind}: {name}", len(texts), seconds, len(texts) / seconds,
             latency_ms=percentiles(latencies) if latencies else {},
-            mean_batch_texts=round(statistics.mean(batches), 1) if batches else None,
-            cpu_utilisation=round(cpu, 3)))
+            mean_batch_texts=round(statistics.mean(t for t, _ in batches), 1) if batches
+            else None, cpu_utilisation=round(cpu, 3),
+            redis_commands=round(commands / requests, 2),
+            producer_cpu_us=round(producer / requests * 1e6),
+            worker_cpu_us=round(max(0.0, worker - in_model) / requests * 1e6)))
 
     def scenario(self, name: str) -> None:
         """Measure one scenario (one of ``bench_scenarios.NAMES``) on this text set."""
@@ -122,20 +139,24 @@ def cache_hits(stack: WorkerStack, texts: list[str]) -> Figure:
 def print_table(figures: list[Figure]) -> None:
     """A plain table: scenario, texts/s, ratio to raw, latency, batch size, worker CPU."""
     print(f"{'scenario':46} {'texts':>6} {'texts/s':>8} {'x raw':>6} {'p50 ms':>7} "
-          f"{'p99 ms':>7} {'batch':>6} {'cpu':>5}")
+          f"{'p99 ms':>7} {'batch':>6} {'cpu':>5} {'redis':>6} {'prod us':>7} {'work us':>7}")
     for f in figures:
         lat = f.latency_ms
         ratio = f"{f.ratio_to_raw:.2f}" if f.ratio_to_raw is not None else ""
         print(f"{f.scenario:46} {f.texts:6d} {f.texts_per_s:8.1f} {ratio:>6} "
               f"{lat.get('p50', ''):>7} {lat.get('p99', ''):>7} "
               f"{f.mean_batch_texts if f.mean_batch_texts is not None else '':>6} "
-              f"{f.cpu_utilisation if f.cpu_utilisation is not None else '':>5}"
+              f"{f.cpu_utilisation if f.cpu_utilisation is not None else '':>5} "
+              f"{f.redis_commands if f.redis_commands is not None else '':>6} "
+              f"{f.producer_cpu_us if f.producer_cpu_us is not None else '':>7} "
+              f"{f.worker_cpu_us if f.worker_cpu_us is not None else '':>7}"
               + (f"  {f.note}" if f.note else ""))
 
 
 def run_bench(*, model: str, precision: str, kinds: list[str], count: int,
               input_path: Path | None, chosen: list[str], threads: int, processes: int,
-              concurrency: int | None, pool: str, json_out: Path | None) -> list[Figure]:
+              concurrency: int | None, pool: str, json_out: Path | None,
+              tls: bool = False) -> list[Figure]:
     """Raw encode, every chosen scenario through a private queue, raw again; print figures."""
     settings = load_settings()
     config = bench_config(Path(tempfile.mkdtemp(prefix="embedq-bench-config-")), model,
@@ -144,11 +165,13 @@ def run_bench(*, model: str, precision: str, kinds: list[str], count: int,
     sets = {kind: _texts(kind, count, input_path) for kind in kinds}
     raw = RawModel(resolve_source(spec, settings.model_cache_dir).location)
     print(f"{model} {precision} worker against raw SentenceTransformer.encode fp32, "
-          f"{read_cpu_features().describe()}, {time.strftime('%Y-%m-%d')}", flush=True)
+          f"{read_cpu_features().describe()}, {time.strftime('%Y-%m-%d')}"
+          f"{', Redis over TLS (verified, private CA)' if tls else ''}", flush=True)
     before = {kind: raw.measure(texts, 32, f", before ({kind})") for kind, texts in sets.items()}
     single = {kind: raw.single(texts[:200], f" ({kind})") for kind, texts in sets.items()}
     stack = WorkerStack(model, precision, concurrency, pool,
-                        {"HF_HUB_OFFLINE": "1", "EMBEDQ_CACHE_ENABLED": "false"}, config)
+                        {"HF_HUB_OFFLINE": "1", "EMBEDQ_CACHE_ENABLED": "false"}, config,
+                        tls=tls)
     runs: list[_Run] = []
     hit: Figure | None = None
     try:
@@ -178,7 +201,8 @@ def run_bench(*, model: str, precision: str, kinds: list[str], count: int,
         figures.append(hit)
     print_table(figures)
     print("x raw: to the mean of raw encode (batch 32) before and after, same texts; "
-          "batch: mean texts per model call in the worker; cpu: worker CPU / all cores")
+          "batch: mean texts per model call in the worker; cpu: worker CPU / all cores; "
+          "per request: redis commands, producer CPU us, worker CPU us outside model runs")
     if json_out:
         json_out.write_text(json.dumps([asdict(f) for f in figures], indent=2))
     return figures
@@ -191,6 +215,7 @@ def mixed_lengths(short: int = 600, long: int = 150) -> list[Figure]:
     import torch
 
     from embedq.config.registry import Precision
+    from embedq.worker.batching import PassPolicy
     from embedq.worker.embedder import Embedder
     from embedq.worker.models.loading import load_encoder
 
@@ -200,12 +225,9 @@ def mixed_lengths(short: int = 600, long: int = 150) -> list[Figure]:
     encoder = load_encoder(load_registry(), "minilm", Precision.FP32)
     policies = {
         "count-only, arrival order, 32/batch": None,
-        "count-only, length-sorted, 32/batch": Embedder(encoder, max_batch_tokens=10**9,
-                                                        max_batch_size=32),
-        "token budget 4096, length-sorted, <=128": Embedder(encoder, max_batch_tokens=4096,
-                                                            max_batch_size=128),
-        "token budget 8192, length-sorted, <=64": Embedder(encoder, max_batch_tokens=8192,
-                                                           max_batch_size=64),
+        "count-only, length-sorted, 32/batch": Embedder(encoder, PassPolicy(10**9, 32)),
+        "token budget 4096, length-sorted, <=128": Embedder(encoder, PassPolicy(4096, 128)),
+        "token budget 8192, length-sorted, <=64": Embedder(encoder, PassPolicy(8192, 64)),
     }
     encoder.encode_batch(texts[:32])
     figures = []

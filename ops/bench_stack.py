@@ -21,11 +21,13 @@ from pathlib import Path
 
 import numpy as np
 import psutil
+import redis
 
 from embedq.config.registry import load_registry
 from embedq.config.settings import Settings, load_settings
 from embedq.ops.processes import stop_processes
 from embedq.ops.redis_server import RedisServer
+from embedq.ops.redis_tls import TlsRedisServer, make_certificates
 from embedq.producer.client import EmbeddingClient
 
 
@@ -41,6 +43,12 @@ class Figure:
     latency_ms: dict[str, float] = field(default_factory=dict)
     mean_batch_texts: float | None = None
     cpu_utilisation: float | None = None
+    # Per request, so they hold on any CPU: Redis commands (INFO commandstats), the producer's
+    # CPU (this process and producer processes that ended), the worker's CPU outside its model
+    # runs (its processes' CPU time less the time of its batches' model runs).
+    redis_commands: float | None = None
+    producer_cpu_us: float | None = None
+    worker_cpu_us: float | None = None
     note: str = ""
 
 
@@ -102,9 +110,12 @@ class WorkerStack:
     """A private redis-server and one ``embedq worker`` process whose log goes to a file."""
 
     def __init__(self, model: str, precision: str, concurrency: int | None, pool: str,
-                 env: dict[str, str], config_dir: Path | None = None) -> None:
+                 env: dict[str, str], config_dir: Path | None = None, *,
+                 tls: bool = False) -> None:
         self.config_dir = config_dir
-        self.redis = RedisServer().start()
+        self._pki = tempfile.TemporaryDirectory(prefix="embedq-bench-pki-") if tls else None
+        self.redis = (TlsRedisServer(make_certificates(Path(self._pki.name)))
+                      if self._pki is not None else RedisServer()).start()
         self.log = Path(tempfile.mkstemp(prefix="embedq-bench-", suffix=".log")[1])
         self._command = [sys.executable, "-m", "embedq.cli", "worker", "-m", model,
                          "-p", precision, "-P", pool]
@@ -153,8 +164,19 @@ class WorkerStack:
 
     def batch_sizes(self, since_line: int) -> list[int]:
         """Texts per model batch, from the worker's JSON log lines after ``since_line``."""
+        return [texts for texts, _ in self.batches(since_line)]
+
+    def batches(self, since_line: int) -> list[tuple[int, float]]:
+        """(texts, seconds in the model) per batch, from the worker's log after ``since_line``."""
         lines = self.log.read_text(errors="replace").splitlines()[since_line:]
-        return [json.loads(line)["batch_texts"] for line in lines if '"batch_embedded"' in line]
+        rows = [json.loads(line) for line in lines if '"batch_embedded"' in line]
+        return [(row["batch_texts"], row["latency_ms"] / 1e3) for row in rows]
+
+    def redis_commands(self) -> int:
+        """Commands the stack's Redis has run so far (every client, every kind)."""
+        with redis.Redis.from_url(self.redis.url) as client:
+            stats = client.info("commandstats")
+        return sum(int(entry["calls"]) for entry in stats.values())
 
     def log_lines(self) -> int:
         """How many lines the worker has logged."""
@@ -164,3 +186,5 @@ class WorkerStack:
         """Warm-shutdown the worker, then stop Redis."""
         stop_processes([self.process], grace_s=60)
         self.redis.stop()
+        if self._pki is not None:
+            self._pki.cleanup()

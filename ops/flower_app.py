@@ -16,7 +16,6 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-import redis
 from celery import Celery
 from kombu.entity import Queue
 
@@ -25,7 +24,9 @@ from embedq.config.registry import load_registry
 from embedq.config.settings import Settings, load_settings
 from embedq.ops.stack import queues_of
 from embedq.tasks.app import create_app
+from embedq.tasks.connections import redis_client
 from embedq.tasks.queue_stats import QueueStats, queue_stats
+from embedq.tasks.tls import check_settings_tls
 
 
 def flower_rows(stats: list[QueueStats]) -> list[dict[str, Any]]:
@@ -76,7 +77,8 @@ def create_flower_app(settings: Settings) -> Celery:
     queues = queues_of(registry)
     app = create_app(settings, name="embedq-flower")
     app.conf.task_queues = [Queue(name) for name in queues]  # type: ignore[no-untyped-call]
-    client = redis.Redis.from_url(settings.broker)
+    check_settings_tls(settings)  # a wrong CA: one clear error, not a page that hangs
+    client = redis_client(settings.broker, master_name=settings.sentinel_master)
     extend_broker_view(queues, lambda: queue_stats(client, queues))
     return app
 

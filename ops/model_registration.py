@@ -109,8 +109,8 @@ def _entry(facts: FolderFacts, source: dict[str, Any], description: str) -> dict
 def _check_and_measure(spec: ModelSpec, settings: Settings,
                        measure_int8: bool) -> tuple[dict[str, Any] | None, str]:
     """Load the model (proving its facts), and measure int8 where ONNX can serve it."""
+    from embedq.worker.models.candidates import ONNX_INT8, REFERENCE
     from embedq.worker.models.cpu import read_cpu_features
-    from embedq.worker.models.probe import REFERENCE
     from embedq.worker.models.selection import build, measure
     from embedq.worker.models.sources import resolve_source
 
@@ -123,7 +123,7 @@ def _check_and_measure(spec: ModelSpec, settings: Settings,
         return None, "not offered: the ONNX export does not reproduce this model's pooling"
     if not (Path(source.location) / "tokenizer.json").is_file():
         return None, "not offered: the folder has no tokenizer.json (ONNX needs it)"
-    found = measure(spec, source, settings, read_cpu_features(), ["onnx-int8"])["onnx-int8"]
+    found = measure(spec, source, settings, read_cpu_features(), [ONNX_INT8])[ONNX_INT8]
     figures = (f"mean cosine {found.mean_cosine:.4f}, Spearman drop {found.spearman_drop:+.4f}, "
                f"{found.speedup:.2f}x PyTorch fp32 here")
     if found.error is not None or not (found.mean_cosine >= INT8_MIN_MEAN_COSINE and

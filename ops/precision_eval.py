@@ -1,6 +1,6 @@
 """``embedq eval precision``: every precision a model runs at here, measured beside fp32.
 
-Speed alone decides nothing (a fast int8 path measured here lost half its cosine on mpnet), so
+Speed alone decides nothing (an int8 graph can run faster and still lose half its cosine), so
 each precision is reported with its quality against fp32 on the same texts (mean and minimum
 cosine) and on a task (STS-B dev Spearman), its memory (the RSS of a fresh process that loads
 the model the way a worker does and embeds one batch, and what loading added to a bare embedq

@@ -78,7 +78,7 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        client = self.probe_client()
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -93,6 +93,10 @@ class RedisServer:
                 time.sleep(0.02)
             finally:
                 client.close()
+
+    def probe_client(self) -> redis.Redis:
+        """The client that waits for the server to answer (a TLS-only server needs another)."""
+        return redis.Redis(port=self.port, socket_connect_timeout=0.2)
 
     def stop(self) -> None:
         """Shut the server down (SIGTERM: a persistent one writes its append-only file first)."""

@@ -1,8 +1,10 @@
 """``embedq up``: the embedded default for a laptop, all in the foreground.
 
 A private redis-server on a free port, one ``embedq worker`` per distinct queue of the routes
-(each exporting Prometheus metrics on a free loopback port), then, once every worker answers,
-Flower, ``embedq dashboard`` and the HTTP gateway on loopback; Ctrl-C or SIGTERM stops them all
+(each exporting Prometheus metrics on a free loopback port) or, with ``--autoscale``, the
+autoscaler (`embedq.ops.autoscale`: pools sized to their load, idle ones at zero), then, once
+every queue is served, Flower, ``embedq dashboard`` and the HTTP gateway on loopback; Ctrl-C
+or SIGTERM stops them all
 (workers get Celery's warm shutdown, so a job in progress finishes). Other shells use it by
 setting the printed EMBEDQ_REDIS_URL, or the gateway's URL. Flower starts after the workers so
 its first inspection sees them.
@@ -29,6 +31,8 @@ from embedq.config.settings import Settings, load_settings
 from embedq.ops.processes import stop_processes
 from embedq.ops.redis_server import RedisServer, free_port
 from embedq.tasks.app import create_app
+from embedq.tasks.connections import redis_client
+from embedq.tasks.liveness import live_consumers
 from embedq.tasks.names import parse_queue, route_queue
 
 log = structlog.get_logger(__name__)
@@ -125,11 +129,58 @@ def gateway_command(port: int | None) -> list[str]:
     return [sys.executable, "-m", "embedq.cli", "gateway", "--port", str(port)]
 
 
+def autoscale_command(use_cases: Sequence[str], cores: int | None) -> list[str]:
+    """``embedq autoscale`` for the stack: one warm process per queue at start, then the load
+    decides (`embedq.ops.autoscale`)."""
+    command = [sys.executable, "-m", "embedq.cli", "autoscale", "--initial", "1"]
+    command += [part for name in use_cases for part in ("-u", name)]
+    return command + (["--cores", str(cores)] if cores else [])
+
+
+def wait_for_consumers(redis_url: str, queues: Sequence[str], scaler: subprocess.Popen[bytes],
+                       stopping: Callable[[], bool], timeout: float = _READY_TIMEOUT_S) -> bool:
+    """Block until every queue has a live consumer (the autoscaler's first workers loaded their
+    models); raises if the autoscaler exits or the timeout passes, False if asked to stop."""
+    client = redis_client(redis_url)
+    started = time.monotonic()
+    while not stopping():
+        if all(live_consumers(client, queues)):
+            return True
+        if (code := scaler.poll()) is not None:
+            raise ConfigError(f"the autoscaler exited with code {code} before every queue was "
+                              "served; its log is above")
+        if time.monotonic() - started > timeout:
+            raise ConfigError(f"the queues {', '.join(queues)} had no live worker within "
+                              f"{timeout:.0f}s")
+        time.sleep(0.2)  # polling the liveness sets; a barrier with a deadline
+    return False
+
+
+def _start_workers(redis_url: str, queues: list[str], env: dict[str, str],
+                   concurrency: int | None, autoscale: bool, cores: int | None,
+                   use_cases: Sequence[str], stopping: Callable[[], bool],
+                   children: list[subprocess.Popen[bytes]]) -> bool:
+    """A fixed worker per queue, or the autoscaler; True once every queue is served."""
+    if autoscale:
+        scaler = subprocess.Popen(autoscale_command(use_cases, cores), env=env)
+        children.append(scaler)
+        return wait_for_consumers(redis_url, queues, scaler, stopping)
+    workers = {}
+    for queue in queues:
+        metrics = {"EMBEDQ_METRICS_PORT": str(free_port()), "EMBEDQ_METRICS_ADDRESS": "127.0.0.1"}
+        workers[queue] = subprocess.Popen(worker_command(queue, concurrency),
+                                          env={**env, **metrics})
+    children += workers.values()
+    return wait_for_workers(redis_url, workers, stopping)
+
+
 def run_stack(
     *, flower: bool, flower_address: str, flower_port: int, concurrency: int | None,
     dashboard_port: int | None = 8050,
     gateway_port: int | None = None,
     use_cases: Sequence[str] = (),
+    autoscale: bool = False,
+    cores: int | None = None,
 ) -> None:
     """Start Redis, the workers, Flower, the dashboard and the gateway; stop them all on
     Ctrl-C / SIGTERM."""
@@ -150,15 +201,9 @@ def run_stack(
         for key in ("EMBEDQ_BROKER_URL", "EMBEDQ_RESULT_BACKEND_URL", "EMBEDQ_CACHE_URL"):
             env.pop(key, None)
         queues = queues_of(registry, use_cases)
-        workers = {}
-        for queue in queues:
-            metrics = {"EMBEDQ_METRICS_PORT": str(free_port()),
-                       "EMBEDQ_METRICS_ADDRESS": "127.0.0.1"}
-            workers[queue] = subprocess.Popen(worker_command(queue, concurrency),
-                                              env={**env, **metrics})
-        children += workers.values()
         try:
-            if not wait_for_workers(redis_server.url, workers, lambda: stopping):
+            if not _start_workers(redis_server.url, queues, env, concurrency, autoscale, cores,
+                                  use_cases, lambda: stopping, children):
                 return
             if flower:
                 command, extra = flower_command(settings, flower_address, flower_port)

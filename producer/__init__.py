@@ -9,9 +9,11 @@ from embedq.config.errors import (
     InvalidInputError,
     InvalidTextError,
     NoLiveWorkerError,
+    OverloadedError,
     UnknownUseCaseError,
 )
-from embedq.producer.client import EmbeddingClient, EmbedJob, RouteStatus
+from embedq.producer.client import EmbeddingClient, RouteStatus
+from embedq.producer.handle import EmbedJob
 from embedq.producer.jobs import Embeddings
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "InvalidInputError",
     "InvalidTextError",
     "NoLiveWorkerError",
+    "OverloadedError",
     "RouteStatus",
     "UnknownUseCaseError",
 ]

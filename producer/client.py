@@ -16,10 +16,9 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-import uuid
+import time
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -29,27 +28,20 @@ import redis
 from embedq.config.errors import (
     BrokerUnavailableError,
     EmbedqError,
-    EmbedTimeoutError,
     InvalidInputError,
-    NoLiveWorkerError,
 )
-from embedq.config.prompts import resolve_prompt
 from embedq.config.registry import Registry, RouteSpec, load_registry
 from embedq.config.settings import Settings, load_settings
-from embedq.producer.dispatch import Dispatcher
-from embedq.producer.inputs import check_dim, check_texts, positive
-from embedq.producer.jobs import Embeddings, Job, RequestSpec
-from embedq.producer.outstanding import Outstanding
-from embedq.producer.read_through import ReadThrough
-from embedq.producer.replies import POLL_S, ReplyListener, probe
+from embedq.producer.admission import admit, request_spec
+from embedq.producer.connections import Connections
+from embedq.producer.diagnosis import broker_down, why_not_done
+from embedq.producer.handle import EmbedJob
+from embedq.producer.inputs import check_texts, positive
+from embedq.producer.jobs import Embeddings, Job
 from embedq.producer.streaming import check_stream, stream_jobs
-from embedq.tasks.cache_guard import CacheGuard, cache_client
-from embedq.tasks.connections import redis_client, safe_url
 from embedq.tasks.liveness import live_consumers
-from embedq.tasks.names import reply_key, route_queue
+from embedq.tasks.names import route_queue
 from embedq.tasks.queue_stats import QueueStats, queue_stats
-
-_CLIENT_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,79 +52,6 @@ class RouteStatus:
     model: str
     precision: str
     queue: QueueStats
-
-
-class EmbedJob:
-    """A submitted request: its texts are on their way; `get` waits for them in input order."""
-
-    def __init__(self, client: EmbeddingClient, job: Job) -> None:
-        self._client = client
-        self.job = job
-
-    @property
-    def size(self) -> int:
-        """How many texts were submitted (repeats included)."""
-        return self.job.size
-
-    def ready(self) -> bool:
-        """True once every text is answered (or the request failed)."""
-        return self.job.done()
-
-    @property
-    def messages(self) -> int:
-        """How many messages carried this request's texts (0: the cache answered them all);
-        final once the request is done. Coalesced messages carry other callers' texts too."""
-        return self.job.messages
-
-    def get(self, timeout: float | None = None) -> np.ndarray:
-        """The ``(len(texts), dim)`` array; raises on failure or after ``timeout`` seconds."""
-        return self.get_detailed(timeout).vectors
-
-    def get_detailed(self, timeout: float | None = None, *,
-                     raise_on_errors: bool = True) -> Embeddings:
-        """The vectors with per-item metadata; item failures raise `EmbeddingFailedError`
-        (or, with ``raise_on_errors=False``, are listed in ``errors`` with NaN rows)."""
-        wait = self._client.timeout(timeout)
-        try:
-            self.job.future.result(wait)
-        except FutureTimeout:
-            raise self._client.timeout_error(self, wait) from None
-        return self.job.result(raise_on_errors=raise_on_errors)
-
-
-class _Connections:
-    """What one process of a client holds: Redis clients and the two threads."""
-
-    def __init__(self, client: EmbeddingClient) -> None:
-        settings = client.settings
-        self.pid = os.getpid()
-        self.reply_key = reply_key(f"{os.getpid()}-{uuid.uuid4().hex}")
-        self.broker = redis_client(settings.broker, master_name=settings.sentinel_master,
-                                   socket_timeout=_CLIENT_TIMEOUT_S, socket_keepalive=True,
-                                   socket_connect_timeout=_CLIENT_TIMEOUT_S)
-        self.replies = redis_client(settings.broker, master_name=settings.sentinel_master,
-                                    socket_timeout=POLL_S + _CLIENT_TIMEOUT_S,
-                                    socket_keepalive=True, socket_connect_timeout=_CLIENT_TIMEOUT_S)
-        self.liveness = CacheGuard(cache_client(settings, settings.broker),
-                                   backoff_max_s=settings.cache_backoff_max_s)
-        self.read_through = ReadThrough(settings) if client.read_through else None
-        self.outstanding = Outstanding()
-        self.dispatcher = Dispatcher(settings, self.broker, self.outstanding, self.reply_key,
-                                     client.serving, self.read_through)
-        self.listener = ReplyListener(
-            settings, self.replies, self.reply_key, self.outstanding, self.dispatcher.resend,
-            lambda job, rows: self.dispatcher.submit(job, rows, alone=True))
-
-    def close(self) -> None:
-        self.dispatcher.close()
-        self.listener.close()
-        closed = EmbedqError("the embedq client was closed before the reply arrived")
-        for message in self.outstanding.drain():
-            for job, _, _ in message.parts:
-                job.fail(closed)
-        for resource in (self.broker, self.replies, self.liveness, self.read_through):
-            if resource is not None:
-                resource.close()
 
 
 class EmbeddingClient:
@@ -150,7 +69,7 @@ class EmbeddingClient:
         if read_through is None:
             read_through = self.settings.cache_enabled and self.settings.cache_read_through
         self.read_through = read_through
-        self._connections: _Connections | None = None
+        self._connections: Connections | None = None
         self._lock = threading.Lock()
         self._closed = False
         reference = weakref.ref(self)
@@ -158,7 +77,7 @@ class EmbeddingClient:
 
     # -- plumbing -------------------------------------------------------------------------
 
-    def _connected(self) -> _Connections:
+    def _connected(self) -> Connections:
         connections = self._connections
         if connections is not None and connections.pid == os.getpid():
             return connections
@@ -166,7 +85,7 @@ class EmbeddingClient:
             if self._closed:
                 raise EmbedqError("this embedq client is closed; create a new one")
             if self._connections is None or self._connections.pid != os.getpid():
-                self._connections = _Connections(self)
+                self._connections = Connections(self.settings, self.serving, self.read_through)
             return self._connections
 
     def close(self) -> None:
@@ -191,11 +110,18 @@ class EmbeddingClient:
                         tb: TracebackType | None) -> None:
         await asyncio.to_thread(self.close)
 
-    def timeout(self, timeout: object) -> float:
-        """A caller's timeout, checked (None: ``EMBEDQ_TIMEOUT_S``)."""
+    def timeout(self, timeout: object, *, bulk: bool = False) -> float:
+        """A caller's timeout, checked (None: ``EMBEDQ_TIMEOUT_S``, or for bulk work
+        ``EMBEDQ_BULK_TIMEOUT_S``)."""
         if timeout is None:
-            return self.settings.timeout_s
+            return self.settings.bulk_timeout_s if bulk else self.settings.timeout_s
         return positive("timeout", timeout, allow_float=True)
+
+    def cancelled(self, job: Job) -> None:
+        """Tell the workers that ``job``'s caller has left (its rows are skipped)."""
+        connections = self._connections
+        if connections is not None and connections.pid == os.getpid():
+            connections.dispatcher.cancel(job)
 
     # -- routing --------------------------------------------------------------------------
 
@@ -224,35 +150,45 @@ class EmbeddingClient:
         try:
             (stats,) = queue_stats(self._connected().broker, [route_queue(route)])
         except (redis.RedisError, OSError) as exc:
-            raise self._broker_down(exc) from exc
+            raise self.broker_down(exc) from exc
         return RouteStatus(route.name, route.model, route.precision.value, stats)
 
     # -- embedding ------------------------------------------------------------------------
 
     def submit(self, texts: Sequence[str], use_case: str | None = None, *,
-               dim: int | None = None, prompt_name: str | None = None,
+               dim: int | None = None, timeout: float | None = None,
+               bulk: bool = False, prompt_name: str | None = None,
                prompt: str | None = None) -> EmbedJob:
         """Validate and hand to the dispatcher; returns at once with a job handle.
 
-        ``prompt_name`` picks one of the prompts the route offers, ``prompt`` sends prompt text
-        where the route allows it; with neither, the route's own prompt (`embedq.config.prompts`).
+        The request's deadline is ``timeout`` seconds from now (default ``EMBEDQ_TIMEOUT_S``;
+        for ``bulk`` work ``EMBEDQ_BULK_TIMEOUT_S``): workers never compute it after that. An
+        interactive request that the work already queued would keep past its deadline is
+        refused at once with `OverloadedError`, nothing enqueued (routes with ``"shed":
+        false`` and bulk work never are); bulk work waits behind interactive work.
+        ``prompt_name``/``prompt`` choose the prompt (`embedq.producer.admission.request_spec`).
         """
         items = check_texts(texts, self.settings.max_text_chars)
         route = self.registry.route(use_case)
-        chosen = resolve_prompt(route, self.registry.model(route.model), prompt_name=prompt_name,
-                                prompt=prompt)
-        spec = RequestSpec(route, check_dim(self.registry, route, dim), chosen)
+        spec = request_spec(self.registry, route, dim, bulk=bulk, prompt_name=prompt_name,
+                            prompt=prompt)
+        wait = self.timeout(timeout, bulk=bulk)
+        connections = self._connected()
+        if route.shed and not bulk:
+            admit(connections.dispatcher, route.name, route_queue(self.serving(route)), wait,
+                  self.settings.shed_headroom)
         index = {text: row for row, text in enumerate(dict.fromkeys(items))}
-        job = Job(spec, list(index), [index[text] for text in items])
-        self._connected().dispatcher.submit(job, list(range(len(index))))
+        job = Job(spec, list(index), [index[text] for text in items],
+                  deadline=time.time() + wait)
+        connections.dispatcher.submit(job, list(range(len(index))))
         return EmbedJob(self, job)
 
     def embed(self, texts: Sequence[str], use_case: str | None = None, *,
               timeout: float | None = None, dim: int | None = None,
               prompt_name: str | None = None, prompt: str | None = None) -> np.ndarray:
         """Embed and wait: a ``(len(texts), dim)`` array in input order."""
-        return self.submit(texts, use_case, dim=dim, prompt_name=prompt_name,
-                           prompt=prompt).get(timeout)
+        return self.submit(texts, use_case, dim=dim, timeout=timeout, prompt_name=prompt_name,
+                           prompt=prompt).get()
 
     def embed_detailed(self, texts: Sequence[str], use_case: str | None = None, *,
                        timeout: float | None = None, dim: int | None = None,
@@ -260,8 +196,8 @@ class EmbeddingClient:
                        ) -> Embeddings:
         """Like `embed`, with per-item model, revision, precision, cached, truncated, tokens
         (and the prompt used)."""
-        return self.submit(texts, use_case, dim=dim, prompt_name=prompt_name,
-                           prompt=prompt).get_detailed(timeout)
+        return self.submit(texts, use_case, dim=dim, timeout=timeout, prompt_name=prompt_name,
+                           prompt=prompt).get_detailed()
 
     async def aembed(self, texts: Sequence[str], use_case: str | None = None, *,
                      timeout: float | None = None, dim: int | None = None,
@@ -274,15 +210,24 @@ class EmbeddingClient:
                               timeout: float | None = None, dim: int | None = None,
                               prompt_name: str | None = None, prompt: str | None = None
                               ) -> Embeddings:
-        """`embed_detailed` for an event loop: never blocks it."""
-        submitted = self.submit(texts, use_case, dim=dim, prompt_name=prompt_name,
-                                prompt=prompt)
-        wait = self.timeout(timeout)
+        """`embed_detailed` for an event loop: never blocks it. Cancelling the awaiting task
+        (a client that disconnected, an aborted request) cancels the request's texts too."""
+        return await self.awaited(self.submit(texts, use_case, dim=dim, timeout=timeout,
+                                              prompt_name=prompt_name, prompt=prompt))
+
+    async def awaited(self, submitted: EmbedJob) -> Embeddings:
+        """Wait for a submitted request without blocking the event loop, until its deadline;
+        cancelling the awaiting task cancels the request's texts."""
+        wait = submitted.remaining()
+        outcome = asyncio.wrap_future(submitted.job.future)
+        outcome.add_done_callback(_retrieved)  # a late failure after a timeout is nobody's news
         try:
-            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(submitted.job.future)),
-                                   wait)
+            await asyncio.wait_for(asyncio.shield(outcome), wait)
         except TimeoutError:
-            raise await asyncio.to_thread(self.timeout_error, submitted, wait) from None
+            raise self.timeout_error(submitted, wait) from None
+        except asyncio.CancelledError:
+            submitted.cancel()
+            raise
         return submitted.job.result(raise_on_errors=True)
 
     def embed_many(self, texts: Iterable[str], use_case: str | None = None, *,
@@ -317,7 +262,7 @@ class EmbeddingClient:
             self.settings.chunk_size)
         window = positive("max_in_flight", max_in_flight) if max_in_flight is not None else (
             None)
-        wait = self.timeout(timeout)
+        wait = self.timeout(timeout, bulk=True)
         if window is None:
             queue = route_queue(self.serving(self.registry.route(use_case)))
             window = self.settings.max_in_flight * max(1, *self.live_workers([queue]))
@@ -327,36 +272,18 @@ class EmbeddingClient:
 
     # -- diagnosis ------------------------------------------------------------------------
 
-    def _broker_down(self, exc: BaseException) -> BrokerUnavailableError:
-        return BrokerUnavailableError(
-            f"the broker at {safe_url(self.settings.broker)} cannot be reached ({exc!r}); "
-            "requests already sent are kept and answered once it is back")
-
     def timeout_error(self, submitted: EmbedJob, waited: float) -> EmbedqError:
-        """Why a job is not done after ``waited`` seconds: broker down, no live worker, or a
-        live but busy one (the request stays queued in every case)."""
-        connections = self._connected()
-        down = connections.dispatcher.broker_error or connections.listener.broker_error
-        if down is not None:
-            return self._broker_down(down)
-        route = submitted.job.spec.route
-        messages = connections.outstanding.of_job(submitted.job)
-        queue = messages[0].queue if messages else route_queue(route)
-        try:
-            consumers = live_consumers(connections.broker, [queue])[0]
-            where = probe(connections.broker, messages[0]) if messages else "answered"
-        except (redis.RedisError, OSError) as exc:
-            return self._broker_down(exc)
-        served = self.serving(route)
-        if consumers == 0:
-            return NoLiveWorkerError(
-                f"no reply within {waited:g}s for use case {route.name!r}: no live worker "
-                f"consumes {queue}; start one: embedq worker --model {served.model} "
-                f"--precision {served.precision.value} (the request stays queued)")
-        return EmbedTimeoutError(
-            f"no reply within {waited:g}s for use case {route.name!r}: the message is {where} "
-            f"on {queue}, which {consumers} live consumer(s) serve; they are busy or slow "
-            "(the request may still be answered; embedq route status shows the backlog)")
+        """Why a job is not done after ``waited`` seconds (see `diagnosis.why_not_done`)."""
+        return why_not_done(self, self._connected(), submitted.job, waited)
+
+    def broker_down(self, exc: BaseException) -> BrokerUnavailableError:
+        """The error for a broker that cannot be reached (its URL without the password)."""
+        return broker_down(self.settings, exc)
+
+
+def _retrieved(outcome: asyncio.Future[Job]) -> None:
+    if not outcome.cancelled():
+        outcome.exception()
 
 
 def _forget_after_fork(reference: weakref.ref[EmbeddingClient]) -> None:

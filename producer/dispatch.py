@@ -3,10 +3,17 @@
 Callers (threads, an event loop, both) hand their jobs to one sender thread and return at once.
 Whenever the sender is free it takes everything waiting: a lone request goes out immediately,
 and requests that arrive while a send is under way travel together in the next one. For each
-(route, dimension) it looks the distinct texts up in the shared cache (one ``MGET``), fills the
-hits, and pushes the misses as messages of at most ``EMBEDQ_CHUNK_SIZE`` texts, all in one
-pipelined round trip. Per-item validation happened in the caller's thread before anything was
-queued, so one caller's bad input never reaches a message shared with another.
+(route, dimension, bulk or not, prompt) it looks the distinct texts up in the shared cache (one
+``MGET``), fills the hits, and pushes the misses as messages of at most ``EMBEDQ_CHUNK_SIZE``
+texts, all in one pipelined round trip. Each row keeps its caller's deadline; bulk messages go
+to the queue's bulk list, served after interactive work. The same round trip adds the texts to
+the queue's backlog counter and, when the last reading is stale, reads the consumers' service
+rates: the producer's load estimate (`embedq.producer.load`) costs no round trip of its own.
+Per-item validation happened in the caller's thread before anything was queued, so one caller's
+bad input never reaches a message shared with another.
+
+A caller that gives up (``job.cancel()``, a cancelled ``aembed``) has its rows marked cancelled
+in Redis, in the next round trip, so workers skip them like expired ones.
 
 If the broker cannot be reached the sender keeps the messages and tries again with backoff;
 callers that wait meanwhile get `BrokerUnavailableError` when their time runs out.
@@ -21,24 +28,37 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
+import msgpack
 import redis
 import structlog
 
+from embedq.config.errors import EmbedqError
 from embedq.config.registry import RouteSpec
 from embedq.config.settings import Settings
 from embedq.producer.jobs import Job, RequestSpec
+from embedq.producer.load import LoadBook
 from embedq.producer.outstanding import Outstanding, SentMessage
 from embedq.producer.read_through import ReadThrough
 from embedq.tasks.cache_codec import CachedVector
 from embedq.tasks.connections import database
-from embedq.tasks.envelope import build_message
 from embedq.tasks.events import event_message, task_event
-from embedq.tasks.names import EMBED_TASK, route_queue
+from embedq.tasks.loops import Loop
+from embedq.tasks.names import (
+    EMBED_TASK,
+    backlog_key,
+    bulk_queue,
+    cancel_key,
+    live_key,
+    rate_key,
+    route_queue,
+)
 from embedq.tasks.schema import EmbedRequest
+from embedq.tasks.wire import build_message
 
 log = structlog.get_logger(__name__)
-_BACKOFF_MAX_S = 2.0
+Owners = dict[str, list[tuple[Job, int]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,17 +80,25 @@ class Dispatcher:
     reply_to: str
     serving: Callable[[RouteSpec], RouteSpec]
     read_through: ReadThrough | None
-    broker_error: Exception | None = field(default=None, init=False)  # while it lasts
+    load: LoadBook = field(default_factory=LoadBook)
     _pending: list[Pending] = field(default_factory=list, init=False)
     _unsent: list[SentMessage] = field(default_factory=list, init=False)
+    _cancels: list[SentMessage] = field(default_factory=list, init=False)
+    _readings: set[str] = field(default_factory=set, init=False)  # queues to read unasked
     _wake: threading.Condition = field(default_factory=threading.Condition, init=False)
-    _closed: bool = field(default=False, init=False)
+    _stopping: threading.Event = field(default_factory=threading.Event, init=False)
 
     def __post_init__(self) -> None:
         self._origin = f"{socket.gethostname()}:{os.getpid()}"
         self._db = database(self.settings.broker)
+        self._loop = Loop("broker", context={"side": "sender"})
         self._thread = threading.Thread(target=self._run, name="embedq-sender", daemon=True)
         self._thread.start()
+
+    @property
+    def broker_error(self) -> BaseException | None:
+        """The broker outage being waited out, if any."""
+        return self._loop.outage
 
     def submit(self, job: Job, rows: list[int], *, alone: bool = False) -> None:
         """Queue ``rows`` of ``job`` for the next send (never blocks on Redis); with ``alone``
@@ -87,53 +115,78 @@ class Dispatcher:
             self._unsent.append(message)
             self._wake.notify()
 
+    def cancel(self, job: Job) -> None:
+        """Mark the rows of ``job`` in its unanswered messages as cancelled (next round trip)."""
+        messages = self.outstanding.of_job(job)
+        for message in messages:
+            for part_job, _, at in message.parts:
+                if part_job is job:
+                    message.cancelled.update(at)
+        if messages:
+            with self._wake:
+                self._cancels.extend(messages)
+                self._wake.notify()
+
+    def want_reading(self, queue: str) -> None:
+        """Ask for a fresh load reading of ``queue`` although nothing is sent to it (its
+        requests are being refused: the reading must not outlive the overload)."""
+        with self._wake:
+            if queue not in self._readings:
+                self._readings.add(queue)
+                self._wake.notify()
+
     def close(self) -> None:
         """Stop the sender thread (what is still queued is not sent)."""
+        self._stopping.set()
         with self._wake:
-            self._closed = True
             self._wake.notify()
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        backoff = 0.0
-        while True:
+        while not self._stopping.is_set():
             with self._wake:
-                while not self._pending and not self._unsent and not self._closed:
+                while not (self._pending or self._unsent or self._cancels or self._readings
+                           or self._stopping.is_set()):
                     self._wake.wait()
-                if self._closed:
+                if self._stopping.is_set():
                     return
                 taken, self._pending = self._pending, []
-            try:
-                self._send(self._prepare(taken) if taken else [])
-                backoff = 0.0
-            except (redis.RedisError, OSError) as exc:
-                if self.broker_error is None:
-                    log.warning("broker_unavailable", error=repr(exc),
-                                note="keeping the messages; retrying with backoff")
-                self.broker_error = exc
-                backoff = min(_BACKOFF_MAX_S, max(0.05, backoff * 2))
-                time.sleep(backoff)
+            self._loop.turn(partial(self._turn, taken), self._stopping)
+
+    def _turn(self, taken: list[Pending]) -> None:
+        self._send(self._prepare(taken) if taken else [])
 
     def _prepare(self, taken: list[Pending]) -> list[SentMessage]:
-        """Group by spec, answer from the cache, cut the misses into messages."""
+        """Group by spec, answer from the cache, cut the misses into messages. A group that
+        fails unexpectedly fails its own callers only."""
         groups: dict[tuple[RequestSpec, int], list[Pending]] = defaultdict(list)
         for item in taken:
-            groups[(item.job.spec, id(item.job) if item.alone else 0)].append(item)
+            if not item.job.done():  # a caller that cancelled before its turn costs nothing
+                groups[(item.job.spec, id(item.job) if item.alone else 0)].append(item)
         messages: list[SentMessage] = []
         for (spec, _), items in groups.items():
-            route = self.serving(spec.route)
-            owners: dict[str, list[tuple[Job, int]]] = {}
-            for item in items:
-                for row in item.rows:
-                    owners.setdefault(item.job.texts[row], []).append((item.job, row))
-            texts = self._answer_from_cache(route, spec, owners)
-            size = self.settings.chunk_size
-            for start in range(0, len(texts), size):
-                messages.append(self._message(route, spec, texts[start:start + size], owners))
+            try:
+                messages += self._group_messages(spec, items)
+            except Exception as exc:  # a bug must not take the sender, or other callers, down
+                log.exception("sender_group_failed", route=spec.route.name, error=repr(exc))
+                for item in items:
+                    item.job.fail(EmbedqError(f"the embedq sender failed on this request: "
+                                              f"{exc!r}"))
         return messages
 
-    def _answer_from_cache(self, route: RouteSpec, spec: RequestSpec,
-                           owners: dict[str, list[tuple[Job, int]]]) -> list[str]:
+    def _group_messages(self, spec: RequestSpec, items: list[Pending]) -> list[SentMessage]:
+        route = self.serving(spec.route)
+        owners: Owners = {}
+        for item in items:
+            for row in item.rows:
+                owners.setdefault(item.job.texts[row], []).append((item.job, row))
+        texts = self._answer_from_cache(route, spec, owners)
+        size = self.settings.chunk_size
+        return [self._message(route, spec, texts[start:start + size], owners)
+                for start in range(0, len(texts), size)]
+
+    def _answer_from_cache(self, route: RouteSpec, spec: RequestSpec, owners: Owners
+                           ) -> list[str]:
         """Fill cache hits into their jobs; returns the texts still to embed."""
         texts = list(owners)
         if self.read_through is None:
@@ -154,18 +207,21 @@ class Dispatcher:
             job.fill_cached(rows, route.model, info.revision, info.precision)
         return misses
 
-    def _request(self, route: RouteSpec, spec: RequestSpec, texts: list[str]) -> EmbedRequest:
+    def _request(self, route: RouteSpec, spec: RequestSpec, texts: list[str],
+                 deadlines: list[float] | None = None) -> EmbedRequest:
         return EmbedRequest(texts=texts, route=route.name, model=route.model,
                             precision=route.precision.value, dim=spec.dim,
-                            normalize=route.normalize,
-                            output_dtype=route.output_dtype.value, prompt=spec.prompt.text)
+                            normalize=route.normalize, output_dtype=route.output_dtype.value,
+                            prompt=spec.prompt.text, deadlines=deadlines)
 
     def _message(self, route: RouteSpec, spec: RequestSpec, texts: list[str],
-                 owners: dict[str, list[tuple[Job, int]]]) -> SentMessage:
-        request = self._request(route, spec, texts)
+                 owners: Owners) -> SentMessage:
+        deadlines = [max(job.deadline for job, _ in owners[text]) for text in texts]
+        request = self._request(route, spec, texts, deadlines)
         queue = route_queue(route)
         task_id, raw = build_message(request, queue=queue, reply_to=self.reply_to,
-                                     origin=self._origin, now=time.time())
+                                     origin=self._origin, now=time.time(),
+                                     deadline=max(deadlines), bulk=spec.bulk)
         parts: dict[Job, tuple[list[int], list[int]]] = {}
         for at, text in enumerate(texts):
             for job, row in owners[text]:
@@ -173,32 +229,61 @@ class Dispatcher:
                 job_rows.append(row)
                 message_rows.append(at)
         for job in parts:
-            job.messages += 1
+            job.task_ids.append(request.id)
         return SentMessage(task_id, queue, raw,
-                           [(job, rows, at) for job, (rows, at) in parts.items()])
+                           [(job, rows, at) for job, (rows, at) in parts.items()],
+                           key=bulk_queue(queue) if spec.bulk else queue, texts=len(texts),
+                           deadline=max(deadlines))
+
+    @staticmethod
+    def _read_load(pipe: redis.client.Pipeline, reads: list[tuple[str, bool]],
+                   added: dict[str, int]) -> None:
+        """Add this push's texts to each queue's backlog (the answer is the new total) and,
+        where the last reading is stale, read the consumers' rates and how many are live."""
+        now = time.time()
+        for queue, stale in reads:
+            pipe.incrby(backlog_key(queue), added.get(queue, 0))
+            if stale:
+                pipe.hvals(rate_key(queue))
+                pipe.zcount(live_key(queue), now, "+inf")
 
     def _send(self, messages: list[SentMessage]) -> None:
-        """Push fresh messages (tail of the queue) and lost ones (head), in one round trip."""
+        """Push fresh messages (tail of their lists) and lost ones (head), write cancellation
+        marks and read the load of the queues pushed to, in one round trip."""
         with self._wake:
             retry, self._unsent = self._unsent, []
+            cancels, self._cancels = self._cancels, []
+            asked, self._readings = self._readings, set()
         todo = retry + messages
-        if not todo:
-            return
         self.outstanding.add(messages)
+        added: dict[str, int] = defaultdict(int)
+        for message in todo:
+            if not message.bulk:
+                added[message.queue] += message.texts
+        reads = [(queue, self.load.stale(queue)) for queue in sorted(set(added) | asked)]
         try:
             with self.client.pipeline(transaction=False) as pipe:
                 for message in messages:
-                    pipe.lpush(message.queue, message.raw)
+                    pipe.lpush(message.key, message.raw)
                 for message in retry:
-                    pipe.rpush(message.queue, message.raw)
-                if self.settings.task_events:
+                    pipe.rpush(message.key, message.raw)
+                for message in cancels:
+                    rows = [] if message.abandoned else sorted(message.cancelled)
+                    pipe.hset(cancel_key(message.queue), message.task_id, msgpack.packb(rows))
+                    pipe.expire(cancel_key(message.queue), int(self.settings.timeout_s) + 60)
+                self._read_load(pipe, reads, added)
+                if self.settings.task_events and todo:
                     channel, event = event_message(
                         [task_event("task-sent", m.task_id, self._origin, name=EMBED_TASK,
                                     queue=m.queue) for m in todo], self._origin, self._db)
                     pipe.publish(channel, event)
-                pipe.execute()
+                answers = iter(pipe.execute()[len(todo) + 2 * len(cancels):])
         except BaseException:
             with self._wake:
                 self._unsent = todo + self._unsent
+                self._cancels = cancels + self._cancels
             raise
-        self.broker_error = None
+        for queue, stale in reads:
+            backlog = int(next(answers))
+            rates, live = (next(answers), int(next(answers))) if stale else (None, None)
+            self.load.record(queue, backlog=backlog, rates=rates, consumers=live)

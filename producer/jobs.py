@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from embedq.config.errors import EmbeddingFailedError, EmbedqError
+from embedq.config.errors import EmbeddingFailedError, EmbedqError, EmbedTimeoutError
 from embedq.config.prompts import NO_PROMPT, Prompt
 from embedq.config.registry import RouteSpec
 from embedq.tasks.cache_codec import CachedVector, place_cached
 from embedq.tasks.codec import empty_vectors
 from embedq.tasks.schema import EmbedResult
+from embedq.tasks.wire import DROPPED_ROW
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,18 +44,22 @@ class Embeddings:
 
 @dataclass(frozen=True, slots=True)
 class RequestSpec:
-    """Everything that decides which queue and which vectors: requests of one spec coalesce."""
+    """Everything that decides which queue and which vectors: requests of one spec coalesce.
+    Bulk work (``embed_many``, corpus jobs) travels apart, behind interactive work."""
 
     route: RouteSpec
     dim: int
+    bulk: bool = False
     prompt: Prompt = NO_PROMPT
 
 
 class Job:
     """The distinct texts of one call, their rows, and the future that completes with them."""
 
-    def __init__(self, spec: RequestSpec, texts: list[str], positions: list[int]) -> None:
+    def __init__(self, spec: RequestSpec, texts: list[str], positions: list[int], *,
+                 deadline: float) -> None:
         self.spec = spec
+        self.deadline = deadline  # wall clock: it travels to workers on other hosts
         self.texts = texts  # distinct, first-seen order
         self.positions = positions  # input position -> row
         count = len(texts)
@@ -66,7 +71,7 @@ class Job:
         self.truncated = [False] * count
         self.tokens = [0] * count
         self.errors: dict[int, str] = {}
-        self.messages = 0  # how many messages carried rows of this job (0: all from the cache)
+        self.task_ids: list[str] = []  # the messages that carried rows of it (none: the cache)
         self.future: Future[Job] = Future()
         self._missing = count
         self._lock = threading.Lock()
@@ -75,6 +80,11 @@ class Job:
     def size(self) -> int:
         """How many texts the caller passed (repeats included)."""
         return len(self.positions)
+
+    @property
+    def messages(self) -> int:
+        """How many messages carried rows of this job (0: the cache answered them all)."""
+        return len(self.task_ids)
 
     def done(self) -> bool:
         """True once every row is answered, or the job failed as a whole."""
@@ -94,8 +104,14 @@ class Job:
             self._answered(len(hits))
 
     def fill(self, rows: list[int], result: EmbedResult, result_rows: list[int]) -> None:
-        """Rows answered by one message's result (``result_rows`` index the result)."""
+        """Rows answered by one message's result (``result_rows`` index the result). A row the
+        worker dropped because the deadline had passed fails the job as the timeout it is."""
         errors = dict(result.errors)
+        dropped = sum(errors.get(at) == DROPPED_ROW for at in result_rows)
+        if dropped:
+            self.fail(EmbedTimeoutError(f"the deadline of this request passed before a worker "
+                                        f"could compute {dropped} of its texts"))
+            return
         with self._lock:
             self.vectors[rows] = result.vectors[result_rows]
             for row, at in zip(rows, result_rows, strict=True):
@@ -105,6 +121,16 @@ class Job:
                 if at in errors:
                     self.errors[row] = errors[at]
             self._answered(len(rows))
+
+    def cancel(self) -> bool:
+        """Give up on the job (its caller left); False if it was already done."""
+        with self._lock:
+            return self.future.cancel()
+
+    @property
+    def cancelled(self) -> bool:
+        """True once its caller cancelled it."""
+        return self.future.cancelled()
 
     def fail(self, error: EmbedqError) -> None:
         """The whole job fails with ``error`` (a message of it was refused or dead-lettered)."""

@@ -23,10 +23,22 @@ class SentMessage:
     queue: str
     raw: bytes
     parts: list[tuple[Job, list[int], list[int]]]  # job, job rows, message rows
+    key: str = ""  # the list it was pushed to: the queue, or its bulk list
+    deadline: float = float("inf")  # wall clock: the latest of its callers' deadlines
+    texts: int = 0
+    cancelled: set[int] = field(default_factory=set)  # message rows whose callers left
     sent_at: float = field(default_factory=time.monotonic)
     resends: int = 0
     missing_probes: int = 0
     state: str = "sent"
+
+    def __post_init__(self) -> None:
+        self.key = self.key or self.queue
+
+    @property
+    def bulk(self) -> bool:
+        """True for a message on its queue's bulk list."""
+        return self.key != self.queue
 
     @property
     def abandoned(self) -> bool:
@@ -59,19 +71,22 @@ class Outstanding:
             old = [m for m in self._messages.values() if m.sent_at < cutoff]
         return sorted(old, key=lambda m: m.sent_at)[:limit]
 
-    def forget_abandoned(self, older_than_s: float) -> int:
-        """Drop messages nobody waits for any more (their replies expire in Redis by themselves)."""
-        cutoff = time.monotonic() - older_than_s
+    def forget_abandoned(self) -> int:
+        """Drop messages nobody waits for any more: every caller has its answer, has failed or
+        cancelled, or their deadline has passed (the workers skip such a message, so it is
+        neither lost nor worth sending again; a late reply expires in Redis by itself)."""
+        now = time.time()
         with self._lock:
-            gone = [t for t, m in self._messages.items() if m.sent_at < cutoff and m.abandoned]
+            gone = [t for t, m in self._messages.items() if m.deadline <= now or m.abandoned]
             for task_id in gone:
                 del self._messages[task_id]
         return len(gone)
 
     def of_job(self, job: Job) -> list[SentMessage]:
-        """The unanswered messages that carry rows of ``job`` (for a timeout's diagnosis)."""
+        """The unanswered messages that carry rows of ``job`` (the job knows their ids, so this
+        costs nothing however many messages are outstanding)."""
         with self._lock:
-            return [m for m in self._messages.values() if any(j is job for j, _, _ in m.parts)]
+            return [m for t in job.task_ids if (m := self._messages.get(t)) is not None]
 
     def drain(self) -> list[SentMessage]:
         """Take every message (the client is closing)."""

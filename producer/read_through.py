@@ -15,9 +15,9 @@ import redis
 
 from embedq.config.settings import Settings
 from embedq.tasks.cache_codec import CachedVector, CacheValueError, ModelInfo, ValueReader
-from embedq.tasks.cache_guard import CacheGuard, cache_client
 from embedq.tasks.codec import vector_width
 from embedq.tasks.names import cache_key, model_info_key
+from embedq.tasks.redis_guard import RedisGuard, guarded_client
 from embedq.tasks.schema import EmbedRequest
 
 _UNPUBLISHED_TTL_S = 1.0
@@ -27,7 +27,7 @@ class ReadThrough:
     """Looks a request's texts up in the shared Redis tier, in one round trip."""
 
     def __init__(self, settings: Settings, client: redis.Redis | None = None) -> None:
-        self.guard = CacheGuard(client or cache_client(settings),
+        self.guard = RedisGuard(client or guarded_client(settings), what="cache",
                                 backoff_max_s=settings.cache_backoff_max_s)
         self.reader = ValueReader()
         self._info_ttl_s = settings.cache_model_info_ttl_s

@@ -16,10 +16,11 @@ times. A duplicate costs little: the worker's cache answers it and the second re
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import redis
 import structlog
@@ -30,9 +31,9 @@ from embedq.config.settings import Settings
 from embedq.producer.jobs import Job
 from embedq.producer.outstanding import Outstanding, SentMessage
 from embedq.tasks.connections import blob_list
-from embedq.tasks.dead_letters import DEAD_MARK, message_id
+from embedq.tasks.loops import Loop
 from embedq.tasks.names import deliveries_key
-from embedq.tasks.schema import Reply
+from embedq.tasks.wire import DEAD_MARK, Reply, message_id
 
 log = structlog.get_logger(__name__)
 POLL_S = 1.0
@@ -46,14 +47,15 @@ def error_from(name: str, message: str) -> EmbedqError:
     kind = getattr(errors, name, None)
     if isinstance(kind, type) and issubclass(kind, EmbedqError) and kind not in (
             errors.EmbeddingFailedError, errors.InvalidTextError, errors.UnknownUseCaseError):
-        return kind(message)
+        with contextlib.suppress(TypeError):  # a class whose constructor wants other arguments
+            return kind(message)
     return EmbedqError(f"{name}: {message}")
 
 
 def probe(client: redis.Redis, message: SentMessage) -> str:
     """Where a message is: ``queued``, ``claimed``, ``dead`` or ``missing`` (one round trip)."""
     with client.pipeline(transaction=False) as pipe:
-        pipe.lpos(message.queue, message.raw)  # type: ignore[arg-type]  # bytes are fine
+        pipe.lpos(message.key, message.raw)  # type: ignore[arg-type]  # bytes are fine
         pipe.hget(deliveries_key(message.queue), message_id(message.raw))
         position, deliveries = pipe.execute()
     if position is not None:
@@ -73,11 +75,11 @@ class ReplyListener:
     outstanding: Outstanding
     resend: Callable[[SentMessage], None]
     split: Callable[[Job, list[int]], None]
-    broker_error: Exception | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self._probed_at = time.monotonic()
         self._stopping = threading.Event()
+        self._loop = Loop("reply_path", context={"side": "replies"})
         self._thread = threading.Thread(target=self._run, name="embedq-replies", daemon=True)
         self._thread.start()
 
@@ -86,20 +88,18 @@ class ReplyListener:
         self._stopping.set()
         self._thread.join(timeout=POLL_S + 5)
 
+    @property
+    def broker_error(self) -> BaseException | None:
+        """The broker outage being waited out, if any."""
+        return self._loop.outage
+
     def _run(self) -> None:
-        backoff = 0.05
         while not self._stopping.is_set():
-            try:
-                self._take()
-                self._watch()
-                self.broker_error, backoff = None, 0.05
-            except (redis.RedisError, OSError) as exc:
-                if self.broker_error is None:
-                    log.warning("reply_path_unavailable", error=repr(exc),
-                                note="retrying; replies wait in Redis meanwhile")
-                self.broker_error = exc
-                self._stopping.wait(backoff)
-                backoff = min(2.0, backoff * 2)
+            self._loop.turn(self._turn, self._stopping)
+
+    def _turn(self) -> None:
+        self._take()
+        self._watch()
 
     def _take(self) -> None:
         """Wait for a reply, deliver it at once, then whatever else came meanwhile."""
@@ -111,7 +111,8 @@ class ReplyListener:
             self.deliver(blob)
 
     def deliver(self, blob: bytes) -> None:
-        """Hand one reply to the jobs its message serves (a stray reply is logged, not fatal)."""
+        """Hand one reply to the jobs its message serves. A stray reply is logged; a reply that
+        cannot be applied (a bug, a result that does not fit) fails its own callers only."""
         try:
             reply = Reply.from_wire(blob)
         except PayloadError as exc:
@@ -120,11 +121,18 @@ class ReplyListener:
         message = self.outstanding.pop(reply.task_id)
         if message is None:
             return  # a duplicate (a resent message answered twice) or one given up on
-        if reply.result is None:
-            self._failed(message, error_from(reply.error_type, reply.error))
-            return
-        for job, rows, at in message.parts:
-            job.fill(rows, reply.result, at)
+        try:
+            if reply.result is None:
+                self._failed(message, error_from(reply.error_type, reply.error))
+                return
+            for job, rows, at in message.parts:
+                job.fill(rows, reply.result, at)
+        except Exception as exc:
+            log.exception("reply_not_applied", task_id=reply.task_id, error=repr(exc))
+            failure = EmbedqError(f"the reply to message {reply.task_id} could not be applied: "
+                                  f"{exc!r}")
+            for job, _, _ in message.parts:
+                job.fail(failure)
 
     def _watch(self) -> None:
         """Every few seconds: look for messages unanswered for too long, oldest first."""
@@ -132,7 +140,7 @@ class ReplyListener:
         if now - self._probed_at < _PROBE_EVERY_S:
             return
         self._probed_at = now
-        self.outstanding.forget_abandoned(self.settings.result_expires_s)
+        self.outstanding.forget_abandoned()
         for message in self.outstanding.oldest(self.settings.resend_after_s, _PROBE_LIMIT):
             message.state = probe(self.client, message)
             if message.state == "queued":

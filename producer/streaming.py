@@ -12,7 +12,8 @@ from embedq.producer.jobs import Embeddings
 from embedq.producer.progress import progress_bar
 
 if TYPE_CHECKING:
-    from embedq.producer.client import EmbeddingClient, EmbedJob
+    from embedq.producer.client import EmbeddingClient
+    from embedq.producer.handle import EmbedJob
 
 
 def check_stream(texts: object) -> Iterable[str]:
@@ -41,8 +42,9 @@ def stream_jobs(client: EmbeddingClient, texts: Iterable[str], use_case: str | N
         while True:
             while len(pending) < window and (chunk := list(islice(source, size))):
                 try:
-                    pending.append((submitted, client.submit(
-                        chunk, use_case, dim=dim, prompt_name=prompt_name, prompt=prompt)))
+                    job = client.submit(chunk, use_case, dim=dim, timeout=wait, bulk=True,
+                                        prompt_name=prompt_name, prompt=prompt)
+                    pending.append((submitted, job))
                 except InvalidTextError as exc:
                     raise InvalidTextError(submitted + exc.index, exc.problem) from exc
                 submitted += len(chunk)

@@ -10,47 +10,39 @@ result backend configured here.
 
 from __future__ import annotations
 
-import ssl
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
 from celery import Celery
 
 from embedq.config.settings import Settings
-from embedq.tasks.connections import sentinel_master, without_master_name
+from embedq.tasks.connections import sentinel_master, sentinel_tls, without_master_name
+from embedq.tasks.tls import tls_options, without_tls_parameters
 
 ACCEPT_CONTENT = ["msgpack", "json"]
 
 
-def _ssl_options(url: str) -> dict[str, Any] | None:
-    """TLS options for a ``rediss://`` URL that does not spell them out itself.
-
-    Celery refuses a ``rediss://`` URL without ``ssl_cert_reqs``; the safe default (verify the
-    server against the system CAs) is what a user of ``rediss://`` expects.
-    """
-    parsed = urlparse(url)
-    if parsed.scheme != "rediss" or "ssl_cert_reqs" in parse_qs(parsed.query):
-        return None
-    return {"ssl_cert_reqs": ssl.CERT_REQUIRED}
-
-
 def _transport_options(settings: Settings, url: str) -> dict[str, Any]:
     """kombu's options for a ``sentinel://`` URL: the master to follow (the URL's own
-    ``?master_name=``, else ``EMBEDQ_SENTINEL_MASTER``)."""
-    return {"master_name": sentinel_master(url, settings.sentinel_master)}
+    ``?master_name=``, else ``EMBEDQ_SENTINEL_MASTER``) and, when the URL asks for TLS, the
+    TLS options for the sentinels themselves (the master's are ``broker_use_ssl``)."""
+    tls = sentinel_tls(url) if url.startswith("sentinel://") else {}
+    return {"master_name": sentinel_master(url, settings.sentinel_master),
+            **({"sentinel_kwargs": tls} if tls else {})}
 
 
 def create_app(settings: Settings, *, name: str = "embedq") -> Celery:
     """A Celery app wired to the settings' broker and result backend."""
-    app = Celery(name, broker=without_master_name(settings.broker),
-                 backend=without_master_name(settings.result_backend))
+    app = Celery(name, broker=without_tls_parameters(without_master_name(settings.broker)),
+                 backend=without_tls_parameters(without_master_name(settings.result_backend)))
     app.conf.update(
         task_serializer="msgpack",
         result_serializer="msgpack",
         accept_content=ACCEPT_CONTENT,
         result_accept_content=ACCEPT_CONTENT,
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
+        # No task_acks_late / task_reject_on_worker_lost: they govern messages Celery's own
+        # consumer takes, and a worker's Celery consumer takes none (worker.app deselects every
+        # -Q queue; embedq registers no Celery task). A message stays safe until answered
+        # because worker.claims moves it to an in-flight list and the reply removes it.
         result_expires=settings.result_expires_s,
         result_extended=False,
         task_send_sent_event=True,
@@ -60,7 +52,9 @@ def create_app(settings: Settings, *, name: str = "embedq") -> Celery:
         broker_transport_options=_transport_options(settings, settings.broker),
         result_backend_transport_options={"retry_policy": {"timeout": 5.0},
                                           **_transport_options(settings, settings.result_backend)},
-        broker_use_ssl=_ssl_options(settings.broker),
-        redis_backend_use_ssl=_ssl_options(settings.result_backend),
+        # Every TLS option here, none in the URLs: kombu, the result backend and Flower each
+        # read these the same way (`embedq.tasks.tls`).
+        broker_use_ssl=tls_options(settings.broker),
+        redis_backend_use_ssl=tls_options(settings.result_backend),
     )
     return app

@@ -28,6 +28,7 @@ import structlog
 import zstandard
 
 from embedq.config.errors import PayloadError
+from embedq.config.precisions import OutputDtype
 from embedq.tasks.names import vector_space
 from embedq.tasks.schema import EmbedRequest
 from embedq.tasks.vectors import l2_normalize
@@ -35,8 +36,10 @@ from embedq.tasks.zstd import compressor, decompressor
 
 FORMAT_TAG = 0x01  # format version 1: [dtype, shape, zstd(high byte plane), other planes, ...]
 STORAGE_DTYPES: dict[str, np.dtype[Any]] = {"float16": np.dtype("<f2"), "float32": np.dtype("<f4")}
-# int8 and packed-binary vectors are stored exactly as returned (one byte plane, compressed).
-_EXACT_DTYPES: dict[str, np.dtype[Any]] = {"int8": np.dtype("i1"), "uint8": np.dtype("u1")}
+# Quantized vectors (int8, packed binary) are stored exactly as returned (one byte plane,
+# compressed), keyed by their array dtype's name.
+_EXACT_DTYPES: dict[str, np.dtype[Any]] = {
+    kind.array_dtype: np.dtype(kind.array_dtype) for kind in OutputDtype if kind.quantized}
 _KNOWN = {dtype.str: dtype for dtype in (*STORAGE_DTYPES.values(), *_EXACT_DTYPES.values())}
 _FIELDS = 6
 log = structlog.get_logger(__name__)

@@ -10,26 +10,29 @@ import numpy as np
 import zstandard
 
 from embedq.config.errors import PayloadError
+from embedq.config.precisions import OutputDtype
 from embedq.tasks.zstd import compressor, decompressor
 
 _DTYPES: dict[str, np.dtype[np.number]] = {
     "float32": np.dtype("<f4"), "float16": np.dtype("<f2"),
     "int8": np.dtype("i1"), "uint8": np.dtype("u1"),
 }
-# An output dtype's array type: binary vectors are packed bits, eight dimensions to a byte.
-_ARRAY_DTYPES = {"float32": "float32", "float16": "float16", "int8": "int8", "binary": "uint8"}
 
 
-def vector_width(dim: int, output_dtype: str) -> int:
-    """Columns of a vector of ``dim`` dimensions in an output dtype (binary packs 8 per byte)."""
-    return -(-dim // 8) if output_dtype == "binary" else dim
+def vector_width(dim: int, output_dtype: OutputDtype | str) -> int:
+    """Columns of a vector of ``dim`` dimensions in an output dtype (binary packs 8 per byte).
+
+    A request carries the output dtype as its string value; either form is accepted here.
+    """
+    return OutputDtype(output_dtype).width(dim)
 
 
-def empty_vectors(rows: int, dim: int, output_dtype: str) -> np.ndarray:
+def empty_vectors(rows: int, dim: int, output_dtype: OutputDtype | str) -> np.ndarray:
     """Rows to fill with vectors; rows left unfilled (failed items) are NaN, or 0 for integers."""
-    dtype = np.dtype(_ARRAY_DTYPES[output_dtype])
+    kind = OutputDtype(output_dtype)
+    dtype = np.dtype(kind.array_dtype)
     fill = np.nan if dtype.kind == "f" else 0
-    return np.full((rows, vector_width(dim, output_dtype)), fill, dtype=dtype)
+    return np.full((rows, kind.width(dim)), fill, dtype=dtype)
 
 
 def encode_vectors(vectors: np.ndarray) -> bytes:

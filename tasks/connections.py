@@ -15,11 +15,11 @@ import redis
 from redis.sentinel import Sentinel
 
 from embedq.config.urls import safe_url
+from embedq.tasks.tls import ExplainedSSLConnection, tls_options
 
 SENTINEL = "sentinel"
-SCHEMES = ("redis", "rediss", "unix", SENTINEL)
 __all__ = ["blob_list", "database", "redis_client", "safe_url", "sentinel_master",
-           "without_master_name"]
+           "sentinel_tls", "without_master_name"]
 
 
 def sentinel_master(url: str, default: str) -> str:
@@ -46,7 +46,10 @@ def redis_client(url: str, *, master_name: str = "mymaster", **options: Any) -> 
     For ``sentinel://`` the client follows the current master: after a failover, the next
     command that fails reconnects to whichever node the sentinels now name.
     """
-    if urlparse(url).scheme != SENTINEL:
+    scheme = urlparse(url).scheme
+    if scheme == "rediss":  # verified by default; a failed check says which setting to fix
+        return redis.Redis.from_url(url, connection_class=ExplainedSSLConnection, **options)
+    if scheme != SENTINEL:
         return redis.Redis.from_url(url, **options)
     hosts, password, db = [], None, 0
     for one in url.split(";"):
@@ -55,12 +58,21 @@ def redis_client(url: str, *, master_name: str = "mymaster", **options: Any) -> 
         password = parsed.password or password
         if parsed.path.strip("/"):
             db = int(parsed.path.strip("/"))
+    tls = sentinel_tls(url)  # TLS to the sentinels and to the master alike
+    asked = {"password": password} if password else {}
     sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
-        hosts, sentinel_kwargs={"password": password} if password else None,
+        hosts, sentinel_kwargs={**asked, **tls} or None,
         socket_timeout=options.get("socket_timeout"))
     client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
-        sentinel_master(url, master_name), password=password, db=db, **options)
+        sentinel_master(url, master_name), password=password, db=db, **tls, **options)
     return client
+
+
+def sentinel_tls(url: str) -> dict[str, Any]:
+    """redis-py's keywords for TLS to a ``sentinel://`` URL's sentinels and master (``ssl_*``
+    parameters in the URL), or none."""
+    options = tls_options(url)
+    return {"ssl": True, **options} if options else {}
 
 
 def database(url: str) -> int:

@@ -25,6 +25,14 @@ INFLIGHT_NAMESPACE = f"{KEY_PREFIX}:inflight"
 DELIVERIES_NAMESPACE = f"{KEY_PREFIX}:deliveries"
 DEAD_NAMESPACE = f"{KEY_PREFIX}:dead"
 REPLY_NAMESPACE = f"{KEY_PREFIX}:reply"
+BACKLOG_NAMESPACE = f"{KEY_PREFIX}:backlog"
+RATE_NAMESPACE = f"{KEY_PREFIX}:rate"
+CANCEL_NAMESPACE = f"{KEY_PREFIX}:cancel"
+# kombu's Redis transport keeps a queue's priority levels in sibling lists named
+# "<queue>\x06\x16<priority>" (0, the plain name, is served first); Celery's worker, Flower and
+# `celery inspect` all know them. Bulk work travels at priority 9, so interactive work goes first.
+PRIORITY_SEPARATOR = "\x06\x16"
+BULK_PRIORITY = 9
 # Celery's event exchange, as kombu's Redis transport publishes it: "/<db>.celeryev/<type>".
 EVENT_EXCHANGE = "celeryev"
 # Where workers say their /metrics listen, and the latest `embedq eval` results (newest first).
@@ -114,6 +122,26 @@ def cache_stats_pattern() -> str:
 def live_key(queue: str) -> str:
     """The sorted set of workers consuming ``queue``, scored by when each entry expires."""
     return f"{LIVE_NAMESPACE}:{queue}"
+
+
+def bulk_queue(queue: str) -> str:
+    """The list of ``queue``'s bulk messages (kombu's name for its priority-9 level)."""
+    return f"{queue}{PRIORITY_SEPARATOR}{BULK_PRIORITY}"
+
+
+def backlog_key(queue: str) -> str:
+    """Texts waiting in ``queue``'s interactive list: producers add, claims subtract."""
+    return f"{BACKLOG_NAMESPACE}:{queue}"
+
+
+def rate_key(queue: str) -> str:
+    """Hash of each live consumer of ``queue`` -> the texts per second it serves while busy."""
+    return f"{RATE_NAMESPACE}:{queue}"
+
+
+def cancel_key(queue: str) -> str:
+    """Hash of message id -> the rows of it whose callers cancelled (empty: every row)."""
+    return f"{CANCEL_NAMESPACE}:{queue}"
 
 
 def inflight_key(queue: str, consumer: str) -> str:

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import redis
 
 from embedq.config.errors import PayloadError
-from embedq.tasks.envelope import open_envelope
 from embedq.tasks.names import dead_key, deliveries_key, live_key
+from embedq.tasks.wire import open_envelope
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,6 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import msgpack
 import numpy as np
 
 from embedq.config.errors import PayloadError
@@ -21,7 +20,7 @@ SCHEMA_VERSION = 1
 _SHOWN_PAYLOAD_CHARS = 200
 
 
-def _payload_error(problem: str, payload: object) -> PayloadError:
+def payload_error(problem: str, payload: object) -> PayloadError:
     shown = repr(payload)
     if len(shown) > _SHOWN_PAYLOAD_CHARS:
         shown = shown[:_SHOWN_PAYLOAD_CHARS] + "…"
@@ -32,10 +31,10 @@ def _payload_error(problem: str, payload: object) -> PayloadError:
 
 def _check_version(payload: object, what: str) -> dict[str, Any]:
     if not isinstance(payload, dict):
-        raise _payload_error(f"{what} must be a map, got {type(payload).__name__}", payload)
+        raise payload_error(f"{what} must be a map, got {type(payload).__name__}", payload)
     version = payload.get("v")
     if version != SCHEMA_VERSION:
-        raise _payload_error(
+        raise payload_error(
             f"{what} has schema version {version!r}, this embedq speaks {SCHEMA_VERSION}: "
             "upgrade the older of producer and worker",
             payload,
@@ -58,10 +57,16 @@ class EmbedRequest:
     # Put before every text, as sentence-transformers' encode(prompt=...) does; "" for none.
     # Optional on the wire: a message of an older producer reads as "no prompt".
     prompt: str = ""
+    #: Per text, wall-clock seconds after which its caller no longer waits (None: as long as
+    #: the message lives). Coalesced callers each keep their own deadline.
+    deadlines: list[float] | None = None
 
     def to_wire(self) -> dict[str, Any]:
         """A msgpack-ready map with the schema version."""
-        return {"v": SCHEMA_VERSION, **asdict(self)}
+        wire = {"v": SCHEMA_VERSION, **asdict(self)}
+        if self.deadlines is None:
+            del wire["deadlines"]  # an older worker reads the same map as before
+        return wire
 
     @classmethod
     def from_wire(cls, payload: object) -> EmbedRequest:
@@ -73,16 +78,23 @@ class EmbedRequest:
         }
         for key, kind in expected.items():
             if not isinstance(data.get(key), kind):
-                raise _payload_error(
+                raise payload_error(
                     f"embed request field {key!r} must be {kind.__name__}, "
                     f"got {type(data.get(key)).__name__}",
                     payload,
                 )
         prompt = data.get("prompt", "")
         if not isinstance(prompt, str):
-            raise _payload_error(f"embed request field 'prompt' must be str, got "
-                                 f"{type(prompt).__name__}", payload)
-        return cls(**{key: data[key] for key in expected}, prompt=prompt)
+            raise payload_error(f"embed request field 'prompt' must be str, got "
+                                f"{type(prompt).__name__}", payload)
+        deadlines = data.get("deadlines")
+        if deadlines is not None and not (
+                isinstance(deadlines, list) and len(deadlines) == len(data["texts"])
+                and all(isinstance(d, int | float) for d in deadlines)):
+            raise payload_error("embed request field 'deadlines' must be one number per text",
+                                payload)
+        return cls(**{key: data[key] for key in expected}, prompt=prompt,
+                   deadlines=None if deadlines is None else [float(d) for d in deadlines])
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +148,7 @@ class EmbedResult:
             vectors = decode_vectors(data["vectors"], str(data["dtype"]), (rows, cols))
             per_item = [list(data[k]) for k in ("cached", "truncated", "tokens")]
             if any(len(values) != rows for values in per_item):
-                raise _payload_error("per-item lists do not match the number of vectors", payload)
+                raise payload_error("per-item lists do not match the number of vectors", payload)
             return cls(
                 id=str(data["id"]),
                 model=str(data["model"]),
@@ -154,48 +166,4 @@ class EmbedResult:
                 queue=str(data.get("queue", "")),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise _payload_error(f"embed result is malformed ({exc!r})", payload) from exc
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """What a worker pushes to a producer's reply list: a message's result, or why it failed.
-
-    ``error_type`` names a class of `embedq.config.errors` (the producer raises that class), so a
-    refusal reads the same on both sides of the queue.
-    """
-
-    task_id: str
-    result: EmbedResult | None = None
-    error_type: str = ""
-    error: str = ""
-
-    def to_wire(self) -> bytes:
-        """msgpack bytes, ready for ``RPUSH``."""
-        payload = {
-            "v": SCHEMA_VERSION,
-            "id": self.task_id,
-            "result": self.result.to_wire() if self.result is not None else None,
-            "error": [self.error_type, self.error] if self.result is None else None,
-        }
-        packed: bytes = msgpack.packb(payload, use_bin_type=True)
-        return packed
-
-    @classmethod
-    def from_wire(cls, blob: bytes) -> Reply:
-        """Parse a reply; anything malformed is a `PayloadError` that keeps the bytes."""
-        try:
-            payload = msgpack.unpackb(blob, raw=False)
-        except (ValueError, TypeError, msgpack.UnpackException) as exc:
-            raise _payload_error(f"reply is not msgpack ({exc})", blob) from exc
-        data = _check_version(payload, "reply")
-        task_id = data.get("id")
-        if not isinstance(task_id, str):
-            raise _payload_error("reply has no task id", payload)
-        if data.get("result") is not None:
-            return cls(task_id, EmbedResult.from_wire(data["result"]))
-        error = data.get("error")
-        if not (isinstance(error, list) and len(error) == 2 and all(isinstance(e, str)
-                                                                      for e in error)):
-            raise _payload_error("reply has neither a result nor an error", payload)
-        return cls(task_id, error_type=error[0], error=error[1])
+            raise payload_error(f"embed result is malformed ({exc!r})", payload) from exc

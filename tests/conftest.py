@@ -20,6 +20,7 @@ import redis
 from embedq.config.registry import load_registry
 from embedq.config.settings import Settings
 from embedq.ops.redis_server import RedisServer, free_port
+from embedq.ops.redis_tls import Certificates, make_certificates
 from tests.support import (
     HASHING_MODEL,
     WorkerProcess,
@@ -148,6 +149,21 @@ def start_gateway(redis_server: RedisServer) -> Iterator[object]:
     yield _start
     for gateway in started:
         gateway.stop()
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    """A private CA, server and client certificates, and a wrong CA (for TLS-only Redis)."""
+    return make_certificates(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def processes() -> Iterator[list[WorkerProcess]]:
+    """Processes a module starts itself (dashboard, Flower, ...); all stopped at its end."""
+    started: list[WorkerProcess] = []
+    yield started
+    for process in started:
+        process.stop()
 
 
 @pytest.fixture(scope="module")

@@ -5,18 +5,20 @@ Fixtures live in conftest.py; this module holds the plain functions and classes 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from embedq.config.registry import load_registry
+from embedq.config.registry import OutputDtype, load_registry
 from embedq.config.settings import Settings
 from embedq.producer.client import EmbeddingClient
 
@@ -117,7 +119,7 @@ def expected_hashing(config: Path | str, texts: list[str], dim: int | None = Non
 
     spec = load_registry(Path(config)).model(model)
     raw = HashingEncoder(spec, spec.source).encode_batch(texts)  # type: ignore[arg-type]
-    return postprocess(raw, dim=dim or spec.dim, normalize=True, output_dtype="float32")
+    return postprocess(raw, dim=dim or spec.dim, normalize=True, output_dtype=OutputDtype.FLOAT32)
 
 
 def wait_for_consumers(redis_url: str, queue: str, at_least: int = 1,
@@ -130,3 +132,30 @@ def wait_for_consumers(redis_url: str, queue: str, at_least: int = 1,
     with redis.Redis.from_url(redis_url) as client:
         wait_until(lambda: live_consumers(client, [queue])[0] >= at_least, timeout=timeout,
                    every=0.05)
+
+
+@contextlib.contextmanager
+def task_events(app: Any) -> Iterator[dict[str, list[dict[str, Any]]]]:
+    """Celery task events by task id, as Flower receives them, while the block runs; the block
+    starts once the receiver listens (a worker heartbeat came through)."""
+    seen: dict[str, list[dict[str, Any]]] = {}
+    listening = threading.Event()
+
+    def on_event(event: dict[str, Any]) -> None:
+        if event["type"] == "worker-heartbeat":
+            listening.set()  # the receiver's queue exists: events from now on reach us
+        elif "uuid" in event:
+            seen.setdefault(event["uuid"], []).append(event)
+
+    with app.connection_for_read() as connection:
+        receiver = app.events.Receiver(connection, handlers={"*": on_event})
+        thread = threading.Thread(
+            target=lambda: receiver.capture(limit=None, timeout=60, wakeup=True), daemon=True)
+        thread.start()
+        try:
+            if not listening.wait(60):
+                raise AssertionError("no worker heartbeat reached the event receiver in 60 s")
+            yield seen
+        finally:
+            receiver.should_stop = True
+            thread.join(timeout=10)

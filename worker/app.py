@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import redis
 import structlog
 from celery import Celery, signals
 from celery.worker.control import inspect_command
@@ -24,11 +25,15 @@ from embedq.config.logs import configure_logging
 from embedq.config.registry import Registry
 from embedq.config.settings import Settings
 from embedq.tasks.app import create_app
+from embedq.tasks.connections import redis_client
 from embedq.worker import metrics
+from embedq.worker.celery_control import install_revoke_recorder, refuse_scaling_options
+from embedq.worker.celery_inspect import install_active
 from embedq.worker.runtime import WorkerRuntime
 
 log = structlog.get_logger(__name__)
 _served: list[str] = []  # this process's embed queues, for `inspect active_queues`
+_clients: list[redis.Redis] = []  # the parent's broker client, once a control command needs it
 
 
 @inspect_command()
@@ -36,6 +41,14 @@ def active_queues(state: Any) -> list[dict[str, Any]]:
     """The embed queues this worker consumes (Celery's own version would list none)."""
     queues = [Queue(name, routing_key=name) for name in _served]  # type: ignore[no-untyped-call]
     return [dict(queue.as_dict(recurse=True)) for queue in queues]  # type: ignore[no-untyped-call]
+
+
+def _broker(settings: Settings) -> redis.Redis:
+    """The parent's broker client for revokes and ``inspect active`` (made on first use)."""
+    if not _clients:
+        _clients.append(redis_client(settings.broker, master_name=settings.sentinel_master,
+                                     socket_timeout=5.0))
+    return _clients[0]
 
 
 def _is_prefork(worker: Any) -> bool:
@@ -47,20 +60,24 @@ def create_worker_app(settings: Settings, registry: Registry) -> Celery:
     configure_logging(settings.log_level, settings.log_format)
     metrics.prepare(settings)
     app = create_app(settings)
-    app.conf.update(worker_proc_alive_timeout=120.0)
+    app.conf.update(worker_proc_alive_timeout=120.0,
+                    task_track_started=settings.task_track_started)
+    install_revoke_recorder(lambda: _broker(settings))
+    install_active(_served, lambda: _broker(settings))
     runtime = WorkerRuntime(registry, settings)
     forks: list[bool] = []
     exporters: list[metrics.Exporter] = []  # the parent's /metrics, advertised for the dashboard
 
     @signals.celeryd_after_setup.connect(weak=False)
     def _plan(sender: str, instance: Any, **_: Any) -> None:
+        refuse_scaling_options(instance)
         queues = instance.app.amqp.queues
         names = list(queues.consume_from or {})
         queues.deselect(names)  # Celery's consumer reads none of them; embedq's consumers do
         _served[:] = names
         forks.append(_is_prefork(instance))
         processes = int(instance.concurrency or 1) if forks[0] else 1
-        runtime.plan(names, sender, processes, instance.app.backend)
+        runtime.plan(names, sender, processes, instance.app)
 
     @signals.worker_process_init.connect(weak=False)
     def _start_process(**_: Any) -> None:

@@ -4,7 +4,7 @@ Reads are one pipelined round trip of ``GETEX key EX ttl`` per batch, so a hit r
 TTL in the same round trip (RedisVL's cache needs one EXPIRE round trip per key); writes are one
 pipelined round trip of ``SET key value EX ttl``. Values are binary (see
 `embedq.tasks.cache_codec`), never JSON floats. Redis being down or slow never fails a job: the
-`CacheGuard` turns it into misses, logs once and retries by itself.
+`RedisGuard` turns it into misses, logs once and retries by itself.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ import redis
 
 from embedq.config.settings import Settings
 from embedq.tasks.cache_codec import CachedVector, TierStats, ValueReader, encode_entry
-from embedq.tasks.cache_guard import CacheGuard, cache_client
+from embedq.tasks.redis_guard import RedisGuard, guarded_client
 
 
 class RedisCache:
     """Cached vectors in Redis, batched both ways, failure-tolerant."""
 
-    def __init__(self, guard: CacheGuard, *, ttl_s: int) -> None:
+    def __init__(self, guard: RedisGuard, *, ttl_s: int) -> None:
         self.guard = guard
         self.ttl_s = ttl_s
         self._stats = TierStats()
@@ -31,7 +31,8 @@ class RedisCache:
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisCache:
         """A Redis tier on ``EMBEDQ_CACHE_URL`` (or the shared Redis) with bounded timeouts."""
-        guard = CacheGuard(cache_client(settings), backoff_max_s=settings.cache_backoff_max_s)
+        guard = RedisGuard(guarded_client(settings), what="cache",
+                           backoff_max_s=settings.cache_backoff_max_s)
         return cls(guard, ttl_s=settings.cache_ttl_s)
 
     def get_many(self, keys: Sequence[str], widths: Sequence[int]) -> list[CachedVector | None]:

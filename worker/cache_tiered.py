@@ -37,7 +37,7 @@ class TieredCache:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self._announced: set[tuple[str, str]] = set()
         self._recoveries = 0
-        self._reported_at = float("-inf")  # the first flush reports at once
+        self._reported_at = float("-inf")  # the first batch reports at once
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TieredCache:

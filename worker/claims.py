@@ -2,192 +2,104 @@
 
 kombu's Redis transport pops a message and records it as unacknowledged in two steps, so a
 worker killed between them loses the message, and one non-JSON entry kills the worker in the
-pop itself. embedq's consumers use the atomic commands and scripts below instead (the dramatiq
-broker's design, on Celery's own message format):
+pop itself. embedq's consumers use atomic commands and scripts instead (the dramatiq broker's
+design, on Celery's own message format); each script is a ``.lua`` file beside this module,
+registered once per connection, and takes every name it needs as an argument:
 
 * **wait**: ``BLMOVE queue inflight`` blocks until a message is there and moves it, in one
   atomic step, into this consumer's own in-flight list: at every instant a message is either
-  on the queue or in exactly one in-flight list;
-* **claim** (`CLAIM`, one script): moves more messages until a budget of texts is reached, and
-  counts each message's deliveries in the queue's deliveries hash (keyed by the SHA-1 of its
-  bytes). A message delivered more than ``max_deliveries`` times (its processing killed the
-  worker process each time) goes to the queue's dead letters instead, with the reason;
+  on a queue or in exactly one in-flight list;
+* **claim** (``claim.lua``): moves more messages until a budget of texts is reached,
+  interactive work first and bulk work after it, newest first once the oldest has waited too
+  long (adaptive LIFO); clears messages whose callers have all left; counts each message's
+  deliveries (keyed by the SHA-1 of its bytes) and marks one delivered more than
+  ``max_deliveries`` times (its processing killed the worker process each time) as dead;
 * **ack**: the replies, the deliveries counter's removal and the message's removal from the
   in-flight list are one ``MULTI`` (see `worker.replies`);
-* **restore** (`RESTORE`, one script): a dead consumer's in-flight messages go back to the
-  head of the queue, oldest first, and its liveness entry goes. Dead means its liveness entry
-  expired, or (on the same host, at once) its process no longer exists. When its whole worker
-  died (the parent too: a kill or a crash of the worker, not of one pool process), the
+* **restore** (``restore.lua``): a dead consumer's in-flight messages go back to the head of
+  the list they came from, and its liveness entry goes. Dead means its liveness entry expired,
+  or (on the same host, at once) its process no longer exists. When its whole worker died, the
   deliveries are refunded: only a message whose pool process died under a living worker is a
   poison suspect.
 """
 
 from __future__ import annotations
 
-import os
-import socket
 import time
-import uuid
 from dataclasses import dataclass
-from typing import cast
+from importlib.resources import files
+from typing import Literal, cast
 
+import msgpack
 import redis
 
 from embedq.tasks.connections import blob_list
-from embedq.tasks.dead_letters import message_id
-from embedq.tasks.names import dead_key, deliveries_key, inflight_key, live_key
+from embedq.tasks.names import (
+    backlog_key,
+    bulk_queue,
+    cancel_key,
+    deliveries_key,
+    inflight_key,
+    live_key,
+    rate_key,
+)
+from embedq.tasks.wire import (
+    DEAD_MARK,
+    DEADLINE_HEADER,
+    ENQUEUED_HEADER,
+    TEXTS_HEADER,
+    message_id,
+)
+from embedq.worker.batching import BatchPolicy
+from embedq.worker.processes import gone_locally, worker_gone_locally
 
-# KEYS: queue, inflight, deliveries, dead.
-# ARGV: text budget, most messages, most deliveries, now, messages at the tail already counted.
-# A message delivered before (its worker process died on it) is claimed alone: the claim stops
-# before one, and claims nothing more after the first message if that one is such a message.
-_CLAIM = """
-local function texts(raw)
-  return tonumber(string.match(raw, '"embedq_texts": (%d+)')) or 1
-end
-local budget, most, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local already = tonumber(ARGV[5])
-local out = {}
-local function deliver(raw, id)
-  local n = -1
-  if redis.call('HGET', KEYS[3], id) ~= 'dead' then n = redis.call('HINCRBY', KEYS[3], id, 1) end
-  if n < 0 or n > limit then
-    redis.call('LREM', KEYS[2], 1, raw)
-    redis.call('HSET', KEYS[3], id, 'dead')
-    local why = 'delivered ' .. (n - 1) .. ' times, and each delivery ended with the worker ' ..
-      'process dead (killed, out of memory or crashed); a poison message?'
-    if n < 0 then why = 'sent again after it was dead-lettered' end
-    redis.call('LPUSH', KEYS[4], cmsgpack.pack({1, why, KEYS[1], tonumber(ARGV[4]), n - 1, raw}))
-    n = -1
-  end
-  out[#out + 1] = {raw, n}
-  return n
-end
-local held = redis.call('LRANGE', KEYS[2], 0, -1)
-local total, count, alone = 0, #held, false
-for _, raw in ipairs(held) do total = total + texts(raw) end
-for i = #held - already, 1, -1 do
-  if deliver(held[i], redis.sha1hex(held[i])) > 1 then alone = true end
-end
-while not alone and total < budget and count < most do
-  local raw = redis.call('LINDEX', KEYS[1], -1)
-  if not raw then break end
-  local id = redis.sha1hex(raw)
-  if redis.call('HEXISTS', KEYS[3], id) == 1 then break end
-  redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
-  count = count + 1
-  total = total + texts(raw)
-  deliver(raw, id)
-end
-return out
-"""
-# KEYS: the dead consumer's inflight, queue, live set, deliveries.
-# ARGV: the dead consumer's id, '1' to refund the deliveries (its whole worker died, not just
-# the process that held them: the messages are not suspects).
-_RESTORE = """
-local n = 0
-while true do
-  local raw = redis.call('LMOVE', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
-  if not raw then break end
-  n = n + 1
-  if ARGV[2] == '1' then
-    local id = redis.sha1hex(raw)
-    local count = tonumber(redis.call('HGET', KEYS[4], id))
-    if count and count > 0 then redis.call('HINCRBY', KEYS[4], id, -1) end
-  end
-end
-redis.call('ZREM', KEYS[3], ARGV[1])
-return n
-"""
-
-
-def _namespace() -> str:
-    """The pid namespace of this process: pids are comparable only inside one namespace."""
-    try:
-        return str(os.stat("/proc/self/ns/pid").st_ino)
-    except OSError:
-        return "0"
-
-
-def consumer_id() -> str:
-    """A unique id that says where the consumer runs: ``host:pid-namespace:pid:parent-nonce``
-    (the parent is the worker process that forked this pool process)."""
-    return (f"{socket.gethostname()}:{_namespace()}:{os.getpid()}:"
-            f"{os.getppid()}-{uuid.uuid4().hex[:8]}")
-
-
-def _local_pids(consumer: str) -> tuple[int, int | None] | None:
-    """(pid, parent pid or None) of a consumer on this host and pid namespace, else None."""
-    try:
-        host, namespace, pid, tail = consumer.rsplit(":", 3)
-        number = int(pid)
-        parent = int(tail.split("-", 1)[0]) if "-" in tail else None
-    except ValueError:
-        return None
-    if host != socket.gethostname() or namespace != _namespace():
-        return None
-    return number, parent
-
-
-def _dead(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return _zombie(pid)
-
-
-def gone_locally(consumer: str) -> bool:
-    """True when ``consumer`` ran on this host and pid namespace and its process is gone."""
-    pids = _local_pids(consumer)
-    return pids is not None and pids[0] != os.getpid() and _dead(pids[0])
-
-
-def worker_gone_locally(consumer: str) -> bool:
-    """True when the worker that ran ``consumer`` died as a whole (its parent is gone too): a
-    kill of the worker, not a message that killed one pool process."""
-    pids = _local_pids(consumer)
-    return (pids is not None and pids[1] is not None and pids[1] != os.getpid()
-            and _dead(pids[0]) and _dead(pids[1]))
-
-
-def _zombie(pid: int) -> bool:
-    """True for a process that has died but not been reaped yet (``kill -9`` just now)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
-            return stat.read().rsplit(")", 1)[-1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
+CLAIM_LUA = files(__package__).joinpath("claim.lua").read_text(encoding="utf-8")
+RESTORE_LUA = files(__package__).joinpath("restore.lua").read_text(encoding="utf-8")
+State = Literal["live", "expired", "dead", "redead"]
+_CLEAR_MOST = 256  # expired messages cleared per claim: bounds one script's run time
 
 
 @dataclass(frozen=True, slots=True)
 class Claimed:
-    """One claimed message: its bytes and how often it has been delivered (-1: dead-lettered)."""
+    """One claimed message: its bytes, how often it has been delivered, and what to do."""
 
     raw: bytes
     deliveries: int
+    state: State = "live"
+    texts: int = 1  # from the envelope's header, read by the claim script
+    cancel: bytes = b""  # its callers' cancellation mark, if any (see `cancelled_rows`)
 
     @property
     def dead(self) -> bool:
-        """True when the claim script moved it to the dead letters instead."""
-        return self.deliveries < 0
+        """True when it must go to the dead letters instead of being served."""
+        return self.state in ("dead", "redead")
+
+
+def cancelled_rows(mark: bytes) -> list[int] | None:
+    """The rows a cancellation mark names (an empty list: every row), None for no mark."""
+    if not mark:
+        return None
+    try:
+        rows = msgpack.unpackb(mark)
+    except (ValueError, msgpack.UnpackException):
+        return []  # an unreadable mark still says the callers left
+    return [r for r in rows if isinstance(r, int)] if isinstance(rows, list) else []
 
 
 class QueueClaims:
-    """The Redis side of one consumer on one queue."""
+    """The Redis side of one consumer on one queue (its interactive and bulk lists)."""
 
     def __init__(self, client: redis.Redis, queue: str, consumer: str) -> None:
         self.client = client
         self.queue = queue
         self.consumer = consumer
         self.inflight = inflight_key(queue, consumer)
-        self._claim = client.register_script(_CLAIM)
-        self._restore = client.register_script(_RESTORE)
+        self._claim = client.register_script(CLAIM_LUA)
+        self._restore = client.register_script(RESTORE_LUA)
 
     def wait(self, timeout_s: float) -> bool:
-        """Block up to ``timeout_s`` for a message and move it in flight; False if none came."""
+        """Block up to ``timeout_s`` for an interactive message and move it in flight; False if
+        none came (bulk messages are found by the next claim, which never blocks)."""
         moved = self.client.blmove(self.queue, self.inflight, timeout_s,  # type: ignore[arg-type]
                                    "RIGHT", "LEFT")  # redis-py says int; Redis takes seconds
         return moved is not None
@@ -203,26 +115,31 @@ class QueueClaims:
         return [Claimed(raw, int(count) if count and count.isdigit() else 1)
                 for raw, count in zip(raws, counts, strict=True)]
 
-    def claim(self, *, texts: int, messages: int, max_deliveries: int,
-              already: int = 0) -> list[Claimed]:
-        """Claim up to a budget of texts, oldest message first; returns the new claims.
+    def claim(self, policy: BatchPolicy, *, already: int = 0, texts: int = 0) -> list[Claimed]:
+        """Claim up to the policy's budget, interactive first; returns the new claims.
 
-        Everything in flight counts against the budget; ``already`` messages of it were claimed
-        (and counted) by an earlier call for the same batch.
+        ``already`` messages (holding ``texts`` live texts) were moved in flight by earlier
+        calls for the same batch; what a blocking wait moved in since is claimed now.
         """
-        keys = [self.queue, self.inflight, deliveries_key(self.queue), dead_key(self.queue)]
-        rows = self._claim(keys=keys, args=[texts, messages, max_deliveries, time.time(),
-                                            already])
-        return [Claimed(bytes(raw), int(count)) for raw, count in rows]
+        keys = [self.queue, bulk_queue(self.queue), self.inflight, deliveries_key(self.queue),
+                backlog_key(self.queue), cancel_key(self.queue)]
+        args: list[str | bytes | int | float] = [
+            policy.claim_texts, policy.claim_messages, policy.max_deliveries, time.time(),
+            already, DEAD_MARK, TEXTS_HEADER, DEADLINE_HEADER, ENQUEUED_HEADER,
+            policy.lifo_after_s, _CLEAR_MOST, texts]
+        rows = self._claim(keys=keys, args=args)
+        return [Claimed(bytes(raw), int(count), cast(State, state.decode()), int(texts),
+                        bytes(mark)) for raw, count, state, texts, mark in rows]
 
     def restore(self, consumer: str) -> int:
-        """Put a dead consumer's claimed messages back at the head of the queue. Their delivery
-        counts stand (a suspect of poison) unless its whole worker died: then they are refunded,
-        so that killing workers again and again never dead-letters an innocent message."""
-        keys = [inflight_key(self.queue, consumer), self.queue, live_key(self.queue),
-                deliveries_key(self.queue)]
+        """Put a dead consumer's claimed messages back at the head of their lists. Their
+        delivery counts stand (a suspect of poison) unless its whole worker died: then they are
+        refunded, so that killing workers again and again never dead-letters an innocent one."""
+        keys = [inflight_key(self.queue, consumer), self.queue, bulk_queue(self.queue),
+                live_key(self.queue), deliveries_key(self.queue), backlog_key(self.queue),
+                rate_key(self.queue)]
         refund = "1" if worker_gone_locally(consumer) else "0"
-        return int(self._restore(keys=keys, args=[consumer, refund]))
+        return int(self._restore(keys=keys, args=[consumer, refund, TEXTS_HEADER]))
 
     def sweep(self, *, everything: bool = False) -> int:
         """Restore every dead consumer's messages; returns how many came back.

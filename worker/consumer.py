@@ -1,10 +1,14 @@
 """One queue's consumer in one worker process: wait, claim a batch, embed it, reply, repeat.
 
-This replaces Celery's per-task consumer for embed queues (celery-batches before it): a free
-process takes everything waiting, up to a budget of texts (``EMBEDQ_BATCH_FLUSH_TEXTS``), as one
-batch, so batches grow with load by themselves and no process waits on another's flush. When
-traffic is flowing (the last batch held more than one text) and the claim came up short, it
-waits up to ``EMBEDQ_BATCH_INTERVAL_S`` for one more message first; a lone request never waits.
+This replaces Celery's per-task consumer for embed queues: a free process takes everything
+waiting, up to the batching policy's budget of texts (`embedq.worker.batching`), as one batch,
+so batches grow with load by themselves and no process waits on another's batch.
+
+Work nobody waits for is never computed. Every message carries a deadline (embedq's producer
+writes one per row, a plain Celery producer may send ``expires``): the claim clears messages
+whose callers have all left, this loop drops what expired meanwhile or was cancelled by its
+caller, and the model step asks again before each forward pass. Dropped texts are counted
+(``embedq_expired_texts_total``) and logged once per batch.
 
 Robustness, in order of what can go wrong:
 
@@ -20,48 +24,50 @@ Robustness, in order of what can go wrong:
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-import redis
 import structlog
 
 from embedq.config.errors import DeadLetteredError, EmbedqError, PayloadError
-from embedq.tasks.envelope import Envelope, GarbageMessageError, open_envelope
+from embedq.tasks.loops import Loop
 from embedq.tasks.schema import EmbedRequest, EmbedResult
-from embedq.worker.claims import Claimed, QueueClaims
+from embedq.tasks.wire import DROPPED_ROW, Envelope, GarbageMessageError, open_envelope
+from embedq.worker.batching import BatchPolicy
+from embedq.worker.claims import Claimed, QueueClaims, cancelled_rows
 from embedq.worker.metrics import BatchFacts
 from embedq.worker.replies import Outbox, ReplyTarget
+from embedq.worker.service import Handled
 
 log = structlog.get_logger(__name__)
 
 Outcome = EmbedResult | EmbedqError
-Handler = Callable[[list[EmbedRequest]], list[Outcome]]
+Handler = Callable[[list[EmbedRequest]], Handled]
 Guard = Callable[[EmbedRequest], str | None]  # why a request does not belong on this queue
-_TEXTS = re.compile(rb'"embedq_texts": (\d+)')
-_BACKOFF_FIRST_S = 0.1
-_BACKOFF_MAX_S = 5.0
+Parsed = tuple[Envelope, EmbedRequest]
+Reader = Callable[[Envelope], EmbedRequest]  # issue 20: a Celery short call or a full request
+Gate = Callable[[list[Parsed], Outbox], list[Parsed]]  # issue 20: drops revoked Celery tasks
 _FLOWING_S = 1.0  # a batch of several texts within this long means traffic is flowing
+_RATE_WEIGHT = 0.3  # how much one batch moves the published service rate (an EWMA)
+# The rate is texts per second of a whole serving cycle while busy (claim, linger, compute),
+# so that the live consumers' rates add up to what the pool really serves under load.
 
 
-@dataclass(frozen=True, slots=True)
-class ConsumerSettings:
-    """How one consumer batches, waits and gives up on poison."""
-
-    budget_texts: int
-    most_messages: int
-    linger_s: float
-    max_deliveries: int
-    poll_s: float
-    sweep_every_s: float
-
-
-def _texts(raw: bytes) -> int:
-    found = _TEXTS.search(raw)
-    return int(found.group(1)) if found else 1
+def _row_deadlines(envelope: Envelope, request: EmbedRequest, cancelled: list[int] | None
+                   ) -> list[float] | None:
+    """Each row's deadline; a cancelled row's is 0 (long past), so it is dropped like one."""
+    rows = len(request.texts)
+    deadlines = request.deadlines
+    if deadlines is None and envelope.deadline is not None:
+        deadlines = [envelope.deadline] * rows
+    if cancelled is not None:
+        deadlines = list(deadlines) if deadlines is not None else [float("inf")] * rows
+        for row in (cancelled or range(rows)):
+            if 0 <= row < rows:
+                deadlines[row] = 0.0
+    return deadlines
 
 
 @dataclass(eq=False)
@@ -77,14 +83,19 @@ class Consumer:
     target: ReplyTarget
     handle: Handler
     guard: Guard
-    settings: ConsumerSettings
+    policy: BatchPolicy
     compute: threading.Lock
+    poll_s: float
+    sweep_every_s: float
     observe: Callable[[BatchFacts], None] | None = None
+    read: Reader = Envelope.request  # issue 20 hook (worker.celery_requests.message_reader)
+    gate: Gate | None = None  # issue 20 hook (worker.celery_control.celery_gate)
     _unsent: Outbox | None = field(default=None, init=False)
     _interrupted: bool = field(default=False, init=False)
     _flowing_until: float = field(default=0.0, init=False)
     _swept_at: float = field(default=0.0, init=False)
-    _down_since: float | None = field(default=None, init=False)
+    _rate: float = field(default=0.0, init=False)
+    _busy_since: float = field(default=0.0, init=False)  # perf_counter: this cycle's start
 
     @property
     def clean(self) -> bool:
@@ -98,29 +109,17 @@ class Consumer:
 
     def run(self, stopping: threading.Event) -> None:
         """The consumer loop; returns once ``stopping`` is set and the batch in hand is done."""
-        backoff = _BACKOFF_FIRST_S
-        first = True
+        loop = Loop("broker", context={"queue": self.queue})
+        while not loop.turn(self._start, stopping) and not stopping.is_set():
+            pass
         while not stopping.is_set():
-            try:
-                if first:
-                    restored = self.claims.sweep(everything=True)
-                    log.info("consumer_started", queue=self.queue, consumer=self.claims.consumer,
-                             restored=restored)
-                    first = False
-                self.step()
-                backoff = _BACKOFF_FIRST_S
-                if self._down_since is not None:
-                    log.info("broker_recovered", queue=self.queue,
-                             down_s=round(time.monotonic() - self._down_since, 3))
-                    self._down_since = None
-            except (redis.RedisError, OSError) as exc:
+            if not loop.turn(self.step, stopping):
                 self._interrupted = True
-                if self._down_since is None:
-                    self._down_since = time.monotonic()
-                    log.warning("broker_unavailable", queue=self.queue, error=repr(exc),
-                                note="retrying with backoff; claimed work is kept")
-                stopping.wait(backoff)
-                backoff = min(_BACKOFF_MAX_S, backoff * 2)
+
+    def _start(self) -> None:
+        restored = self.claims.sweep(everything=True)
+        log.info("consumer_started", queue=self.queue, consumer=self.claims.consumer,
+                 restored=restored)
 
     def step(self) -> None:
         """One turn: finish an interrupted batch, else wait for work and serve one batch."""
@@ -134,113 +133,163 @@ class Consumer:
                 self.serve(held)
                 return
         now = time.monotonic()
-        if now - self._swept_at > self.settings.sweep_every_s:
+        if now - self._swept_at > self.sweep_every_s:
             self._swept_at = now
             restored = self.claims.sweep()
             if restored:
                 log.warning("messages_restored", queue=self.queue, count=restored,
                             note="claimed by a consumer that died; back at the head of the queue")
+        self._busy_since = time.perf_counter()
         claims = self._claim()  # a busy queue is claimed from at once, without blocking first
         if not claims:
-            if not self.claims.wait(self.settings.poll_s):
+            if not self.claims.wait(self.poll_s):
                 return
+            self._busy_since = time.perf_counter()  # idle until now
             claims = self._claim()
         self.serve(claims)
 
     def _claim(self) -> list[Claimed]:
-        settings = self.settings
-        claims = self.claims.claim(texts=settings.budget_texts, messages=settings.most_messages,
-                                   max_deliveries=settings.max_deliveries)
-        texts = sum(_texts(c.raw) for c in claims if not c.dead)
-        if (texts < settings.budget_texts and settings.linger_s > 0
-                and all(c.deliveries <= 1 for c in claims)
-                and time.monotonic() < self._flowing_until
-                and self.claims.wait(settings.linger_s)):
-            alive = sum(not c.dead for c in claims)
-            claims += self.claims.claim(texts=settings.budget_texts,
-                                        messages=settings.most_messages,
-                                        max_deliveries=settings.max_deliveries, already=alive)
+        claims = self.claims.claim(self.policy)
+        texts = sum(c.texts for c in claims if c.state == "live")
+        if (self.policy.linger(claimed_texts=texts,
+                               flowing=time.monotonic() < self._flowing_until,
+                               suspects=any(c.deliveries > 1 for c in claims))
+                and self.claims.wait(self.policy.linger_s)):
+            claims += self.claims.claim(self.policy, already=len(claims), texts=texts)
         return claims
 
     def serve(self, claims: list[Claimed]) -> None:
         """Embed a claimed batch and write every reply and acknowledgement."""
         outbox = Outbox(self.target)
-        fresh: list[tuple[Envelope, EmbedRequest]] = []
-        suspects: list[tuple[Envelope, EmbedRequest]] = []
-        for claim in claims:
-            parsed = self._open(claim, outbox)
-            if parsed is not None:
-                (fresh if claim.deliveries <= 1 else suspects).append(parsed)
+        now = time.time()
+        fresh, suspects, expired = self._sort(claims, outbox, now)
         texts = sum(len(request.texts) for _, request in fresh)
         self._flowing_until = time.monotonic() + _FLOWING_S if texts > 1 else 0.0
-        for group in [fresh, *([s] for s in suspects)]:
-            facts = self._embed(group, outbox) if group else None
+        for group in [fresh, *suspects]:
+            if self.gate is not None and group:  # issue 20 hook
+                group = self.gate(group, outbox)
+            facts = self._embed(group, outbox, expired) if group else None
             self._unsent = outbox  # kept until written: a broker outage must not lose it
             outbox.commit(self.claims.client)
             self._unsent = None
-            if facts is not None and self.observe is not None:
-                self.observe(replace(facts, answered_at=time.time()))
+            if facts is None and expired:
+                log.info("batch_dropped", queue=self.queue, expired_texts=expired)
+                facts = BatchFacts(queue=self.queue, messages=0, texts=0, failed=0, seconds=0.0,
+                                   enqueued_at=(), claimed_at=now, expired=expired)
+            if facts is not None:
+                expired = 0  # counted once, with the first group
+                if self.observe is not None:
+                    self.observe(replace(facts, answered_at=time.time()))
 
-    def _open(self, claim: Claimed, outbox: Outbox) -> tuple[Envelope, EmbedRequest] | None:
+    def _sort(self, claims: list[Claimed], outbox: Outbox, now: float
+              ) -> tuple[list[Parsed], list[list[Parsed]], int]:
+        """Fresh messages (one batch), suspects (a batch each) and the texts dropped: claims
+        nobody waits for are acknowledged uncomputed, the rest carry their rows' deadlines."""
+        expired = 0
+        opened: list[tuple[Claimed, Parsed]] = []
+        for claim in claims:
+            if claim.state == "expired":
+                outbox.ack(claim.raw)  # nobody waits: not even a reply
+                expired += claim.texts
+            elif (parsed := self._open(claim, outbox)) is not None:
+                opened.append((claim, parsed))
+        marks = {envelope.task_id: rows for claim, (envelope, _) in opened
+                 if (rows := cancelled_rows(claim.cancel)) is not None}
+        if marks:
+            outbox.forget_cancels(list(marks))  # cleared with the batch's acknowledgements
+        fresh: list[Parsed] = []
+        suspects: list[list[Parsed]] = []
+        for claim, (envelope, request) in opened:
+            deadlines = _row_deadlines(envelope, request, marks.get(envelope.task_id))
+            if deadlines is not None and all(d <= now for d in deadlines):
+                outbox.revoked(envelope, "cancelled" if envelope.task_id in marks else "expired")
+                expired += len(request.texts)
+                continue
+            parsed = (envelope, replace(request, deadlines=deadlines))
+            if claim.deliveries <= 1:
+                fresh.append(parsed)
+            else:
+                suspects.append([parsed])
+        return fresh, suspects, expired
+
+    def _open(self, claim: Claimed, outbox: Outbox) -> Parsed | None:
         """The message's envelope and request, or None after dealing with what is wrong."""
         now = time.time()
         try:
             envelope = open_envelope(claim.raw)
         except GarbageMessageError as exc:
             log.warning("message_dead_lettered", queue=self.queue, reason=str(exc))
-            if not claim.dead:
-                outbox.dead_letter(claim.raw, str(exc), at=now)
+            outbox.dead_letter(claim.raw, str(exc), at=now)
             return None
         if claim.dead:
+            why = ("sent again after it was dead-lettered" if claim.state == "redead" else
+                   f"delivered {claim.deliveries} times, and each delivery ended with the worker "
+                   "process dead (killed, out of memory or crashed); a poison message?")
             log.warning("message_dead_lettered", queue=self.queue, task_id=envelope.task_id,
-                        reason="too many deliveries")
+                        reason=why)
+            outbox.dead_letter(claim.raw, why, at=now, deliveries=claim.deliveries)
             outbox.notify(envelope, DeadLetteredError(
                 f"message {envelope.task_id} on {self.queue} was delivered more than "
-                f"{self.settings.max_deliveries} times and each time its worker process died; "
+                f"{self.policy.max_deliveries} times and each time its worker process died; "
                 f"it is in the dead letters: embedq dead-letters list --queue {self.queue}"))
             return None
         try:
-            request = envelope.request()
+            request = self.read(envelope)  # issue 20 hook (was envelope.request())
             refused = self.guard(request)
             if refused is not None:
                 raise PayloadError(f"message {envelope.task_id}: {refused}")
             return envelope, request
-        except PayloadError as exc:
+        except EmbedqError as exc:  # issue 20: was PayloadError (a short call's typed refusals)
             log.warning("message_dead_lettered", queue=self.queue, task_id=envelope.task_id,
                         reason=str(exc))
             outbox.dead_letter(claim.raw, str(exc), at=now)
             outbox.notify(envelope, exc)
             return None
 
-    def _embed(self, group: list[tuple[Envelope, EmbedRequest]], outbox: Outbox) -> BatchFacts:
-        """One pass of the model over a group; every message gets its result or its error."""
+    def _embed(self, group: list[Parsed], outbox: Outbox, expired: int) -> BatchFacts:
+        """One run of the model over a group; every message gets its result or its error.
+        ``expired`` texts of the batch were dropped before it (counted with it)."""
         claimed_at = time.time()
         started = time.perf_counter()
         try:
             with self.compute:
-                outcomes = self.handle([request for _, request in group])
+                handled = self.handle([request for _, request in group])
+            outcomes, dropped = handled.outcomes, handled.dropped
         except Exception as exc:  # a bug or out of memory: fail these messages, keep serving
             log.exception("batch_failed", queue=self.queue, messages=len(group))
-            outcomes = [EmbedqError(f"worker error: {exc!r}")] * len(group)
+            outcomes, dropped = [EmbedqError(f"worker error: {exc!r}")] * len(group), 0
         runtime = time.perf_counter() - started
         texts = sum(len(request.texts) for _, request in group)
-        for (envelope, _), outcome in zip(group, outcomes, strict=True):
+        answered = time.time()
+        late = 0
+        for (envelope, request), outcome in zip(group, outcomes, strict=True):
             if isinstance(outcome, EmbedResult):
                 timings = {**outcome.timings_ms, "total": round(runtime * 1e3, 3)}
                 outcome = replace(outcome, worker=self.target.hostname, queue=self.queue,
                                   timings_ms=timings)
+                skipped = {row for row, why in outcome.errors if why == DROPPED_ROW}
+                late += sum(0 < d <= answered and row not in skipped
+                            for row, d in enumerate(request.deadlines or ()))
                 outbox.succeed(envelope, outcome, runtime)
             else:
                 log.warning("embed_failed", task_id=envelope.task_id, queue=self.queue,
                             error=str(outcome))
                 outbox.fail(envelope, outcome, runtime)
+        computed = texts - dropped
+        cycle = time.perf_counter() - self._busy_since  # claim, linger, compute: all it costs
+        if computed > 0 and self._busy_since and cycle > 0:
+            rate = computed / cycle
+            self._rate = rate if not self._rate else (
+                _RATE_WEIGHT * rate + (1 - _RATE_WEIGHT) * self._rate)
+            outbox.publish_rate(self.claims.consumer, self._rate)
         first = group[0][1]
         log.info("batch_embedded", queue=self.queue, route=first.route, model=first.model,
-                 precision=first.precision, messages=len(group), batch_texts=texts,
+                 precision=first.precision, messages=len(group), batch_texts=computed,
+                 expired_texts=dropped + expired, late_texts=late,
                  latency_ms=round(runtime * 1e3, 3),
                  task_ids=[envelope.task_id for envelope, _ in group])
         return BatchFacts(
-            queue=self.queue, messages=len(group), texts=texts,
+            queue=self.queue, messages=len(group), texts=computed,
             failed=sum(not isinstance(o, EmbedResult) for o in outcomes), seconds=runtime,
             enqueued_at=tuple(e.enqueued_at for e, _ in group if e.enqueued_at is not None),
-            claimed_at=claimed_at)
+            claimed_at=claimed_at, expired=dropped + expired, late=late)

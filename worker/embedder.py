@@ -1,66 +1,42 @@
-"""The three-stage model step: prepare (count, sort, batch), core (forward passes), post.
+"""The three-stage model step: prepare (count, sort, cut into passes), core (forward passes),
+post (dimension, normalisation, dtype).
 
-Texts are sorted by token length and cut into batches by a padded-token budget as well as by
-count, as TEI's ``max-batch-tokens`` does: a batch of short queries can be large, a batch of long
-passages stays small, and padding waste stays low. The input order is restored at the end.
+How passes are cut is the batching policy's (`embedq.worker.batching.PassPolicy`). Before each
+pass the caller may drop texts nobody waits for any more (their callers' deadlines passed): work
+for a caller that has left is never done. The input order is restored at the end.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from embedq.config.errors import ConfigError
+from embedq.config.precisions import OutputDtype
 from embedq.tasks.vectors import l2_normalize
+from embedq.worker.batching import PassPolicy
 from embedq.worker.models.encoder import Encoder
 from embedq.worker.models.quantize import calibration_vectors, int8_ranges, to_binary, to_int8
 
-_OUTPUT_DTYPES = {"float32": np.float32, "float16": np.float16}
 
-
-def plan_batches(
-    token_counts: list[int], *, max_tokens: int, max_batch_tokens: int, max_batch_size: int
-) -> list[list[int]]:
-    """Indices of the texts grouped into forward passes, longest first.
-
-    A batch costs ``len(batch) * its longest text`` padded tokens (each capped at max_tokens);
-    a new batch starts when adding a text would pass the budget or the size limit.
-    """
-    order = sorted(range(len(token_counts)), key=lambda i: -token_counts[i])
-    batches: list[list[int]] = []
-    current: list[int] = []
-    longest = 0
-    for index in order:
-        length = min(token_counts[index], max_tokens)
-        if current and (
-            len(current) >= max_batch_size or (len(current) + 1) * longest > max_batch_tokens
-        ):
-            batches.append(current)
-            current = []
-        if not current:
-            longest = length  # sorted longest first: the first text sets the padded length
-        current.append(index)
-    if current:
-        batches.append(current)
-    return batches
-
-
-def postprocess(vectors: np.ndarray, *, dim: int, normalize: bool, output_dtype: str,
+def postprocess(vectors: np.ndarray, *, dim: int, normalize: bool, output_dtype: OutputDtype,
                 ranges: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Matryoshka-truncate to ``dim``, then L2-normalise, then the output dtype (int8 needs the
     calibrated ``ranges`` of this dim and normalisation, see `Embedder.int8_ranges`)."""
     out = vectors[:, :dim].astype(np.float32, copy=True)
     if normalize:
         l2_normalize(out)
-    if output_dtype == "binary":
+    if output_dtype is OutputDtype.BINARY:
         return to_binary(out)
-    if output_dtype == "int8":
+    if output_dtype is OutputDtype.INT8:
         if ranges is None:
             raise ConfigError("int8 output needs calibration ranges; none were given")
         return to_int8(out, ranges)
-    return out.astype(_OUTPUT_DTYPES[output_dtype], copy=False)
+    return out.astype(output_dtype.array_dtype, copy=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +47,7 @@ class Encoded:
     tokens: list[int]
     truncated: list[bool]
     batch_sizes: list[int]
+    dropped: frozenset[int] = frozenset()  # texts skipped because nobody waited for them
 
 
 @dataclass
@@ -83,13 +60,13 @@ class _Calibration:
 
 
 class Embedder:
-    """An encoder plus the batching policy it runs under."""
+    """An encoder plus the pass policy it runs under."""
 
-    def __init__(self, encoder: Encoder, *, max_batch_tokens: int, max_batch_size: int,
+    def __init__(self, encoder: Encoder, passes: PassPolicy, *,
                  calibration_file: Path | None = None) -> None:
         self.encoder = encoder
-        self.max_batch_tokens = max_batch_tokens
-        self.max_batch_size = max_batch_size
+        self.passes = passes
+        self.seconds_per_text = 0.0  # measured, an EWMA over passes: what a pass will take
         self._calibration = _Calibration(calibration_file) if calibration_file else None
 
     def int8_ranges(self, dim: int, normalize: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -106,21 +83,33 @@ class Embedder:
                 calibration.vectors = calibration_vectors(
                     calibration.path, lambda texts: self.encode(texts).vectors)
             calibration.ranges[(dim, normalize)] = int8_ranges(postprocess(
-                calibration.vectors, dim=dim, normalize=normalize, output_dtype="float32"))
+                calibration.vectors, dim=dim, normalize=normalize,
+                output_dtype=OutputDtype.FLOAT32))
         return calibration.ranges[(dim, normalize)]
 
-    def encode(self, texts: list[str], prompt: str = "") -> Encoded:
-        """Embed ``texts`` (each after ``prompt``) in token-budget batches, in input order;
-        token counts and truncation include the prompt's tokens, as sentence-transformers'."""
+    def encode(self, texts: list[str],
+               wanted: Callable[[list[int], float], list[int]] | None = None, *,
+               prompt: str = "") -> Encoded:
+        """Embed ``texts`` (each after ``prompt``) pass by pass and return them in input order.
+        ``wanted`` (if given) is asked before each pass, with the seconds the pass is expected
+        to take, which of its texts are still wanted; the others are dropped (NaN rows, listed
+        in ``dropped``). Token counts and truncation include the prompt's tokens, as
+        sentence-transformers'."""
         tokens = self.encoder.count_tokens(texts, prompt)
-        batches = plan_batches(
-            tokens,
-            max_tokens=self.encoder.max_tokens,
-            max_batch_tokens=self.max_batch_tokens,
-            max_batch_size=self.max_batch_size,
-        )
-        vectors = np.empty((len(texts), self.encoder.dim), dtype=np.float32)
-        for batch in batches:
-            vectors[batch] = self.encoder.encode_batch([texts[i] for i in batch], prompt)
+        passes = self.passes.plan(tokens, truncate_at=self.encoder.max_tokens)
+        vectors = np.full((len(texts), self.encoder.dim), np.nan, dtype=np.float32)
+        dropped: set[int] = set()
+        sizes: list[int] = []
+        for planned in passes:
+            run = planned if wanted is None else wanted(
+                planned, len(planned) * self.seconds_per_text)
+            dropped.update(set(planned) - set(run))
+            if run:
+                started = time.perf_counter()
+                vectors[run] = self.encoder.encode_batch([texts[i] for i in run], prompt)
+                per_text = (time.perf_counter() - started) / len(run)
+                self.seconds_per_text = per_text if not self.seconds_per_text else (
+                    0.3 * per_text + 0.7 * self.seconds_per_text)
+                sizes.append(len(run))
         truncated = [count > self.encoder.max_tokens for count in tokens]
-        return Encoded(vectors, tokens, truncated, [len(b) for b in batches])
+        return Encoded(vectors, tokens, truncated, sizes, frozenset(dropped))

@@ -15,8 +15,8 @@ import threading
 import structlog
 
 from embedq.config.settings import Settings
-from embedq.tasks.cache_guard import CacheGuard, cache_client
 from embedq.tasks.liveness import LIFETIMES_PER_INTERVAL, mark_alive, mark_gone
+from embedq.tasks.redis_guard import RedisGuard, guarded_client
 
 log = structlog.get_logger(__name__)
 
@@ -27,7 +27,7 @@ class Heartbeat:
     def __init__(self, settings: Settings, entries: list[tuple[str, str]]) -> None:
         self.entries = entries
         self.interval_s = settings.liveness_interval_s
-        self._guard = CacheGuard(cache_client(settings, settings.broker),
+        self._guard = RedisGuard(guarded_client(settings, settings.broker), what="broker",
                                  backoff_max_s=settings.cache_backoff_max_s)
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="embedq-heartbeat", daemon=True)

@@ -15,6 +15,7 @@ import structlog
 from embedq.config.errors import ConfigError, EmbedqError, ModelUnavailableError
 from embedq.config.registry import Precision, Registry
 from embedq.config.settings import Settings
+from embedq.worker.batching import BatchPolicy
 from embedq.worker.embedder import Embedder
 from embedq.worker.models.loading import load_encoder
 from embedq.worker.models.sources import file_safe
@@ -49,12 +50,8 @@ class LoadedModels:
         spec = self.registry.model(model)
         calibration = (self.settings.model_cache_dir / "calibration"
                        / f"{model}-{file_safe(encoder.revision)}-{encoder.precision}.npy")
-        embedder = Embedder(
-            encoder,
-            max_batch_tokens=spec.max_batch_tokens or self.settings.max_batch_tokens,
-            max_batch_size=self.settings.max_batch_size,
-            calibration_file=calibration,
-        )
+        passes = BatchPolicy.from_settings(self.settings).for_model(spec.max_batch_tokens)
+        embedder = Embedder(encoder, passes, calibration_file=calibration)
         self._embedders[key] = embedder
         log.info("model_loaded", model=model, precision=encoder.precision,
                  asked=precision.value, revision=encoder.revision,

@@ -6,8 +6,9 @@ a fresh one per worker unless the operator sets it) and the parent's ``/metrics`
 That folder must be known before prometheus_client is first imported, so `prepare` runs at the
 start of `create_worker_app` and this module imports prometheus_client only inside functions.
 Nothing here runs unless ``EMBEDQ_METRICS_PORT`` is set. The parent also reports the resident
-memory of itself and its pool, and says in the broker Redis where its ``/metrics`` listens
-(`Exporter`), which is how ``embedq dashboard`` and ``embedq eval`` find it.
+memory of itself and its pool, and advertises where its ``/metrics`` listens (`Exporter`,
+through `embedq.tasks.metrics_endpoints`), which is how ``embedq dashboard`` and ``embedq eval``
+find it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import os
 import socket
 import tempfile
 import threading
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +27,9 @@ import redis
 
 from embedq.config.settings import Settings
 from embedq.tasks.cache_codec import TierStats
-from embedq.tasks.names import METRICS_ENDPOINTS_KEY, parse_queue
+from embedq.tasks.connections import redis_client
+from embedq.tasks.metrics_endpoints import publish_endpoint, withdraw_endpoint
+from embedq.tasks.names import parse_queue
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _TEXT_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
@@ -46,6 +48,8 @@ class BatchFacts:
     enqueued_at: tuple[float, ...]  # wall clock, per message that says (embedq's producer)
     claimed_at: float
     answered_at: float = 0.0  # set once the replies are written
+    expired: int = 0  # texts dropped uncomputed: their callers had left or cancelled
+    late: int = 0  # texts computed, but answered after their caller's deadline
 
 
 def prepare(settings: Settings) -> None:
@@ -73,6 +77,10 @@ class BatchMetrics:
                                     labels, buckets=_SECONDS_BUCKETS)
         self.failed = Counter("embedq_messages_failed_total", "Messages answered with an error.",
                               labels)
+        self.expired = Counter("embedq_expired_texts_total", "Texts dropped uncomputed: their "
+                               "callers' deadlines had passed or they cancelled.", labels)
+        self.late = Counter("embedq_late_texts_total", "Texts computed but answered after their "
+                            "caller's deadline.", labels)
         self.request = Histogram("embedq_request_seconds", "Enqueue to reply written, per message.",
                                  labels, buckets=_SECONDS_BUCKETS)
         self.cache = Counter("embedq_cache_lookups_total", "Cache lookups by tier and result.",
@@ -85,6 +93,10 @@ class BatchMetrics:
         labels = {"queue": facts.queue, "model": model, "precision": precision}
         self.messages.labels(**labels).inc(facts.messages)
         self.texts.labels(**labels).inc(facts.texts)
+        self.expired.labels(**labels).inc(facts.expired)
+        self.late.labels(**labels).inc(facts.late)
+        if not facts.messages:
+            return  # a batch whose every message was dropped
         outcome = "failed" if facts.failed == facts.messages else "done"
         self.batches.labels(**labels, outcome=outcome).inc()
         self.batch_texts.labels(**labels).observe(facts.texts)
@@ -148,26 +160,6 @@ def serve(port: int, address: str, queues: Sequence[str] = ()) -> Any:
     return start_http_server(port, addr=address, registry=registry)
 
 
-def publish_endpoint(client: redis.Redis, url: str, ttl_s: float) -> None:
-    """Say for ``ttl_s`` seconds that a worker's ``/metrics`` is at ``url``."""
-    now = time.time()
-    with client.pipeline(transaction=False) as pipe:
-        pipe.zadd(METRICS_ENDPOINTS_KEY, {url: now + ttl_s})
-        pipe.zremrangebyscore(METRICS_ENDPOINTS_KEY, "-inf", now)
-        pipe.execute()
-
-
-def withdraw_endpoint(client: redis.Redis, url: str) -> None:
-    """A clean shutdown: stop advertising ``url`` at once."""
-    client.zrem(METRICS_ENDPOINTS_KEY, url)
-
-
-def metrics_endpoints(client: redis.Redis) -> list[str]:
-    """The ``/metrics`` URLs of the workers that are up now."""
-    found = client.zrangebyscore(METRICS_ENDPOINTS_KEY, time.time(), "+inf")
-    return sorted(raw.decode() if isinstance(raw, bytes) else str(raw) for raw in found)
-
-
 class Exporter:
     """The worker parent's ``/metrics``, advertised in the broker Redis while it runs.
 
@@ -179,7 +171,8 @@ class Exporter:
         self.settings = settings
         self.queues = list(queues)
         self.url: str | None = None
-        self._client = redis.Redis.from_url(settings.broker, socket_timeout=2.0)
+        self._client = redis_client(settings.broker, master_name=settings.sentinel_master,
+                                    socket_timeout=2.0)
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._advertise, name="embedq-metrics",
                                         daemon=True)

@@ -7,24 +7,39 @@ from a plain Celery producer, into Celery's Redis result backend exactly as Cele
 transaction removes each message from the consumer's in-flight list and forgets its delivery
 count, so a reply is written if and only if its message is acknowledged: a crash before the
 ``EXEC`` redelivers the message, a crash after it never repeats the work.
+
+A message from a Celery producer (no ``embedq_reply`` header) is finished as Celery's worker
+finishes a task (`worker.celery_canvas`): result or failure stored through Celery's backend,
+chord part counted, callbacks, chain and errbacks sent. Those are Celery's own calls and run
+just before the ``MULTI`` that acknowledges the message: at least once, as Celery's
+``acks_late`` is (a crash in between redelivers the message; the cache makes the repeat cheap).
 """
 
 from __future__ import annotations
 
-import datetime
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 import structlog
-from celery.backends.base import Backend as CeleryResultBackend
+from celery.app.task import Context
+from kombu.exceptions import OperationalError
 
-from embedq.config.errors import EmbedqError
-from embedq.tasks.dead_letters import DEAD_MARK, DeadLetter, message_id
-from embedq.tasks.envelope import Envelope
+from embedq.config.errors import EmbeddingFailedError, EmbedqError
+from embedq.tasks.celery_results import result_value
 from embedq.tasks.events import event_message, task_event
-from embedq.tasks.names import EMBED_TASK, dead_key, deliveries_key
-from embedq.tasks.schema import EmbedResult, Reply
+from embedq.tasks.names import EMBED_TASK, cancel_key, dead_key, deliveries_key, rate_key
+from embedq.tasks.schema import EmbedResult
+from embedq.tasks.wire import DEAD_MARK, DROPPED_ROW, DeadLetter, Envelope, Reply, message_id
+from embedq.worker.celery_canvas import (
+    CeleryApps,
+    failure_traceback,
+    finish_failure,
+    finish_revoked,
+    finish_success,
+    message_context,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -39,7 +54,7 @@ class ReplyTarget:
     db: int  # the broker's database number (the event channel names it)
     reply_ttl_s: int
     events: bool
-    results: CeleryResultBackend | None  # for messages of plain Celery producers
+    celery: CeleryApps | None  # for messages of plain Celery producers
 
 
 @dataclass
@@ -49,25 +64,64 @@ class Outbox:
     target: ReplyTarget
     _ops: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
     _events: list[dict[str, Any]] = field(default_factory=list)
+    _celery: list[Callable[[], None]] = field(default_factory=list)
+    _contexts: dict[str, Context] = field(default_factory=dict)  # Celery messages' requests
 
     def succeed(self, envelope: Envelope, result: EmbedResult, runtime_s: float) -> None:
-        """Reply with ``result`` and acknowledge the message."""
+        """Reply with ``result`` and acknowledge the message.
+
+        A Celery task either returns every vector or fails: a result with failed items is
+        stored as an `EmbeddingFailedError` naming them, and one whose rows were all dropped
+        before the forward pass (its ``expires`` passed meanwhile) is ``REVOKED``, as Celery
+        stores an expired task.
+        """
+        if envelope.reply_to is None and result.errors:
+            if all(why == DROPPED_ROW for _, why in result.errors) and (
+                    len(result.errors) == len(result.cached)):
+                self.revoked(envelope, "expired")
+            else:
+                self.fail(envelope, EmbeddingFailedError(dict(result.errors), None), runtime_s)
+            return
         if envelope.reply_to is not None:
             self._reply(envelope.reply_to, Reply(envelope.task_id, result))
         else:
-            self._celery_result(envelope.task_id, "SUCCESS", result.to_wire())
+            self._finish_celery(envelope, "success", result)
         self._event(envelope, "task-succeeded", runtime=runtime_s,
                     result=f"{len(result.cached)} vectors of {result.dim}")
         self.ack(envelope.raw)
+
+    def revoked(self, envelope: Envelope, reason: str) -> None:
+        """Drop a message without computing it (``revoked``, ``expired``, ``cancelled``).
+
+        A Celery producer's task is stored as ``REVOKED`` with ``reason`` and its chord part
+        counted, as Celery's worker does for a revoked or expired task (Celery calls no
+        errbacks for it); an embedq producer's message is only acknowledged: its caller has
+        left and reads no reply.
+        """
+        if envelope.reply_to is None:
+            self._finish_celery(envelope, "revoked", reason)
+        self._event(envelope, "task-revoked", terminated=False, signum=None,
+                    expired=reason == "expired")
+        self.ack(envelope.raw)
+
+    def forget_cancels(self, task_ids: list[str]) -> None:
+        """Drop the cancellation marks of messages this batch settles."""
+        self._ops.append(("hdel", (cancel_key(self.target.queue), *task_ids)))
+
+    def publish_rate(self, consumer: str, texts_per_s: float) -> None:
+        """Say how fast this consumer serves while busy: producers add the live consumers'
+        rates up to tell how long the queue ahead of a new request will take."""
+        self._ops.append(("hset", (rate_key(self.target.queue), consumer,
+                                   f"{texts_per_s:.3f}")))
 
     def fail(self, envelope: Envelope, error: EmbedqError, runtime_s: float = 0.0) -> None:
         """Reply with ``error`` (its class and message) and acknowledge the message."""
         self.notify(envelope, error, runtime_s)
         self.ack(envelope.raw)
 
-    def dead_letter(self, raw: bytes, reason: str, *, at: float) -> None:
+    def dead_letter(self, raw: bytes, reason: str, *, at: float, deliveries: int = 1) -> None:
         """Move ``raw`` from flight to the dead letters (the caller tells its producer)."""
-        record = DeadLetter(reason, self.target.queue, at, 1, raw)
+        record = DeadLetter(reason, self.target.queue, at, deliveries, raw)
         self._ops.append(("lrem", (self.target.inflight, 1, raw)))
         self._ops.append(("hset", (deliveries_key(self.target.queue), message_id(raw), DEAD_MARK)))
         self._ops.append(("lpush", (dead_key(self.target.queue), record.encode())))
@@ -83,13 +137,14 @@ class Outbox:
         if envelope.reply_to is not None:
             self._reply(envelope.reply_to, Reply(envelope.task_id, error_type=type(error).__name__,
                                                  error=str(error)))
-        elif self.target.results is not None:
-            self._celery_result(envelope.task_id, "FAILURE",
-                                self.target.results.prepare_exception(error))
+        else:
+            self._finish_celery(envelope, "failure", error)
         self._event(envelope, "task-failed", runtime=runtime_s, exception=repr(error))
 
     def commit(self, client: redis.Redis) -> None:
-        """Everything in one ``MULTI``/``EXEC`` round trip (nothing if there is nothing)."""
+        """Celery's finishing steps, then everything else in one ``MULTI``/``EXEC`` round trip
+        (nothing if there is nothing). A broker error leaves what is not done for the retry."""
+        self._run_celery()
         if not self._ops and not self._events:
             return
         with client.pipeline(transaction=True) as pipe:
@@ -110,22 +165,48 @@ class Outbox:
         self._ops.append(("rpush", (key, reply.to_wire())))
         self._ops.append(("expire", (key, self.target.reply_ttl_s)))
 
-    def _celery_result(self, task_id: str, status: str, result: Any) -> None:
-        results = self.target.results
-        if results is None:
+    def _finish_celery(self, envelope: Envelope, outcome: str, value: Any) -> None:
+        """Queue Celery's finishing calls for a Celery producer's message (run at commit)."""
+        celery = self.target.celery
+        if celery is None:
             return
-        meta = {"status": status, "result": result, "traceback": None, "children": [],
-                "date_done": datetime.datetime.now(datetime.UTC).isoformat(),
-                "task_id": task_id}
-        key, value = results.get_key_for_task(task_id), results.encode(meta)
-        self._ops.append(("set", (key, value, results.expires)))
-        self._ops.append(("publish", (key, value)))
+        app, serializer = celery.for_message(envelope)
+        request = message_context(envelope, self.target.hostname)
+        if outcome == "success":
+            retval = result_value(value, serializer)
+            self._celery.append(lambda: finish_success(app, request, retval))
+        elif outcome == "failure":
+            tb = failure_traceback(value, self.target.hostname, self.target.queue)
+            self._celery.append(lambda: finish_failure(app, request, value, tb))
+        else:
+            self._celery.append(lambda: finish_revoked(app, request, value))
+        self._contexts[envelope.task_id] = request
+
+    def _run_celery(self) -> None:
+        """Each queued Celery call once; a broker outage is raised as a Redis error (the
+        consumer retries the commit), a call Celery refuses (a bad signature) is logged."""
+        while self._celery:
+            try:
+                self._celery[0]()
+            except (redis.RedisError, OSError, OperationalError) as exc:
+                raise redis.ConnectionError(f"celery result backend or broker: {exc!r}") from exc
+            except Exception as exc:  # a malformed callback must not stop the batch's replies
+                log.exception("celery_finish_failed", error=repr(exc))
+            self._celery.pop(0)
 
     def _event(self, envelope: Envelope, kind: str, **fields: Any) -> None:
         if not self.target.events:
             return
+        request = self._contexts.get(envelope.task_id)
+        if request is None:  # an embedq producer's message: one request of its sender
+            about = {"name": EMBED_TASK, "args": "(...)", "kwargs": "{}", "root_id":
+                     envelope.task_id, "parent_id": None, "eta": None, "expires": None}
+        else:  # a Celery task: shown in Flower as Celery's worker would show it
+            about = {"name": request.task, "args": request.get("argsrepr") or repr(request.args),
+                     "kwargs": request.get("kwargsrepr") or repr(request.kwargs),
+                     "root_id": request.root_id, "parent_id": request.parent_id,
+                     "eta": request.eta, "expires": request.expires}
         received = task_event("task-received", envelope.task_id, self.target.hostname,
-                              name=EMBED_TASK, args="(...)", kwargs="{}", retries=0,
-                              root_id=envelope.task_id, parent_id=None, eta=None, expires=None)
+                              retries=0, **about)
         self._events.append(received)
         self._events.append(task_event(kind, envelope.task_id, self.target.hostname, **fields))

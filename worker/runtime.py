@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
-from celery.backends.base import Backend as CeleryResultBackend
+from celery import Celery
 
 from embedq.config.errors import EmbedqError
 from embedq.config.registry import Precision, Registry
@@ -26,14 +26,19 @@ from embedq.config.settings import Settings
 from embedq.tasks.connections import database, redis_client
 from embedq.tasks.names import inflight_key, parse_queue, route_queue
 from embedq.tasks.schema import EmbedRequest
+from embedq.worker.batching import BatchPolicy
 from embedq.worker.cache_tiered import process_cache
-from embedq.worker.claims import QueueClaims, consumer_id
-from embedq.worker.consumer import Consumer, ConsumerSettings, Guard
+from embedq.worker.celery_canvas import CeleryApps
+from embedq.worker.celery_control import celery_gate
+from embedq.worker.celery_requests import message_reader
+from embedq.worker.claims import QueueClaims
+from embedq.worker.consumer import Consumer, Guard
 from embedq.worker.heartbeat import Heartbeat
 from embedq.worker.loaded_models import LoadedModels
 from embedq.worker.metrics import BatchFacts, BatchMetrics
 from embedq.worker.models.cpu import threads_per_process
 from embedq.worker.models.loading import check_model
+from embedq.worker.processes import consumer_id
 from embedq.worker.replies import ReplyTarget
 from embedq.worker.service import EmbedService
 
@@ -96,15 +101,14 @@ class WorkerRuntime:
         self.hostname = ""
         self.processes = 1
         self.main_pid = os.getpid()
-        self.results: CeleryResultBackend | None = None
+        self.celery: Celery | None = None  # the worker's app: Celery producers' results
         # Set by the parent when the whole worker is ready; shared with the pool processes.
         self.ready = multiprocessing.get_context("fork").Event()
         self._running: _Running | None = None
 
-    def plan(self, queues: list[str], hostname: str, processes: int,
-             results: CeleryResultBackend) -> None:
+    def plan(self, queues: list[str], hostname: str, processes: int, app: Celery) -> None:
         """Check every queue's model before any fork (the int8 export and split zip too)."""
-        self.queues, self.hostname, self.results = queues, hostname, results
+        self.queues, self.hostname, self.celery = queues, hostname, app
         self.processes = max(1, processes)
         self.main_pid = os.getpid()
         for queue in queues:
@@ -148,19 +152,20 @@ class WorkerRuntime:
         running = _Running()
         compute = threading.Lock()
         observe = _observer(service) if settings.metrics_port is not None else None
-        tuning = ConsumerSettings(
-            budget_texts=settings.batch_flush_texts, most_messages=settings.batch_flush_texts,
-            linger_s=settings.batch_interval_s, max_deliveries=settings.max_deliveries,
-            poll_s=POLL_S, sweep_every_s=min(POLL_S, settings.liveness_interval_s))
+        policy = BatchPolicy.from_settings(settings)
+        apps = CeleryApps(self.celery, settings) if self.celery is not None else None
         for queue in self.queues:
             claims = QueueClaims(client, queue, consumer_id())
             target = ReplyTarget(queue=queue, inflight=inflight_key(queue, claims.consumer),
                                  hostname=self.hostname, db=database(settings.broker),
                                  reply_ttl_s=settings.result_expires_s,
-                                 events=settings.task_events, results=self.results)
-            running.consumers.append(Consumer(claims, target, service.handle,
-                                              queue_guard(self.registry, queue), tuning, compute,
-                                              observe))
+                                 events=settings.task_events, celery=apps)
+            running.consumers.append(Consumer(
+                claims, target, service.handle, queue_guard(self.registry, queue), policy,
+                compute, poll_s=POLL_S, sweep_every_s=min(POLL_S, settings.liveness_interval_s),
+                observe=observe,
+                read=message_reader(self.registry, queue, settings.max_text_chars),
+                gate=celery_gate(client)))
         running.heartbeat = Heartbeat(
             settings, [(c.queue, c.claims.consumer) for c in running.consumers])
         threading.Thread(target=self._serve, args=(running,), name="embedq-gate",

@@ -1,13 +1,16 @@
-"""Turns a flush of embed requests into one result (or one error) per request.
+"""Turns a batch of claimed embed requests into one result (or one error) per request.
 
 Requests that share a model and precision are embedded together: their texts are validated one
-by one, deduplicated, and sent through the model in token-budget batches once; each request then
-gets its own post-processing (dimension, normalisation, dtype). A bad item costs only itself
-(its row is NaN and its error is listed); a bad request costs only itself.
+by one, deduplicated per prompt (routes with different prompts share the model, not vectors),
+and sent through the model in passes once per prompt, skipping texts whose callers' deadlines
+have passed; each request then gets its own post-processing (dimension, normalisation, dtype).
+A bad item costs only itself (its row is NaN and its error is listed); a bad request costs only
+itself.
 
 With the vector cache on, every item is looked up in both tiers first (one Redis round trip per
-flush), only the misses go through the model, and they are written back in one pipelined call;
-each item's ``cached`` flag says which it was. A cache problem never fails a request.
+batch of requests), only the misses go through the model, and they are written back in one
+pipelined call; each item's ``cached`` flag says which it was. A cache problem never fails a
+request.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from typing import NamedTuple
 
 import structlog
 
@@ -26,6 +30,7 @@ from embedq.tasks.codec import empty_vectors, vector_width
 from embedq.tasks.names import cache_key
 from embedq.tasks.schema import EmbedRequest, EmbedResult
 from embedq.tasks.validation import text_problem
+from embedq.tasks.wire import DROPPED_ROW
 from embedq.worker.cache_tiered import TieredCache, no_cache
 from embedq.worker.embedder import Embedder, Encoded, postprocess
 from embedq.worker.loaded_models import LoadedModels
@@ -33,6 +38,28 @@ from embedq.worker.loaded_models import LoadedModels
 log = structlog.get_logger(__name__)
 
 Outcome = EmbedResult | EmbedqError
+
+
+class Handled(NamedTuple):
+    """One outcome per request, in order, and how many texts were dropped uncomputed."""
+
+    outcomes: list[Outcome]
+    dropped: int
+
+
+def _wanted(deadlines: list[float | None]) -> Callable[[list[int], float], list[int]]:
+    """Asked before each forward pass, expected to take ``pass_s``: which of these texts can
+    still reach a caller before its deadline?"""
+    def wanted(rows: list[int], pass_s: float) -> list[int]:
+        ready = time.time() + pass_s
+        return [row for row in rows if (deadline := deadlines[row]) is None or deadline > ready]
+    return wanted
+
+
+def _wanted_or_none(deadlines: list[float | None]
+                    ) -> Callable[[list[int], float], list[int]] | None:
+    """`_wanted` where some text has a deadline; None (nothing to check) where none has."""
+    return _wanted(deadlines) if any(d is not None for d in deadlines) else None
 
 
 class EmbedService:
@@ -66,7 +93,7 @@ class EmbedService:
             )
         return precision
 
-    def handle(self, requests: list[EmbedRequest]) -> list[Outcome]:
+    def handle(self, requests: list[EmbedRequest]) -> Handled:
         """One outcome per request, in order; never raises for a request's own problems."""
         outcomes: list[Outcome | None] = [None] * len(requests)
         groups: dict[tuple[str, Precision], list[int]] = defaultdict(list)
@@ -75,6 +102,7 @@ class EmbedService:
                 groups[(request.model, self.check(request))].append(position)
             except EmbedqError as exc:
                 outcomes[position] = exc
+        dropped = 0
         for (model, precision), members in groups.items():
             try:
                 embedder = self.models.get(model, precision)
@@ -82,12 +110,14 @@ class EmbedService:
                 for position in members:
                     outcomes[position] = exc
                 continue
-            results = self._embed_group(embedder, [requests[p] for p in members])
+            results, skipped = self._embed_group(embedder, [requests[p] for p in members])
+            dropped += skipped
             for position, result in zip(members, results, strict=True):
                 outcomes[position] = result
-        return [outcome for outcome in outcomes if outcome is not None]
+        return Handled([outcome for outcome in outcomes if outcome is not None], dropped)
 
-    def _embed_group(self, embedder: Embedder, requests: list[EmbedRequest]) -> list[EmbedResult]:
+    def _embed_group(self, embedder: Embedder, requests: list[EmbedRequest]
+                     ) -> tuple[list[EmbedResult], int]:
         started = time.perf_counter()
         limit = self.settings.max_text_chars
         problems = [
@@ -105,13 +135,23 @@ class EmbedService:
         looked_up = time.perf_counter()
         # Distinct texts per prompt: routes with different prompts share the model, not vectors.
         unique: dict[str, dict[str, int]] = defaultdict(dict)
+        # Per prompt, per unique text: the latest of its callers' deadlines (None: no limit).
+        deadlines: dict[str, list[float | None]] = defaultdict(list)
         for request, bad, found in zip(requests, problems, hits, strict=True):
-            texts = unique[request.prompt]
+            texts, late = unique[request.prompt], deadlines[request.prompt]
             for i, text in enumerate(request.texts):
                 if i not in bad and i not in found:
-                    texts.setdefault(text, len(texts))
-        encoded = {prompt: embedder.encode(list(texts), prompt)
-                   for prompt, texts in unique.items() if texts}
+                    row = texts.setdefault(text, len(texts))
+                    own = request.deadlines[i] if request.deadlines is not None else None
+                    if row == len(late):
+                        late.append(own)
+                    elif late[row] is not None:
+                        late[row] = None if own is None else max(own, late[row] or 0)
+        encoded = {
+            prompt: embedder.encode(list(texts), _wanted_or_none(deadlines[prompt]),
+                                    prompt=prompt)
+            for prompt, texts in unique.items() if texts
+        }
         timings = {
             "cache_lookup": round((looked_up - started) * 1e3, 3),
             "encode": round((time.perf_counter() - looked_up) * 1e3, 3),
@@ -126,7 +166,7 @@ class EmbedService:
             self._write_back(cache, results, keys, hits)
             cache.announce(requests[0].model, requests[0].precision, info)
             cache.report()
-        return results
+        return results, sum(len(e.dropped) for e in encoded.values())
 
     @staticmethod
     def _lookup(
@@ -135,8 +175,10 @@ class EmbedService:
         """Per request, the positions found in the cache (one lookup for the whole group)."""
         if cache is None:
             return [{} for _ in requests]
-        wanted = {key: vector_width(r.dim, r.output_dtype)
-                  for r, per_item in zip(requests, keys, strict=True) for key in per_item.values()}
+        wanted: dict[str, int] = {}
+        for request, per_item in zip(requests, keys, strict=True):
+            wanted.update(dict.fromkeys(per_item.values(),
+                                        vector_width(request.dim, request.output_dtype)))
         found = dict(zip(wanted, cache.get_many(list(wanted), list(wanted.values())), strict=True))
         return [
             {i: entry for i, key in per_item.items() if (entry := found[key]) is not None}
@@ -153,8 +195,9 @@ class EmbedService:
         """Store every freshly computed vector in both tiers, in one pipelined write."""
         fresh: dict[str, CachedVector] = {}
         for result, per_item, found in zip(results, keys, hits, strict=True):
+            skipped = {i for i, _ in result.errors}  # dropped uncomputed: nothing to keep
             for i, key in per_item.items():
-                if i not in found:
+                if i not in found and i not in skipped:
                     fresh[key] = CachedVector(
                         result.vectors[i], result.tokens[i], result.truncated[i]
                     )
@@ -178,15 +221,20 @@ class EmbedService:
             for i, text in enumerate(request.texts)
             if i not in bad and i not in found
         }
-        vectors = empty_vectors(len(request.texts), request.dim, request.output_dtype)
+        if encoded is not None and encoded.dropped:
+            skipped = {i for i, row in rows.items() if row in encoded.dropped}
+            rows = {i: row for i, row in rows.items() if i not in skipped}
+            bad = {**bad, **dict.fromkeys(skipped, DROPPED_ROW)}
+        output_dtype = OutputDtype(request.output_dtype)  # checked by `check`
+        vectors = empty_vectors(len(request.texts), request.dim, output_dtype)
         ranges = (embedder.int8_ranges(request.dim, request.normalize)
-                  if request.output_dtype == OutputDtype.INT8 and rows else None)
+                  if output_dtype is OutputDtype.INT8 and rows else None)
         tokens = [0] * len(request.texts)
         truncated = [False] * len(request.texts)
         if rows and encoded is not None:
             vectors[list(rows)] = postprocess(
                 encoded.vectors[list(rows.values())], dim=request.dim,
-                normalize=request.normalize, output_dtype=request.output_dtype, ranges=ranges,
+                normalize=request.normalize, output_dtype=output_dtype, ranges=ranges,
             )
             for i, row in rows.items():
                 tokens[i], truncated[i] = encoded.tokens[row], encoded.truncated[row]

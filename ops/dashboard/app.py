@@ -17,10 +17,13 @@ from embedq.ops.dashboard.exporter import queue_registry
 from embedq.ops.dashboard.sampler import Sampler, Sources
 from embedq.ops.dashboard.scrape import worker_totals
 from embedq.ops.dashboard.server import make_server
+from embedq.ops.dashboard.texts_gauge import texts_reader
 from embedq.ops.evaluation.results import latest
 from embedq.ops.stack import queues_of
+from embedq.tasks.connections import redis_client
 from embedq.tasks.names import route_queue
 from embedq.tasks.queue_stats import queue_stats
+from embedq.tasks.tls import check_settings_tls
 
 log = structlog.get_logger(__name__)
 METRIC_KEYS = ("spearman", "pearson", "ndcg_at_10", "mrr_at_10", "recall_at_100", "v_measure")
@@ -42,7 +45,8 @@ def _evaluation(client: redis.Redis) -> list[dict[str, Any]]:
 
 def build_sources(settings: Settings, registry: Registry) -> Sources:
     """Figures from the broker Redis and the workers' exporters; never from a model."""
-    client = redis.Redis.from_url(settings.broker, socket_timeout=2.0)
+    client = redis_client(settings.broker, master_name=settings.sentinel_master,
+                          socket_timeout=2.0)
     queues = queues_of(registry)
     return Sources(queue_stats=lambda: queue_stats(client, queues),
                    worker_totals=lambda: worker_totals(client),
@@ -53,10 +57,13 @@ def build_sources(settings: Settings, registry: Registry) -> Sources:
 def serve_forever(settings: Settings, host: str, port: int,
                   announce: Callable[[str], None]) -> None:
     """Serve until SIGINT/SIGTERM."""
+    check_settings_tls(settings)  # a wrong CA or host name: one clear error, at start
     registry = load_registry(settings.config_dir)
     sources = build_sources(settings, registry)
     sampler = Sampler(sources)
-    server = make_server(host, port, sampler, queue_registry(sources.queue_stats),
+    texts = texts_reader(redis.Redis.from_url(settings.broker, socket_timeout=2.0),
+                         queues_of(registry))
+    server = make_server(host, port, sampler, queue_registry(sources.queue_stats, texts),
                          settings.dashboard_user, settings.dashboard_password)
 
     def _stop(signum: int, frame: FrameType | None) -> None:

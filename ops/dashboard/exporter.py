@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from embedq.ops.dashboard.texts_gauge import TextsCollector, TextsReader
 from embedq.tasks.names import parse_queue
 from embedq.tasks.queue_stats import QueueStats
 
@@ -48,8 +49,10 @@ class QueueCollector(Collector):
             yield family
 
 
-def queue_registry(read: Callable[[], list[QueueStats]]) -> CollectorRegistry:
-    """A registry holding only the queue gauges."""
+def queue_registry(read: Callable[[], list[QueueStats]],
+                   read_texts: TextsReader = list) -> CollectorRegistry:
+    """A registry holding only the queue gauges (texts waiting among them)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(QueueCollector(read))
+    registry.register(TextsCollector(read_texts))
     return registry

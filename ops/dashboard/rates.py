@@ -45,6 +45,7 @@ def difference(new: Totals, old: Totals | None) -> Totals:
         return new
     return Totals(
         texts=increase(new.texts, old.texts),
+        expired=increase(new.expired, old.expired),
         failed=increase(new.failed, old.failed),
         batch_texts_sum=increase(new.batch_texts_sum, old.batch_texts_sum),
         batches=increase(new.batches, old.batches),
@@ -60,6 +61,7 @@ def combine(parts: list[Totals]) -> Totals:
     out = Totals()
     for part in parts:
         out.texts += part.texts
+        out.expired += part.expired
         out.failed += part.failed
         out.batch_texts_sum += part.batch_texts_sum
         out.batches += part.batches

@@ -31,7 +31,7 @@ class Reading:
     time: float
     stats: list[QueueStats]
     workers: dict[str, dict[str, Totals]]  # endpoint -> queue -> totals
-    points: dict[str, tuple[int, float | None, float | None]]
+    points: dict[str, tuple[int, float | None, float | None, int]]
 
 
 @dataclass(frozen=True)
@@ -58,13 +58,15 @@ def _rates(old: Reading | None, new: Reading, queue: str) -> dict[str, Any]:
     reporting = [q[queue] for q in new.workers.values() if queue in q]
     span = new.time - old.time if old else 0.0
     if not reporting or old is None or span <= 0:
-        return {"texts_per_s": None, "failed_per_min": None, "batch_texts_mean": None,
+        return {"texts_per_s": None, "expired_per_s": None, "failed_per_min": None,
+                "batch_texts_mean": None,
                 "latency_p50_s": None, "latency_p95_s": None, "queue_wait_p95_s": None,
                 "cache_hit_rate": {},
                 "memory_bytes": combine(reporting).memory_bytes if reporting else None}
     window = _window(old, new, queue)
     return {
         "texts_per_s": window.texts / span,
+        "expired_per_s": window.expired / span,
         "failed_per_min": window.failed * 60 / span,
         "batch_texts_mean": window.batch_texts_sum / window.batches if window.batches else None,
         "latency_p50_s": quantile(0.5, window.latency),
@@ -97,7 +99,8 @@ class Sampler:
         points = {}
         for item in stats:
             rates = _rates(earlier, bare, item.queue)
-            points[item.queue] = (item.depth, rates["texts_per_s"], rates["latency_p95_s"])
+            points[item.queue] = (item.depth, rates["texts_per_s"], rates["latency_p95_s"],
+                                  item.consumers)
         with self._lock:
             self.readings.append(Reading(bare.time, stats, workers, points))
 
@@ -127,10 +130,12 @@ class Sampler:
         queues = sorted({queue for reading in readings for queue in reading.points})
         series: dict[str, Any] = {"t": [r.time for r in readings], "queues": {}}
         for queue in queues:
-            points = [r.points.get(queue, (None, None, None)) for r in readings]
+            points = [r.points.get(queue, (None, None, None, None)) for r in readings]
             series["queues"][queue] = {"depth": [p[0] for p in points],
                                        "texts_per_s": [p[1] for p in points],
-                                       "latency_p95_s": [p[2] for p in points]}
+                                       "latency_p95_s": [p[2] for p in points],
+                                       # worker processes serving: the pool size over time
+                                       "consumers": [p[3] for p in points]}
         return series
 
     def figures(self) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Reading the workers' ``/metrics`` into per-queue totals the page can turn into rates.
 
-Workers publish where their exporter listens (``worker.metrics.metrics_endpoints``); the
+Workers publish where their exporter listens (`embedq.tasks.metrics_endpoints`); the
 sampler fetches each one with a short timeout, so a stuck worker costs one empty reading, not a
 stuck page. Only embedq's own families are kept, summed per queue.
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from embedq.worker.metrics import metrics_endpoints
+from embedq.tasks.metrics_endpoints import metrics_endpoints
 
 SCRAPE_TIMEOUT_S = 1.0
 
@@ -25,6 +25,7 @@ class Totals:
     """Cumulative figures of one queue on one worker (counters, histogram buckets, gauges)."""
 
     texts: float = 0.0
+    expired: float = 0.0  # dropped uncomputed: their callers had left
     failed: float = 0.0
     batch_texts_sum: float = 0.0
     batches: float = 0.0
@@ -53,6 +54,7 @@ def _adder(name: str) -> Callable[[Totals, dict[str, str], float], None]:
 # sample name -> how it adds to a queue's totals
 _READERS: dict[str, Callable[[Totals, dict[str, str], float], None]] = {
     "embedq_texts_total": _adder("texts"),
+    "embedq_expired_texts_total": _adder("expired"),
     "embedq_messages_failed_total": _adder("failed"),
     "embedq_batch_texts_sum": _adder("batch_texts_sum"),
     "embedq_batch_texts_count": _adder("batches"),

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import redis
-
 from embedq.config.settings import Settings
 from embedq.ops.dashboard.scrape import queue_memory
 from embedq.ops.evaluation.evaluators import Evaluator
@@ -13,12 +11,13 @@ from embedq.ops.evaluation.report import result_document
 from embedq.ops.evaluation.results import save
 from embedq.ops.evaluation.runner import EvalResult, evaluate_route, require_live_worker
 from embedq.producer import EmbeddingClient
+from embedq.tasks.connections import redis_client
 
 
 def run_routes(settings: Settings, evaluator: Evaluator, routes: list[str | None], *,
                data: str) -> list[EvalResult]:
     """Evaluate on each route in turn (all are checked for a live worker before the first)."""
-    broker = redis.Redis.from_url(settings.broker)
+    broker = redis_client(settings.broker, master_name=settings.sentinel_master)
     results: list[EvalResult] = []
     with EmbeddingClient(settings) as client:
         names = [route or client.registry.default_route for route in routes]

@@ -11,8 +11,11 @@ vectors came from.
 from __future__ import annotations
 
 import fcntl
+import glob
 import json
 import os
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,14 +102,30 @@ class Checkpoint:
         replace_durably(self.job_file, dump)
 
     def start(self, identity: Identity, fingerprint: Fingerprint) -> None:
+        """Record a new job. Parts without a record belong to no job that can be checked (a
+        kill during `discard` leaves them), so they go first."""
+        self.spool.clear()
         self.write({"version": VERSION, "state": "running", "input": identity.input,
                     "fingerprint": fingerprint.as_json(), "route": identity.route,
                     "options": identity.options})
 
     def discard(self) -> None:
-        """Forget the job (``--restart``): its parts and its record."""
-        self.spool.clear()
+        """Forget the job (``--restart``): its record, then its parts. In this order a kill half
+        way leaves parts without a record, which `start` drops, never a record that vouches for
+        some of another run's parts."""
         self.job_file.unlink(missing_ok=True)
+        self.spool.clear()
+
+    def drop_unfinished(self, finals: Iterable[Path]) -> None:
+        """Delete what a kill left half written of the job record and of each final file: their
+        temporary siblings ``.<name>.<8 random characters>.tmp``, as `replace_durably` names
+        them. Only those names: beside ``x.parquet`` another job may be writing
+        ``x.parquet.npy`` right now, and its temporary file starts the same way."""
+        for path in (self.job_file, *finals):
+            exact = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")
+            for found in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+                if exact.fullmatch(found.name):
+                    found.unlink(missing_ok=True)
 
 
 def check_same_job(record: dict[str, Any], identity: Identity, current: Fingerprint,

@@ -3,7 +3,10 @@
 Everything that can be refused is refused before the first text is sent: a missing or unreadable
 input, fields that are not there, an output folder that cannot be written, an output that this
 job did not make, a checkpoint of another job. Then the run goes on from the durable end of the
-checkpoint, and at the end the spool becomes the output in one sequential pass.
+checkpoint, and at the end the spool becomes the output in one sequential pass. Every final
+file is published atomically and the record says complete only after the last of them, so a run
+killed anywhere in the merge leaves all its parts, and the next run (which then has no row left
+to send) merges again; `killpoints` names the points a test kills it at.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from embedq.config.errors import CheckpointMismatchError, InvalidInputError, Out
 from embedq.config.prompts import route_default
 from embedq.config.registry import RouteSpec
 from embedq.producer.client import EmbeddingClient
+from embedq.producer.corpus import killpoints
 from embedq.producer.corpus.checkpoint import (
     Checkpoint,
     Identity,
@@ -42,7 +46,6 @@ from embedq.producer.corpus.progress import ProgressCallback
 from embedq.producer.corpus.runner import Plan, Run, plan_for
 from embedq.producer.corpus.stream import live_workers
 from embedq.producer.corpus.writers import write_errors, write_npy, write_parquet
-from embedq.tasks.codec import empty_vectors
 
 _log = structlog.get_logger("embedq.corpus")
 
@@ -113,6 +116,7 @@ def _job(client: EmbeddingClient, spec: InputSpec, out: Path, kind: str, source:
     checkpoint.lock()
     try:
         _probe_folder(errors_path)
+        checkpoint.drop_unfinished([out, _ids_path(out), errors_path])
         done = _prepare(checkpoint, identity, spec, restart or overwrite)
         if done is not None:
             return done
@@ -120,6 +124,11 @@ def _job(client: EmbeddingClient, spec: InputSpec, out: Path, kind: str, source:
                     on_progress)
     finally:
         checkpoint.release()
+
+
+def _ids_path(out: Path) -> Path:
+    """The ids beside an ``.npy`` output, one JSON value a line."""
+    return out.with_name(out.name + ".ids.jsonl")
 
 
 def _route_record(client: EmbeddingClient, route: RouteSpec) -> dict[str, Any]:
@@ -147,8 +156,6 @@ def _probe_folder(path: Path) -> None:
 def _prepare(checkpoint: Checkpoint, identity: Identity, spec: InputSpec,
              fresh: bool) -> CorpusSummary | None:
     """Start, resume or recognise a finished job; the summary when there is nothing to do."""
-    for leftover in checkpoint.output.parent.glob(f".{checkpoint.output.name}*.tmp"):
-        leftover.unlink()  # a final file that a kill interrupted before its rename
     if fresh:
         checkpoint.discard()
     current = fingerprint(spec.path)
@@ -164,6 +171,7 @@ def _prepare(checkpoint: Checkpoint, identity: Identity, spec: InputSpec,
         raise CheckpointMismatchError(
             f"the job that writes {str(checkpoint.output)!r} completed, but that file is gone; "
             "re-run with --restart to make it again")
+    checkpoint.spool.clear()  # a kill after the record said complete left the parts
     return CorpusSummary(**{**record["summary"], "already_complete": True})
 
 
@@ -183,11 +191,12 @@ def _run(client: EmbeddingClient, source: Source, spec: InputSpec, checkpoint: C
     started = time.monotonic()
     spool = checkpoint.spool
     start = spool.open()
+    killpoints.reached("before-parts")
     made_by = spool.model()
     served = route.served_by(made_by[0]) if made_by else client.serving(route)
     dim = client.registry.output_dim(served)
-    dtype = empty_vectors(0, dim, served.output_dtype.value).dtype
-    width = empty_vectors(0, dim, served.output_dtype.value).shape[1]
+    dtype = np.dtype(served.output_dtype.array_dtype)
+    width = served.output_dtype.width(dim)
     ledger = Ledger(start, source.id_type, width, dtype, made_by)
     _log.info("corpus job", input=str(spec.path), output=str(checkpoint.output),
               resumed_from=start, window=plan.window, in_flight=plan.in_flight_chunks)
@@ -198,6 +207,7 @@ def _run(client: EmbeddingClient, source: Source, spec: InputSpec, checkpoint: C
             f"{str(spec.path)!r} changed while the job ran ({'; '.join(moved)}); its rows may "
             "not match; re-run with --restart")
     model, revision = spool.model() or (served.model, "")
+    killpoints.reached("before-merge")
     summary = _finish(checkpoint, identity, errors_path, width=width, dtype=dtype,
                       facts={"input": str(spec.path), "output": str(checkpoint.output),
                              "resumed_from": start, "rows_this_run": ledger.durable_end - start,
@@ -221,8 +231,10 @@ def _finish(checkpoint: Checkpoint, identity: Identity, errors_path: Path, *, wi
         write_parquet(spool, out, id_type=id_type, width=width, dtype=dtype,
                       metadata={**identity.route, **facts, "input": identity.input})
     else:
-        write_npy(spool, out, out.with_name(out.name + ".ids.jsonl"), width=width, dtype=dtype)
+        write_npy(spool, out, _ids_path(out), width=width, dtype=dtype)
+    killpoints.reached("output-published")
     failed = write_errors(spool, errors_path)
+    killpoints.reached("merged")
     seconds = time.monotonic() - started
     facts["seconds"] = round(facts["seconds"] + seconds, 3)
     summary = CorpusSummary(
@@ -233,5 +245,6 @@ def _finish(checkpoint: Checkpoint, identity: Identity, errors_path: Path, *, wi
         texts_per_s=round(facts["rows_this_run"] / max(facts["seconds"], 1e-9), 1))
     record = checkpoint.read()
     checkpoint.write({**record, "state": "complete", "summary": asdict(summary)})
+    killpoints.reached("completed")
     spool.clear()
     return summary

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import structlog
 
 from embedq.producer.client import EmbeddingClient
+from embedq.producer.corpus import killpoints
 from embedq.producer.corpus.formats import Source
 from embedq.producer.corpus.ledger import Ledger
 from embedq.producer.corpus.progress import ProgressCallback, ProgressMeter
@@ -99,6 +100,7 @@ class Run:
         part = self._ledger.take_part()
         if part is not None:
             self._spool.commit(part)
+            killpoints.reached(f"after-part-{part.end}")
             _log.debug("corpus commit", rows_durable=part.end, rows=part.end - part.start,
                        embedded=len(part.ids), failed=len(part.err_rows))
 

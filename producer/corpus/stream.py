@@ -9,6 +9,7 @@ coalescing, the reply path, resending lost chunks) stays the client's business.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from itertools import chain
 
 from embedq.producer.client import EmbeddingClient
 from embedq.producer.jobs import Embeddings
@@ -17,10 +18,20 @@ from embedq.producer.jobs import Embeddings
 def detailed_blocks(client: EmbeddingClient, texts: Iterable[str], use_case: str | None, *,
                     chunk_size: int, max_in_flight: int,
                     timeout: float | None) -> Iterator[Embeddings]:
-    """Embed ``texts`` with at most ``max_in_flight`` chunks in flight; a block per chunk."""
-    return client.embed_many_detailed(texts, use_case, chunk_size=chunk_size,
-                                      max_in_flight=max_in_flight, timeout=timeout,
-                                      progress=False)
+    """Embed ``texts`` with at most ``max_in_flight`` chunks in flight; a block per chunk.
+
+    No text to send is a normal end for a job, not an error as it is for ``embed_many``: a run
+    resumed after its last row was durable (killed before or during the merge), an empty input,
+    or an input whose remaining rows all failed their checks has nothing to send, and must go on
+    to the merge. Nothing is sent, and nothing asked of the client, until the first text is read.
+    """
+    source = iter(texts)
+    first = next(source, None)
+    if first is None:
+        return
+    yield from client.embed_many_detailed(chain((first,), source), use_case,
+                                          chunk_size=chunk_size, max_in_flight=max_in_flight,
+                                          timeout=timeout, progress=False)
 
 
 def live_workers(client: EmbeddingClient, use_case: str | None) -> int:

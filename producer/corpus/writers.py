@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 
 from embedq.config.files import replace_durably
+from embedq.producer.corpus import killpoints
 from embedq.producer.corpus.arrow import require_pyarrow
 from embedq.producer.corpus.formats import IdType
 from embedq.producer.corpus.spool import Part, Spool
 
 ROW_GROUP_BYTES = 8 << 20
-COLUMNS = ("id", "embedding", "model", "revision", "precision", "truncated")
 
 
 def write_parquet(spool: Spool, path: Path, *, id_type: IdType, width: int, dtype: np.dtype,
@@ -56,6 +56,7 @@ def write_parquet(spool: Spool, path: Path, *, id_type: IdType, width: int, dtyp
             for group in _groups(spool.parts(), group_rows):
                 sink.write_table(table(group), row_group_size=sum(len(p.ids) for p in group))
                 wrote = True
+                killpoints.reached("merge-partial")
             if not wrote:  # a job of no rows still gets a file with its schema
                 sink.write_table(schema.empty_table())
 
@@ -89,6 +90,7 @@ def write_npy(spool: Spool, path: Path, ids_path: Path, *, width: int, dtype: np
             block = columns["vectors"]
             sink[row:row + len(block)] = block
             row += len(block)
+            killpoints.reached("merge-partial")
         sink.flush()
         del sink
 
@@ -98,6 +100,7 @@ def write_npy(spool: Spool, path: Path, ids_path: Path, *, width: int, dtype: np
                 sink.writelines(json.dumps(value.item()) + "\n" for value in columns["ids"])
 
     replace_durably(path, vectors)
+    killpoints.reached("vectors-published")
     replace_durably(ids_path, ids)
 
 

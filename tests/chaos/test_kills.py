@@ -15,8 +15,8 @@ import redis
 
 from embedq.config.errors import DeadLetteredError
 from embedq.tasks.dead_letters import list_dead
-from embedq.tasks.envelope import open_envelope
 from embedq.tasks.names import INFLIGHT_NAMESPACE
+from embedq.tasks.wire import open_envelope
 from tests.chaos.conftest import kill_hard, pool_children, report, scale, worker_command
 from tests.support import (
     WorkerProcess,

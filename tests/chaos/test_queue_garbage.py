@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from embedq.tasks.dead_letters import count_dead, list_dead, replay
-from embedq.tasks.envelope import build_message
 from embedq.tasks.names import reply_key
-from embedq.tasks.schema import EmbedRequest, Reply
+from embedq.tasks.schema import EmbedRequest
+from embedq.tasks.wire import Reply, build_message
 from tests.chaos.conftest import report, scale
 from tests.support import expected_hashing, make_client, wait_until
 

@@ -12,7 +12,8 @@ import subprocess
 import redis
 
 from embedq.tasks.names import deliveries_key, inflight_key
-from embedq.worker.claims import QueueClaims, consumer_id
+from embedq.worker.claims import QueueClaims
+from embedq.worker.processes import consumer_id
 
 QUEUE = "embed.hashing.fp32"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -9,10 +10,11 @@ import time
 
 import redis
 
-from embedq.tasks.dead_letters import DeadLetter, count_dead
-from embedq.tasks.envelope import build_message
+from embedq.tasks.dead_letters import count_dead, list_dead, replay
 from embedq.tasks.names import dead_key, reply_key
 from embedq.tasks.schema import EmbedRequest
+from embedq.tasks.wire import DeadLetter, build_message
+from tests.faults import CuttingProxy
 from tests.support import make_client, wait_until, worker_env
 
 QUEUE = "embed.hashing.fp32"
@@ -59,3 +61,27 @@ def test_list_replay_and_drop(redis_server, start_worker, hashing_config):
     refused = _embedq(redis_server.url, hashing_config, "drop")
     assert refused.returncode != 0
     assert "--queue" in refused.stderr
+
+
+def test_a_replay_cut_off_midway_loses_no_message(redis_server):
+    """The connection drops right after the replay's pop reaches Redis: every message is still
+    either a dead letter or back on its queue (taking a record and pushing its message are one
+    transaction)."""
+    broker = redis.Redis.from_url(redis_server.url)
+    broker.delete(dead_key(QUEUE), QUEUE)
+    raws = []
+    for i in range(3):
+        request = EmbedRequest(texts=[f"dead {i}"], route="fast", model="hashing",
+                               precision="fp32", dim=64, normalize=True, output_dtype="float32")
+        raws.append(build_message(request, queue=QUEUE, reply_to=reply_key("t"), origin="test",
+                                  now=time.time())[1])
+        broker.lpush(dead_key(QUEUE), DeadLetter("why", QUEUE, time.time(), 3, raws[-1]).encode())
+    host, port = broker.connection_pool.connection_kwargs["host"], redis_server.port
+    with CuttingProxy((host, port), trigger=b"RPOP") as proxy:
+        cut = redis.Redis(host="127.0.0.1", port=proxy.port)
+        with contextlib.suppress(redis.ConnectionError):
+            replay(cut, QUEUE, 3)
+        assert proxy.cuts == 1
+    kept = [record.raw for record in list_dead(broker, QUEUE, 10)] + broker.lrange(QUEUE, 0, -1)
+    assert sorted(kept) == sorted(raws)
+    broker.delete(dead_key(QUEUE), QUEUE)

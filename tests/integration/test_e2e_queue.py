@@ -5,18 +5,24 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 
 import numpy as np
 import pytest
 from celery.result import AsyncResult
 
-from embedq.config.errors import PayloadError
+from embedq.config.errors import InvalidInputError, PayloadError
 from embedq.config.settings import Settings
 from embedq.ops.redis_server import RedisServer
 from embedq.tasks import EMBED_TASK, EmbedRequest, EmbedResult
 from embedq.tasks.app import create_app
-from tests.support import WorkerProcess, expected_hashing, make_client, worker_env
+from tests.support import (
+    WorkerProcess,
+    expected_hashing,
+    make_client,
+    task_events,
+    wait_until,
+    worker_env,
+)
 
 QUEUE = "embed.hashing.fp32"
 
@@ -74,7 +80,8 @@ def test_a_plain_celery_producer_gets_its_result_from_the_result_backend(celery_
 
 def test_a_malformed_message_fails_alone(client, celery_app):
     bad = celery_app.send_task(EMBED_TASK, args=["not a request"], queue=QUEUE)
-    with pytest.raises(PayloadError, match="embed request must be a map"):
+    # read as a short call, embed(texts, use_case, dim): the texts are not a list
+    with pytest.raises(InvalidInputError, match="texts must be a list of strings"):
         bad.get(timeout=60)
     _release(bad)
     no_args = celery_app.send_task(EMBED_TASK, args=[], queue=QUEUE)
@@ -124,33 +131,13 @@ def test_cli_embed_writes_npy(client, redis_server, hashing_config, tmp_path):
 
 
 def test_each_request_is_a_task_event_for_flower(client, celery_app):
-    seen: dict[str, set[str]] = {}
-    changed = threading.Condition()
-    listening = threading.Event()
+    def complete(seen: dict[str, list[dict]]) -> bool:
+        return any({"task-sent", "task-received", "task-succeeded"} <= {e["type"] for e in got}
+                   for got in seen.values())
 
-    def on_event(event: dict) -> None:
-        if event["type"] == "worker-heartbeat":
-            listening.set()  # the receiver's queue exists: events from now on reach us
-        elif "uuid" in event:
-            with changed:
-                seen.setdefault(event["uuid"], set()).add(event["type"])
-                changed.notify_all()
-
-    def complete() -> bool:
-        return any({"task-sent", "task-received", "task-succeeded"} <= kinds
-                   for kinds in seen.values())
-
-    with celery_app.connection_for_read() as connection:
-        receiver = celery_app.events.Receiver(connection, handlers={"*": on_event})
-        thread = threading.Thread(
-            target=lambda: receiver.capture(limit=None, timeout=60, wakeup=True), daemon=True)
-        thread.start()
-        assert listening.wait(60)
+    with task_events(celery_app) as seen:
         client.embed(["seen by flower"], "fast", timeout=60)
-        with changed:
-            assert changed.wait_for(complete, 30), seen
-        receiver.should_stop = True
-        thread.join(timeout=10)
+        wait_until(lambda: complete(seen), timeout=30)
 
 
 def test_embed_many_window_follows_the_live_consumers(client):

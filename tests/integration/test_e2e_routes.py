@@ -2,7 +2,8 @@
 clustering (mpnet, precision auto) through three real worker processes on their own queues.
 
 Each result names the model and the precision that actually served it; auto resolves to fp32
-for mpnet on this CPU, because its measured int8 cosine (0.9891) misses the 0.99 target.
+for mpnet on every CPU here, because conftest limits auto's candidates to PyTorch fp32 (what auto
+measures and chooses on the CPU at hand is tests/integration/test_precision_auto.py's subject).
 """
 
 from __future__ import annotations

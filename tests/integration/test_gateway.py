@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
@@ -21,6 +22,7 @@ import redis
 from langchain_openai import OpenAIEmbeddings
 
 from embedq.ops.redis_server import free_port
+from embedq.tasks.names import backlog_key, rate_key
 from tests.support import (
     HASHING_MODEL,
     make_client,
@@ -31,7 +33,7 @@ from tests.support import (
 )
 
 LIMITS = {"EMBEDQ_GATEWAY_MAX_BODY_BYTES": "4096", "EMBEDQ_GATEWAY_MAX_INPUTS": "4",
-          "EMBEDQ_GATEWAY_MAX_QUEUE_DEPTH": "3", "EMBEDQ_GATEWAY_TIMEOUT_S": "3"}
+          "EMBEDQ_GATEWAY_TIMEOUT_S": "3"}
 KEYS = {"EMBEDQ_GATEWAY_API_KEYS": "k-one,k-two"}
 
 
@@ -217,16 +219,28 @@ def _signal_tree(pid: int, signum: int) -> None:
     os.kill(pid, signum)
 
 
-def test_a_deep_queue_is_429_with_retry_after(sdk, redis_server):
+def test_what_cannot_be_answered_in_time_is_429_at_once_with_retry_after(sdk, redis_server):
+    """A consumer of ``deep`` serves 10 texts/s (as a worker publishes it) and 1,000 texts wait:
+    100 s of work, far past the gateway's 3 s deadline. The first request, before the gateway
+    has any reading of the queue, is enqueued and times out; from then on the gateway knows,
+    and refuses at once without enqueueing."""
+    queue = "embed.deep.fp32"
     with redis.Redis.from_url(redis_server.url) as broker:
-        broker.lpush("embed.deep.fp32", *[b"waiting"] * 4)
+        broker.hset(rate_key(queue), "a-consumer", "10")
+        broker.set(backlog_key(queue), 1000)
         try:
-            with pytest.raises(openai.RateLimitError, match="4 messages waiting") as caught:
+            with pytest.raises(openai.InternalServerError):  # 503: no worker answered in time
+                sdk.with_options(timeout=10, max_retries=0).embeddings.create(
+                    model="deep", input="the first, before any reading")
+            depth = broker.llen(queue)
+            started = time.perf_counter()
+            with pytest.raises(openai.RateLimitError, match="overloaded") as caught:
                 sdk.embeddings.create(model="deep", input="one more")
-            assert caught.value.response.headers["retry-after"] == "1"
-            assert broker.llen("embed.deep.fp32") == 4  # the refused request added nothing
+            assert time.perf_counter() - started < 1.0  # at once, not at the deadline
+            assert int(caught.value.response.headers["retry-after"]) >= 90
+            assert broker.llen(queue) == depth  # the refused request added nothing
         finally:
-            broker.delete("embed.deep.fp32")
+            broker.delete(queue, rate_key(queue), backlog_key(queue))
 
 
 def _langchain(url: str, **options) -> OpenAIEmbeddings:

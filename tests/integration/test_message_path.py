@@ -22,9 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from embedq.config.errors import EmbedqError, EmbedTimeoutError
-from embedq.tasks.envelope import build_message
 from embedq.tasks.names import REPLY_NAMESPACE, reply_key
 from embedq.tasks.schema import EmbedRequest
+from embedq.tasks.wire import build_message
 from tests.support import expected_hashing, make_client, wait_until
 
 WORDS = ["red", "shoe", "blue", "sky", "fast", "car", "green", "tree", "old", "book"]

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from embedq.config.registry import load_registry
+from embedq.worker.models.candidates import REFERENCE, Candidate
 from embedq.worker.models.cpu import read_cpu_features
 from embedq.worker.models.decision import DecisionFile, choose
 from embedq.worker.models.folder import inspect_folder
@@ -85,16 +86,17 @@ def test_added_model_is_served_selected_and_evaluated(saved, tmp_path, redis_ser
     # What `auto` decided is the measurement's verdict on this CPU (models add measured int8).
     source = resolve_source(spec, model_cache)
     measured = DecisionFile(model_cache, "shop", source.revision, read_cpu_features()).load()
-    assert set(candidates) <= set(measured)
-    chosen = choose(measured, candidates)[0]
+    wanted = [Candidate.parse(name) for name in candidates]
+    assert set(wanted) <= set(measured)
+    chosen = choose(measured, wanted)[0]
 
     reference = SentenceTransformer(str(saved), device="cpu")  # applies its default prompt
     with make_client(redis_server.url, config) as client:
         got = client.embed_detailed(TEXTS, "shop", timeout=180)
         picked = client.embed(TEXTS, "shop", prompt_name="passage", timeout=180)
     assert (got.prompt, got.prompt_name) == ("query: ", "query")
-    assert got.precision == [chosen.split("-")[1]] * 3
-    floor = 0.9999 if chosen == "torch-fp32" else 0.98
+    assert got.precision == [chosen.precision.value] * 3
+    floor = 0.9999 if chosen == REFERENCE else 0.98
     for vectors, want in ((got.vectors, reference.encode(TEXTS)),
                           (picked, reference.encode(TEXTS, prompt_name="passage"))):
         cosines = (vectors * want).sum(1) / np.linalg.norm(want, axis=1)
@@ -115,6 +117,7 @@ def test_a_cls_pooled_model_exports_to_onnx_equal_to_sentence_transformers(tmp_p
 
     from embedq.config.settings import Settings
     from embedq.ops.model_registration import add_model
+    from embedq.worker.models.candidates import ONNX_FP32
     from embedq.worker.models.selection import build
 
     folder = tmp_path / "cls-model"
@@ -126,7 +129,7 @@ def test_a_cls_pooled_model_exports_to_onnx_equal_to_sentence_transformers(tmp_p
     assert (added.entry["pooling"], added.entry["max_tokens"]) == ("cls", 128)
     spec = load_registry(tmp_path / "config").model("clsmini")
     source = resolve_source(spec, model_cache)
-    encoder = build(spec, source, Settings(), "onnx-fp32", 1)
+    encoder = build(spec, source, Settings(), ONNX_FP32, 1)
     texts = [*TEXTS, "word " * 300]
     got = encoder.encode_batch(texts, "query: ")
     want = SentenceTransformer(str(folder), device="cpu").encode(texts, prompt="query: ")

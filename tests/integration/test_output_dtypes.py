@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from embedq.config.errors import ConfigError
+from embedq.config.precisions import OutputDtype
 from embedq.tasks.cache_codec import CachedVector, as_stored, decode_entry, encode_entry, restore
 from embedq.tasks.codec import decode_vectors, empty_vectors, encode_vectors, vector_width
 from embedq.tasks.schema import EmbedRequest
@@ -29,6 +30,16 @@ def test_binary_packs_one_sign_bit_per_dimension():
     assert to_binary(vectors).tolist() == [[0b10100000, 0b10000000]]
     assert vector_width(9, "binary") == 2
     assert vector_width(9, "int8") == 9
+
+
+def test_the_output_dtype_names_its_array_and_the_wire_keeps_its_string():
+    arrays = {kind: empty_vectors(1, 9, kind) for kind in OutputDtype}
+    assert {k.value: (a.dtype.name, a.shape[1]) for k, a in arrays.items()} == {
+        "float32": ("float32", 9), "float16": ("float16", 9), "int8": ("int8", 9),
+        "binary": ("uint8", 2)}
+    assert [k.value for k in OutputDtype if k.quantized] == ["int8", "binary"]
+    for kind in OutputDtype:  # what a request carries (a string) means the same as the enum
+        assert empty_vectors(1, 9, kind.value).dtype == arrays[kind].dtype
 
 
 @pytest.mark.parametrize("dtype", ["int8", "binary"])
@@ -59,16 +70,17 @@ def _request(dtype: str, dim: int = 64) -> EmbedRequest:
 
 
 def test_int8_vectors_agree_across_workers_and_come_back_from_the_cache(services, tmp_path):
-    first = services(cache_enabled=False).handle([_request("int8", 48)])[0]
-    other = services(cache_enabled=False).handle([_request("int8", 48)])[0]  # another process
+    first = services(cache_enabled=False).handle([_request("int8", 48)]).outcomes[0]
+    other = services(cache_enabled=False).handle(  # another process
+        [_request("int8", 48)]).outcomes[0]
     assert first.vectors.dtype == np.int8
     assert first.vectors.shape == (3, 48)
     np.testing.assert_array_equal(first.vectors, other.vectors)
     assert len(list((tmp_path / "models" / "calibration").glob("hash-*-fp32.npy"))) == 1
 
     cached = services()
-    cold = cached.handle([_request("int8", 48)])[0]
-    warm = cached.handle([_request("int8", 48)])[0]
+    cold = cached.handle([_request("int8", 48)]).outcomes[0]
+    warm = cached.handle([_request("int8", 48)]).outcomes[0]
     assert warm.cached == [True] * 3
     np.testing.assert_array_equal(warm.vectors, cold.vectors)
     np.testing.assert_array_equal(cold.vectors, first.vectors)
@@ -76,17 +88,18 @@ def test_int8_vectors_agree_across_workers_and_come_back_from_the_cache(services
 
 def test_binary_vectors_are_the_signs_of_the_float_ones(services):
     service = services()
-    floats = service.handle([_request("float32")])[0]
-    binary = service.handle([_request("binary")])[0]
+    floats = service.handle([_request("float32")]).outcomes[0]
+    binary = service.handle([_request("binary")]).outcomes[0]
     assert binary.cached == [False] * 3  # another dtype is another vector space
     assert binary.vectors.dtype == np.uint8
     assert binary.vectors.shape == (3, 8)
     np.testing.assert_array_equal(binary.vectors, np.packbits(floats.vectors > 0, axis=1))
-    again = service.handle([_request("binary")])[0]
+    again = service.handle([_request("binary")]).outcomes[0]
     assert again.cached == [True] * 3
     np.testing.assert_array_equal(again.vectors, binary.vectors)
 
 
 def test_postprocess_needs_ranges_for_int8():
     with pytest.raises(ConfigError, match="calibration ranges"):
-        postprocess(np.ones((1, 4), dtype=np.float32), dim=4, normalize=True, output_dtype="int8")
+        postprocess(np.ones((1, 4), dtype=np.float32), dim=4, normalize=True,
+                    output_dtype=OutputDtype.INT8)

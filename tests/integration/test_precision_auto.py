@@ -61,9 +61,10 @@ def test_auto_measures_once_on_this_cpu_and_keeps_the_fastest_that_holds(model_c
     cpu = read_cpu_features()
     measured = DecisionFile(model_cache, "minilm", source.revision, cpu).load()
     allowed = allowed_candidates(spec, Precision.AUTO, "auto")
-    assert sorted(measured) == sorted(allowed)
+    assert set(measured) == set(allowed)
     assert chosen.candidate == choose(measured, allowed)[0]
-    assert quality_miss(measured[chosen.candidate]) is None or chosen.candidate == "torch-fp32"
+    assert quality_miss(measured[chosen.candidate]) is None or str(chosen.candidate) == (
+        "torch-fp32")
     decided = next(e for e in logs if e["event"] == "precision_decided")
     assert decided["cpu_signature"] == cpu.signature()
     assert "fastest holding" in decided["reason"]
@@ -102,24 +103,39 @@ def test_a_corrupt_cached_export_is_detected_and_rebuilt(model_cache):
     assert sha256_file(folder / MODEL_FILE) == good
 
 
-def test_bf16_on_this_cpu_is_refused_with_a_measured_reason_unless_it_has_the_units():
-    registry = load_registry()
-    if read_cpu_features().bf16_units:
-        assert check_model(registry, "minilm", "bf16", Settings()) is Precision.BF16
+@pytest.mark.parametrize("half", ["bf16", "fp16"])
+def test_a_half_precision_is_refused_with_a_measured_reason_unless_the_cpu_has_the_units(half):
+    registry, cpu = load_registry(), read_cpu_features()
+    if cpu.bf16_units if half == "bf16" else cpu.fp16_units:  # AVX-512-BF16/FP16 or AMX
+        assert check_model(registry, "minilm", half, Settings()) is Precision(half)
         return
-    with pytest.raises(ConfigError, match=r"'minilm': bf16 on this CPU .* has no bf16 units "
-                                          r"and measured \d\.\d\dx PyTorch fp32 here"):
-        check_model(registry, "minilm", "bf16", Settings())
+    with pytest.raises(ConfigError, match=rf"'minilm': {half} on this CPU .* has no {half} units "
+                                          r"and (measured \d+\.\d\dx PyTorch fp32|not measurable) "
+                                          r"here"):
+        check_model(registry, "minilm", half, Settings())
+
+
+def test_auto_candidates_are_read_by_name_and_a_misspelt_one_is_refused(model_cache):
+    registry = load_registry()
+    listed = Settings(model_cache_dir=model_cache, auto_candidates=("torch-fp32",))
+    assert str(plan(registry.model("minilm"), resolve_source(registry.model("minilm"),
+                                                             model_cache),
+                    Precision.AUTO, listed).candidate) == "torch-fp32"
+    misspelt = Settings(model_cache_dir=model_cache, auto_candidates=("torch-fp32", "onnx_int8"))
+    with pytest.raises(ConfigError, match=r"unknown precision candidate 'onnx_int8'; known: "
+                                          r"torch-fp32, onnx-fp32, onnx-int8, torch-fp16"):
+        check_model(registry, "minilm", "auto", misspelt)
 
 
 def test_autocast_bf16_keeps_fp32_weights_and_says_bf16(model_cache):
     from sentence_transformers import SentenceTransformer
 
+    from embedq.worker.models.candidates import AUTOCAST_BF16
     from embedq.worker.models.selection import build
 
     spec = load_registry().model("minilm")
     source = resolve_source(spec, model_cache)
-    encoder = build(spec, source, Settings(), "autocast-bf16", 1)
+    encoder = build(spec, source, Settings(), AUTOCAST_BF16, 1)
     got = encoder.encode_batch(TEXTS)
     want = SentenceTransformer(source.location, device="cpu").encode(TEXTS)
     cosine = (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)

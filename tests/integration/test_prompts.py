@@ -80,14 +80,17 @@ def _tokens(model, prompt: str, texts: list[str]) -> list[int]:
 ])
 def test_every_encoder_embeds_a_prompt_as_sentence_transformers(config, reference, model,
                                                                 candidate, prompt):
+    from embedq.worker.batching import PassPolicy
     from embedq.worker.embedder import Embedder
+    from embedq.worker.models.candidates import Candidate
     from embedq.worker.models.selection import build
     from embedq.worker.models.sources import resolve_source
 
     registry, settings = load_registry(config), Settings(config_dir=config)
     spec = registry.model(model)
-    encoder = build(spec, resolve_source(spec, settings.model_cache_dir), settings, candidate, 1)
-    got = Embedder(encoder, max_batch_tokens=4096, max_batch_size=32).encode(TEXTS, prompt)
+    encoder = build(spec, resolve_source(spec, settings.model_cache_dir), settings,
+                    Candidate.parse(candidate), 1)
+    got = Embedder(encoder, PassPolicy(4096, 32)).encode(TEXTS, prompt=prompt)
     want = reference[model].encode(TEXTS, prompt=prompt)
     assert got.tokens == _tokens(reference[model], prompt, TEXTS)
     assert got.truncated == [False, False, False, True]

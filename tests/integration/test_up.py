@@ -73,15 +73,20 @@ class _Lines:
                 self.ready.set()
 
 
+def _start_up(config, *args: str) -> tuple[subprocess.Popen, _Lines]:
+    """`embedq up ARGS` on the test config, its stderr read on a thread."""
+    env = {**os.environ, "EMBEDQ_CONFIG_DIR": str(config), "EMBEDQ_LOG_FORMAT": "json"}
+    env.pop("EMBEDQ_REDIS_URL", None)
+    up = subprocess.Popen([sys.executable, "-m", "embedq.cli", "up", *args], env=env,
+                          stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    return up, _Lines(up.stderr)
+
+
 def test_up_serves_then_stops_everything(hashing_config):
     flower_port, dashboard_port, gateway_port = free_port(), free_port(), free_port()
-    env = {**os.environ, "EMBEDQ_CONFIG_DIR": str(hashing_config), "EMBEDQ_LOG_FORMAT": "json"}
-    env.pop("EMBEDQ_REDIS_URL", None)
-    up = subprocess.Popen(
-        [sys.executable, "-m", "embedq.cli", "up", "--flower-port", str(flower_port), "-c", "1",
-         "--dashboard-port", str(dashboard_port), "--gateway-port", str(gateway_port)],
-        env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-    lines = _Lines(up.stderr)
+    up, lines = _start_up(hashing_config, "--flower-port", str(flower_port), "-c", "1",
+                          "--dashboard-port", str(dashboard_port), "--gateway-port",
+                          str(gateway_port))
     try:
         assert lines.ready.wait(120), "embedq up never reported ready"
         assert lines.url, "embedq up exited before it was ready"
@@ -99,3 +104,24 @@ def test_up_serves_then_stops_everything(hashing_config):
     assert not _listening(redis_port)
     assert not _listening(flower_port)
     assert not _listening(gateway_port)
+
+
+def test_up_autoscale_serves_every_queue_then_stops_its_workers(hashing_config):
+    import psutil
+
+    up, lines = _start_up(hashing_config, "--autoscale", "--cores", "2", "--no-flower",
+                          "--dashboard-port", "0", "--no-gateway")
+    try:
+        assert lines.ready.wait(120), "embedq up --autoscale never reported ready"
+        assert lines.url, "embedq up exited before it was ready"
+        client = make_client(lines.url, hashing_config)
+        assert client.embed(["hello from an autoscaled up"], "fast", timeout=60).shape == (1, 64)
+        client.close()
+        descendants = psutil.Process(up.pid).children(recursive=True)
+        assert any("autoscale" in " ".join(p.cmdline()) for p in descendants)
+    finally:
+        up.send_signal(signal.SIGTERM)
+        up.wait(timeout=90)
+        lines.join()
+    assert up.returncode == 0
+    assert not [p for p in descendants if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]

@@ -13,7 +13,8 @@ import redis
 
 from embedq.config.settings import Settings
 from embedq.ops.redis_server import free_port
-from embedq.worker.metrics import Exporter, metrics_endpoints, publish_endpoint, withdraw_endpoint
+from embedq.tasks.metrics_endpoints import metrics_endpoints, publish_endpoint, withdraw_endpoint
+from embedq.worker.metrics import Exporter
 from tests.support import wait_until
 
 QUEUE = "embed.minilm.fp32"

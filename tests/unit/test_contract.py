@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from embedq.config import Settings, load_registry
-from embedq.config.errors import PayloadError
+from embedq.config.errors import ConfigError, PayloadError
 from embedq.tasks import EmbedRequest, EmbedResult, route_queue
 from embedq.tasks.app import create_app
 from embedq.tasks.codec import decode_vectors, encode_vectors
@@ -75,18 +75,36 @@ def test_corrupt_vectors_are_a_payload_error():
         encode_vectors(np.ones(3, dtype=np.float64))
 
 
-def test_app_never_accepts_pickle_and_acks_late():
+def test_app_never_accepts_pickle_and_sets_nothing_its_consumer_ignores():
     app = create_app(Settings(redis_url="redis://127.0.0.1:1/0"))
     assert "pickle" not in app.conf.accept_content
     assert "pickle" not in app.conf.result_accept_content
     assert app.conf.task_serializer == app.conf.result_serializer == "msgpack"
-    assert app.conf.task_acks_late
-    assert app.conf.task_reject_on_worker_lost
+    # embedq's consumer, not Celery's, takes the messages: these would only mislead.
+    assert not app.conf.task_acks_late
+    assert not app.conf.task_reject_on_worker_lost
 
 
 def test_rediss_url_verifies_certificates_by_default():
+    verify = {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_check_hostname": True}
     app = create_app(Settings(redis_url="rediss://:pw@redis.example:6380/0"))
-    assert app.conf.broker_use_ssl == {"ssl_cert_reqs": ssl.CERT_REQUIRED}
-    assert app.conf.redis_backend_use_ssl == {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    assert app.conf.broker_use_ssl == verify
+    assert app.conf.redis_backend_use_ssl == verify
     explicit = create_app(Settings(redis_url="rediss://h:6380/0?ssl_cert_reqs=none"))
-    assert explicit.conf.broker_use_ssl is None
+    assert explicit.conf.broker_use_ssl == {"ssl_cert_reqs": ssl.CERT_NONE,
+                                            "ssl_check_hostname": False}
+
+
+def test_tls_files_go_to_celery_as_options_never_in_its_urls():
+    files = ("ssl_ca_certs=%2Fetc%2Fca.crt&ssl_certfile=%2Fetc%2Fc.crt&ssl_keyfile=%2Fetc%2Fc.key"
+             "&ssl_check_hostname=false")
+    app = create_app(Settings(redis_url=f"rediss://u:pw@h:6380/0?{files}"))
+    expected = {"ssl_cert_reqs": ssl.CERT_REQUIRED, "ssl_check_hostname": False,
+                "ssl_ca_certs": "/etc/ca.crt", "ssl_certfile": "/etc/c.crt",
+                "ssl_keyfile": "/etc/c.key"}
+    assert app.conf.broker_use_ssl == app.conf.redis_backend_use_ssl == expected
+    assert "ssl_" not in app.conf.broker_url
+    assert "ssl_" not in app.conf.result_backend
+    with pytest.raises(ConfigError, match="ssl_cert_reqs='maybe'"):
+        create_app(Settings(redis_url="rediss://h:6380/0?ssl_cert_reqs=maybe"))
+    assert create_app(Settings(redis_url="redis://h:6379/0")).conf.broker_use_ssl is None

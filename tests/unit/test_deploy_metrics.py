@@ -1,4 +1,4 @@
-"""Every metric the Grafana dashboard and the KEDA example use is one embedq exports."""
+"""Every metric the Grafana dashboard and the Kubernetes manifests use is one embedq exports."""
 
 from __future__ import annotations
 
@@ -25,8 +25,9 @@ def used(text: str) -> set[str]:
 
 def test_grafana_and_keda_use_only_exported_metrics():
     documents = [ROOT / "deploy" / "grafana" / "embedq.json",
-                 ROOT / "deploy" / "kubernetes" / "keda-scaledobject.yaml"]
+                 *sorted((ROOT / "deploy" / "kubernetes").glob("*.yaml"))]
     wanted = set().union(*(used(path.read_text()) for path in documents))
     assert "embedq_queue_depth" in wanted
+    assert "embedq_queue_texts_waiting" in wanted  # KEDA's triggers
     assert "embedq_queue_wait_seconds" in wanted
     assert wanted <= exported(), sorted(wanted - exported())

@@ -5,17 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embedq.config import Settings, load_registry
+from embedq.config import OutputDtype, Settings, load_registry
 from embedq.config.errors import ModelUnavailableError, PayloadError
 from embedq.tasks import EmbedRequest, EmbedResult
-from embedq.worker.embedder import plan_batches, postprocess
+from embedq.worker.batching import PassPolicy
+from embedq.worker.embedder import postprocess
 from embedq.worker.loaded_models import LoadedModels
 from embedq.worker.service import EmbedService
 
 
 def test_batches_respect_token_budget_and_size():
     counts = [10, 300, 12, 11, 250, 9, 10]
-    batches = plan_batches(counts, max_tokens=256, max_batch_tokens=520, max_batch_size=3)
+    batches = PassPolicy(max_tokens=520, max_texts=3).plan(counts, truncate_at=256)
     assert sorted(i for b in batches for i in b) == list(range(len(counts)))
     for batch in batches:
         assert len(batch) <= 3
@@ -24,13 +25,13 @@ def test_batches_respect_token_budget_and_size():
 
 
 def test_batches_of_equal_short_texts_fill_to_size():
-    assert [len(b) for b in plan_batches([5] * 10, max_tokens=256, max_batch_tokens=10_000,
-                                         max_batch_size=4)] == [4, 4, 2]
+    assert [len(b) for b in PassPolicy(max_tokens=10_000, max_texts=4).plan(
+        [5] * 10, truncate_at=256)] == [4, 4, 2]
 
 
 def test_postprocess_truncates_then_normalises_then_casts():
     vectors = np.array([[3.0, 4.0, 12.0], [0.0, 0.0, 0.0]], dtype=np.float32)
-    out = postprocess(vectors, dim=2, normalize=True, output_dtype="float16")
+    out = postprocess(vectors, dim=2, normalize=True, output_dtype=OutputDtype.FLOAT16)
     assert out.dtype == np.float16
     np.testing.assert_allclose(out[0], [0.6, 0.8], rtol=1e-3)
     np.testing.assert_array_equal(out[1], [0, 0])  # a zero vector stays zero, no NaN
@@ -50,7 +51,8 @@ def _request(texts, **overrides) -> EmbedRequest:
 
 
 def test_same_text_same_vector_across_requests(service):
-    a, b = service.handle([_request(["hello world", "other"]), _request(["x", "hello world"])])
+    a, b = service.handle([_request(["hello world", "other"]),
+                           _request(["x", "hello world"])]).outcomes
     assert isinstance(a, EmbedResult)
     assert isinstance(b, EmbedResult)
     np.testing.assert_array_equal(a.vectors[0], b.vectors[1])
@@ -58,7 +60,7 @@ def test_same_text_same_vector_across_requests(service):
 
 
 def test_one_bad_item_keeps_the_others(service):
-    (result,) = service.handle([_request(["fine", "", None, 7, "also fine", "\ud800"])])
+    (result,) = service.handle([_request(["fine", "", None, 7, "also fine", "\ud800"])]).outcomes
     assert isinstance(result, EmbedResult)
     assert [i for i, _ in result.errors] == [1, 2, 3, 5]
     assert "empty" in dict(result.errors)[1]
@@ -74,14 +76,14 @@ def test_bad_request_fails_alone(service):
         _request(["b"], dim=10_000),
         _request(["c"], output_dtype="float64"),
         _request(["d"]),
-    ])
+    ]).outcomes
     assert [type(o) for o in outcomes] == [PayloadError, PayloadError, PayloadError, EmbedResult]
     assert "unknown model 'nope'" in str(outcomes[0])
     assert "outside 1..64" in str(outcomes[1])
 
 
 def test_truncation_is_flagged_not_an_error(service):
-    (result,) = service.handle([_request(["word " * 100, "short"])])
+    (result,) = service.handle([_request(["word " * 100, "short"])]).outcomes
     assert result.truncated == [True, False]
     assert result.tokens == [102, 3]
 
@@ -97,6 +99,6 @@ def test_unloadable_model_fails_every_request_for_it(tmp_path):
     registry = load_registry(folder)
     settings = Settings(config_dir=folder)
     service = EmbedService(registry, settings, LoadedModels(registry, settings))
-    outcomes = service.handle([_request(["a"], model="ghost", dim=64)] * 2)
+    outcomes = service.handle([_request(["a"], model="ghost", dim=64)] * 2).outcomes
     assert all(isinstance(o, ModelUnavailableError) for o in outcomes)
     assert "pip install no-such-pkg" in str(outcomes[0])

@@ -15,18 +15,21 @@ import pytest
 
 from embedq.config import Settings
 from embedq.config.errors import (
-    ApiKeyError,
-    BackPressureError,
     BrokerUnavailableError,
     ConfigError,
     EmbedTimeoutError,
-    InvalidFieldError,
     NoLiveWorkerError,
-    RequestTooLargeError,
+    OverloadedError,
     UnknownUseCaseError,
 )
 from embedq.gateway.auth import KeyCheck, is_loopback
-from embedq.gateway.errors import error_response, refusal_of
+from embedq.gateway.errors import (
+    ApiKeyError,
+    InvalidFieldError,
+    RequestTooLargeError,
+    error_response,
+    refusal_of,
+)
 from embedq.gateway.protocol import EmbeddingsRequest, parse_request, response_body
 from embedq.tasks.vectors import to_float32
 
@@ -111,7 +114,7 @@ def test_every_output_dtype_leaves_as_float32():
 @pytest.mark.parametrize(("error", "status", "code"), [
     (ApiKeyError("no key"), 401, "invalid_api_key"),
     (UnknownUseCaseError("serch", ["search"]), 404, "model_not_found"),
-    (BackPressureError("deep"), 429, "queue_full"),
+    (OverloadedError("busy"), 429, "overloaded"),
     (NoLiveWorkerError("none"), 503, "no_live_worker"),
     (BrokerUnavailableError("down"), 503, "broker_unavailable"),
     (EmbedTimeoutError("slow"), 504, "timeout"),

@@ -1,4 +1,5 @@
-"""The import direction of DESIGN.md, checked on the source: imports only point up the picture.
+"""The import direction of the README's Architecture section, checked on the source: imports only
+point up the picture.
 
     config <- tasks <- producer | worker <- ops <- cli;   gateway, integrations <- producer
 

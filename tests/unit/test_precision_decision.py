@@ -10,6 +10,7 @@ import pytest
 
 from embedq.config.errors import ConfigError
 from embedq.config.registry import Precision, load_registry
+from embedq.worker.models.candidates import Candidate
 from embedq.worker.models.cpu import CpuFeatures, parse_cpuinfo, threads_per_process
 from embedq.worker.models.decision import DecisionFile, choose, quality_miss
 from embedq.worker.models.probe import Measurement, sts_sample
@@ -18,6 +19,10 @@ from embedq.worker.models.selection import _refuse_half, allowed_candidates
 EPYC = """processor\t: 0
 model name\t: AMD EPYC
 flags\t\t: fpu sse sse2 avx f16c fma avx2 sha_ni vaes
+"""
+ZEN4 = """processor\t: 0
+model name\t: AMD EPYC 9R14 96-Core Processor
+flags\t\t: avx avx2 fma f16c avx512f avx512bw avx512vl avx512_vnni avx512_bf16 avx512_vbmi2
 """
 XEON = """processor\t: 0
 model name\t: Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz
@@ -28,10 +33,25 @@ model name\t: ignored second block
 """
 
 
+C = Candidate.parse
+
+
 def row(name: str, speedup: float, cosine: float = 1.0, min_cosine: float | None = None,
         drop: float = 0.0) -> Measurement:
-    return Measurement(name, 100 * speedup, speedup, 0.85 - drop, drop, cosine,
+    return Measurement(C(name), 100 * speedup, speedup, 0.85 - drop, drop, cosine,
                        cosine if min_cosine is None else min_cosine)
+
+
+def failed(name: str, error: str, per_s: float, speedup: float) -> Measurement:
+    return Measurement.failed(C(name), error, per_s, speedup)
+
+
+def table(*rows: Measurement) -> dict[Candidate, Measurement]:
+    return {m.candidate: m for m in rows}
+
+
+def names(*names: str) -> list[Candidate]:
+    return [C(n) for n in names]
 
 
 def test_cpuinfo_flags_and_units():
@@ -46,7 +66,10 @@ def test_cpuinfo_flags_and_units():
     assert xeon.fp16_units
     assert xeon.int8_dot
     assert xeon.model_name.startswith("Intel(R) Xeon(R) Platinum")
-    assert epyc.signature() != xeon.signature()
+    zen4 = parse_cpuinfo(ZEN4)  # AVX-512 with VNNI and BF16, but no fp16 arithmetic, no AMX
+    assert (zen4.bf16_units, zen4.fp16_units, zen4.int8_dot) == (True, False, True)
+    assert "avx512_vbmi2" not in zen4.flags  # changes no kernel choice: not in the signature
+    assert len({epyc.signature(), zen4.signature(), xeon.signature()}) == 3
     assert len(epyc.signature()) == 16
     assert epyc.signature() == parse_cpuinfo(EPYC + "bogomips\t: 4890\n").signature()
 
@@ -58,63 +81,79 @@ def test_threads_share_the_cores_given_never_more():
 
 
 # The two machines of MEASURED.md, as probe tables: AVX2 EPYC and AMX Xeon.
-AVX2_TABLE = {"torch-fp32": row("torch-fp32", 1.0), "onnx-fp32": row("onnx-fp32", 1.2),
-              "onnx-int8": row("onnx-int8", 1.8, 0.992, 0.97, 0.001),
-              "torch-bf16": Measurement.failed("torch-bf16", "cut: 0.14x torch-fp32", 14, 0.14),
-              "torch-fp16": Measurement.failed("torch-fp16", "cut: 0.19x torch-fp32", 19, 0.19)}
-AMX_TABLE = {**AVX2_TABLE, "torch-bf16": row("torch-bf16", 1.78, 0.99995, 0.9999),
-             "onnx-int8": row("onnx-int8", 2.3, 0.991, 0.97, 0.002),
-             "torch-fp16": row("torch-fp16", 2.6, 0.97, 0.9, 0.02)}
-ALL = ["torch-fp32", "onnx-fp32", "onnx-int8", "torch-fp16", "torch-bf16"]
+AVX2_TABLE = table(row("torch-fp32", 1.0), row("onnx-fp32", 1.2),
+                   row("onnx-int8", 1.8, 0.992, 0.97, 0.001),
+                   failed("torch-bf16", "cut: 0.14x torch-fp32", 14, 0.14),
+                   failed("torch-fp16", "cut: 0.19x torch-fp32", 19, 0.19))
+AMX_TABLE = {**AVX2_TABLE, **table(row("torch-bf16", 1.78, 0.99995, 0.9999),
+                                   row("onnx-int8", 2.3, 0.991, 0.97, 0.002),
+                                   row("torch-fp16", 2.6, 0.97, 0.9, 0.02))}
+ALL = names("torch-fp32", "onnx-fp32", "onnx-int8", "torch-fp16", "torch-bf16")
 
 
 def test_auto_picks_int8_on_avx2_and_explains():
     chosen, reason = choose(AVX2_TABLE, ALL)
-    assert chosen == "onnx-int8"
+    assert str(chosen) == "onnx-int8"
     assert "1.80x" in reason
     assert "torch-bf16 0.14x (cut" in reason
 
 
 def test_auto_picks_bf16_where_it_wins_by_measurement_not_by_flags():
-    table = {**AMX_TABLE, "onnx-int8": row("onnx-int8", 1.5, 0.991)}
-    assert choose(table, ALL)[0] == "torch-bf16"
-    assert choose(AMX_TABLE, ALL)[0] == "onnx-int8"  # int8 faster still, and it holds
+    slow_int8 = {**AMX_TABLE, **table(row("onnx-int8", 1.5, 0.991))}
+    assert str(choose(slow_int8, ALL)[0]) == "torch-bf16"
+    assert str(choose(AMX_TABLE, ALL)[0]) == "onnx-int8"  # int8 faster still, and it holds
     assert "torch-fp16 2.60x (mean cosine 0.9700 < 0.99)" in choose(AMX_TABLE, ALL)[1]
 
 
 def test_fp32_backend_must_be_equal_not_close():
-    close = {"torch-fp32": row("torch-fp32", 1.0),
-             "onnx-fp32": row("onnx-fp32", 1.4, 0.9999, min_cosine=0.9995)}
-    assert choose(close, ["torch-fp32", "onnx-fp32"])[0] == "torch-fp32"
-    assert "fp32 must be equal" in (quality_miss(close["onnx-fp32"]) or "")
-    equal = {**close, "onnx-fp32": row("onnx-fp32", 1.4, 1.0, 0.99999)}
-    assert choose(equal, ["torch-fp32", "onnx-fp32"])[0] == "onnx-fp32"
+    close = table(row("torch-fp32", 1.0), row("onnx-fp32", 1.4, 0.9999, min_cosine=0.9995))
+    both = names("torch-fp32", "onnx-fp32")
+    assert str(choose(close, both)[0]) == "torch-fp32"
+    assert "fp32 must be equal" in (quality_miss(close[C("onnx-fp32")]) or "")
+    equal = {**close, **table(row("onnx-fp32", 1.4, 1.0, 0.99999))}
+    assert str(choose(equal, both)[0]) == "onnx-fp32"
 
 
 def test_nothing_measured_falls_back_to_torch_fp32():
-    assert choose({}, ["onnx-int8"])[0] == "torch-fp32"
-    failed = {"torch-fp32": row("torch-fp32", 1.0),
-              "onnx-int8": Measurement.failed("onnx-int8", "failed: OSError('disk full')")}
-    assert choose(failed, ["torch-fp32", "onnx-int8"])[0] == "torch-fp32"
+    assert str(choose({}, names("onnx-int8"))[0]) == "torch-fp32"
+    broken = table(row("torch-fp32", 1.0), failed("onnx-int8", "failed: OSError('disk full')",
+                                                  0.0, 0.0))
+    assert str(choose(broken, names("torch-fp32", "onnx-int8"))[0]) == "torch-fp32"
 
 
 def test_allowed_candidates_follow_the_request_and_the_model():
     registry = load_registry(None)
     minilm, gemma = registry.model("minilm"), registry.model("embeddinggemma")
-    assert allowed_candidates(minilm, Precision.AUTO, "auto") == [
-        "torch-fp32", "onnx-fp32", "onnx-int8", "torch-fp16", "torch-bf16", "autocast-bf16"]
-    assert allowed_candidates(gemma, Precision.AUTO, "torch") == [
-        "torch-fp32", "torch-bf16", "autocast-bf16"]
-    assert allowed_candidates(minilm, Precision.FP32, "auto") == ["torch-fp32", "onnx-fp32"]
-    assert allowed_candidates(minilm, Precision.FP32, "torch") == ["torch-fp32"]
-    assert allowed_candidates(minilm, Precision.INT8, "auto") == ["onnx-int8"]
+    assert allowed_candidates(minilm, Precision.AUTO, "auto") == names(
+        "torch-fp32", "onnx-fp32", "onnx-int8", "torch-fp16", "torch-bf16", "autocast-bf16")
+    assert allowed_candidates(gemma, Precision.AUTO, "torch") == names(
+        "torch-fp32", "torch-bf16", "autocast-bf16")
+    assert allowed_candidates(minilm, Precision.FP32, "auto") == names("torch-fp32", "onnx-fp32")
+    assert allowed_candidates(minilm, Precision.FP32, "torch") == names("torch-fp32")
+    assert allowed_candidates(minilm, Precision.INT8, "auto") == names("onnx-int8")
 
 
-def test_bf16_refused_without_units_with_the_measured_reason():
+def test_candidates_are_typed_values_named_by_the_same_strings():
+    int8 = C("onnx-int8")
+    assert (int8.runtime.value, int8.precision) == ("onnx", Precision.INT8)
+    assert str(int8) == "onnx-int8"
+    assert f"{int8} wins" == "onnx-int8 wins"
+    assert C("torch-bf16") is C("torch-bf16")
+    for name in ("onnx-bf16", "torch-int8", "onnx_int8", "int8"):
+        with pytest.raises(ConfigError, match=rf"unknown precision candidate '{name}'; known: "
+                                              "torch-fp32, onnx-fp32, onnx-int8"):
+            C(name)
+
+
+def test_half_precisions_refused_without_units_with_the_measured_reason():
     spec = load_registry(None).model("minilm")
     with pytest.raises(ConfigError, match=r"no bf16 units and measured 0\.14x PyTorch fp32"):
         _refuse_half(spec, Precision.BF16, parse_cpuinfo(EPYC), lambda: AVX2_TABLE)
     _refuse_half(spec, Precision.BF16, parse_cpuinfo(XEON), lambda: {})  # units: allowed
+    _refuse_half(spec, Precision.BF16, parse_cpuinfo(ZEN4), lambda: {})
+    with pytest.raises(ConfigError, match=r"no fp16 units and measured 0\.19x PyTorch fp32"):
+        _refuse_half(spec, Precision.FP16, parse_cpuinfo(ZEN4), lambda: AVX2_TABLE)
+    _refuse_half(spec, Precision.FP16, parse_cpuinfo(XEON), lambda: {})
 
 
 def test_decision_file_round_trip_and_corruption(tmp_path):
@@ -123,8 +162,10 @@ def test_decision_file_round_trip_and_corruption(tmp_path):
     assert file.load() == {}
     file.save(AVX2_TABLE, {"probe_threads": 2})
     loaded = file.load()
-    assert loaded["onnx-int8"] == AVX2_TABLE["onnx-int8"]
-    assert math.isnan(loaded["torch-bf16"].mean_cosine)  # NaN survives as null
+    assert loaded[C("onnx-int8")] == AVX2_TABLE[C("onnx-int8")]
+    assert math.isnan(loaded[C("torch-bf16")].mean_cosine)  # NaN survives as null
+    assert sorted(json.loads(file.path.read_text())["body"]["measured"]) == sorted(
+        ["torch-fp32", "onnx-fp32", "onnx-int8", "torch-bf16", "torch-fp16"])  # named as before
     document = json.loads(file.path.read_text())
     document["body"]["measured"]["torch-bf16"]["speedup"] = 9.9  # a hand edit or bit rot
     file.path.write_text(json.dumps(document))

@@ -10,8 +10,9 @@ import msgpack
 import pytest
 
 from embedq.config import load_registry
-from embedq.config.errors import ConfigError, InvalidFieldError, InvalidInputError
+from embedq.config.errors import ConfigError, InvalidInputError
 from embedq.config.prompts import Prompt, resolve_prompt, route_default
+from embedq.gateway.errors import InvalidFieldError
 from embedq.gateway.protocol import check_prompt, parse_request
 from embedq.tasks import EmbedRequest
 from embedq.tasks.cache_codec import ModelInfo
@@ -81,11 +82,13 @@ def test_a_request_picks_only_what_the_route_allows(tmp_path):
 
 def test_the_prompt_travels_and_old_messages_still_read():
     request = EmbedRequest(texts=["a"], route="r", model="m", precision="fp32", dim=8,
-                           normalize=True, output_dtype="float32", prompt="query: ")
+                           normalize=True, output_dtype="float32", prompt="query: ",
+                           deadlines=[1234.5])  # issue 19's deadlines travel beside it
     assert EmbedRequest.from_wire(msgpack.unpackb(msgpack.packb(request.to_wire()))) == request
     old = request.to_wire()
     del old["prompt"]  # what a producer of before prompts sends
-    assert EmbedRequest.from_wire(old).prompt == ""
+    assert (EmbedRequest.from_wire(old).prompt, EmbedRequest.from_wire(old).deadlines) == (
+        "", [1234.5])
 
 
 def test_the_prompt_is_part_of_the_cache_key_and_no_prompt_keeps_the_old_keys():

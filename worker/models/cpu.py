@@ -1,9 +1,10 @@
 """What the CPU at hand can do, read once, and the cores a worker is given.
 
-Machines of one kind differ: the same 2-vCPU box was an AVX2-only AMD EPYC (bf16 5-7x slower
-than fp32) one day and an AMX Xeon (bf16 1.78x faster) the next. So precision choices are
-measured per CPU (see `probe` and `decision`), and every measurement is filed under the CPU's
-*signature*: its model name and the instruction-set flags that change which kernels run.
+Machines sold as one kind differ: a 2-vCPU cloud instance may be an AVX2-only AMD EPYC (bf16
+5-7x slower than fp32), an AVX-512 EPYC with VNNI and BF16, or an AMX Xeon (bf16 1.78x faster).
+So precision choices are measured per CPU (see `probe` and `decision`), and every measurement
+is filed under the CPU's *signature*: its model name and the instruction-set flags that change
+which kernels run.
 Reading the flags never imports torch (an int8 worker must not); torch's own view
 (``get_cpu_capability()``) is added when torch is already loaded, for the log.
 """

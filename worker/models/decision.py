@@ -19,15 +19,16 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from embedq.config.registry import INT8_MAX_SPEARMAN_DROP, INT8_MIN_MEAN_COSINE
+from embedq.config.errors import ConfigError
+from embedq.config.precisions import INT8_MAX_SPEARMAN_DROP, INT8_MIN_MEAN_COSINE, Precision
+from embedq.worker.models.candidates import REFERENCE, Candidate
 from embedq.worker.models.cpu import CpuFeatures
-from embedq.worker.models.probe import REFERENCE, Measurement
+from embedq.worker.models.probe import Measurement
 from embedq.worker.models.sources import file_safe
 
 log = structlog.get_logger(__name__)
@@ -55,7 +56,7 @@ def quality_miss(m: Measurement) -> str | None:
     """Why a measured candidate misses the quality bar, or None when it holds."""
     if m.error is not None:
         return m.error
-    if m.candidate.endswith("-fp32") and m.candidate != REFERENCE and (
+    if m.candidate.precision is Precision.FP32 and m.candidate != REFERENCE and (
             m.min_cosine < FP32_MIN_COSINE):
         return f"min cosine {m.min_cosine:.5f} < {FP32_MIN_COSINE} (fp32 must be equal)"
     if m.mean_cosine < MIN_MEAN_COSINE:
@@ -65,7 +66,8 @@ def quality_miss(m: Measurement) -> str | None:
     return None
 
 
-def choose(measured: dict[str, Measurement], allowed: list[str]) -> tuple[str, str]:
+def choose(measured: dict[Candidate, Measurement],
+           allowed: list[Candidate]) -> tuple[Candidate, str]:
     """(candidate, reason): the fastest allowed candidate that holds the bar.
 
     PyTorch fp32 is the reference and always qualifies; it is also what is left when it is the
@@ -90,7 +92,8 @@ def _measurement(fields: dict[str, Any]) -> Measurement:
     """A stored row back as a `Measurement` (null numbers were NaN)."""
     numbers = {k: math.nan if v is None else float(v) for k, v in fields.items()
                if k not in ("candidate", "error")}
-    return Measurement(candidate=str(fields["candidate"]), error=fields.get("error"), **numbers)
+    return Measurement(candidate=Candidate.parse(str(fields["candidate"])),
+                       error=fields.get("error"), **numbers)
 
 
 class DecisionFile:
@@ -109,25 +112,26 @@ class DecisionFile:
     def _digest(body: dict[str, Any]) -> str:
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
-    def load(self) -> dict[str, Measurement]:
+    def load(self) -> dict[Candidate, Measurement]:
         """The cached measurements; {} when absent, or when corrupt (logged, to be re-measured)."""
         try:
             document = json.loads(self.path.read_text(encoding="utf-8"))
             body = document["body"]
             if document["sha256"] != self._digest(body) or body["key"] != self.key:
                 raise ValueError("content does not match its sha256 or its key")
-            return {name: _measurement(fields) for name, fields in body["measured"].items()}
+            rows = [_measurement(fields) for fields in body["measured"].values()]
+            return {row.candidate: row for row in rows}
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, ConfigError) as exc:
             log.warning("decision_file_corrupt", file=str(self.path), error=str(exc),
                         action="measuring again")
             return {}
 
-    def save(self, measured: dict[str, Measurement], extra: dict[str, Any]) -> None:
+    def save(self, measured: dict[Candidate, Measurement], extra: dict[str, Any]) -> None:
         """Write atomically (temporary file renamed into place); NaN stored as null."""
-        rows = {name: {k: (None if isinstance(v, float) and math.isnan(v) else v)
-                       for k, v in asdict(m).items()} for name, m in measured.items()}
+        rows = {str(name): {k: (None if isinstance(v, float) and math.isnan(v) else v)
+                            for k, v in m.fields().items()} for name, m in measured.items()}
         body = {"key": self.key, "measured": rows, **extra}
         text = json.dumps({"body": body, "sha256": self._digest(body)}, indent=1)
         self.path.parent.mkdir(parents=True, exist_ok=True)

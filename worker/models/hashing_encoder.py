@@ -14,7 +14,8 @@ import time
 import numpy as np
 import xxhash
 
-from embedq.config.registry import HashingSource, ModelSpec
+from embedq.config.registry import ModelSpec
+from embedq.config.sources import HashingSource
 
 
 class HashingEncoder:

@@ -15,8 +15,6 @@ from typing import Any
 
 import numpy as np
 
-_QKV = ("Transpose", "Reshape", "Add", "MatMul")
-
 
 class _Graph:
     """Producer / consumer / constant look-ups over one ONNX graph."""

@@ -1,10 +1,9 @@
-"""Weight precisions and backends: the names of the candidates, and placing a torch model.
+"""Weight precisions on a device: placing a torch model, and what ``auto`` means on CUDA.
 
-A *candidate* is a backend and a weight precision, ``torch-fp32``, ``onnx-fp32``,
-``onnx-int8``, ``torch-bf16`` or ``torch-fp16``. On a CUDA GPU the half precisions are the
-fast ones and are chosen from the hardware (as before); on a CPU every choice is measured
-(`selection`), because the same kind of machine was an AVX2 EPYC where bf16 ran at 0.14x fp32
-one day and an AMX Xeon where it ran at 1.78x the next.
+On a CUDA GPU the half precisions are the fast ones, so ``auto`` is decided from the hardware
+(`choose_cuda`). On a CPU no such rule holds: the same kind of machine can be an AVX2 EPYC where
+bf16 runs at 0.14x fp32 or an AMX Xeon where it runs at 1.78x, so every CPU choice is measured
+(`selection`) among the candidates of `candidates`.
 """
 
 from __future__ import annotations
@@ -20,17 +19,6 @@ if TYPE_CHECKING:
 
 HALF = (Precision.FP16, Precision.BF16)
 _NVIDIA_DRIVER = Path("/proc/driver/nvidia")
-
-
-def candidate(backend: str, precision: Precision) -> str:
-    """The candidate's name, e.g. ``onnx-int8``."""
-    return f"{backend}-{precision.value}"
-
-
-def split(name: str) -> tuple[str, Precision]:
-    """(backend, precision) of a candidate name."""
-    backend, _, precision = name.partition("-")
-    return backend, Precision(precision)
 
 
 @dataclass(frozen=True, slots=True)

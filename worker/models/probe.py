@@ -14,12 +14,14 @@ from __future__ import annotations
 import csv
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from importlib import resources
+from typing import Any
 
 import numpy as np
 import structlog
 
+from embedq.worker.models.candidates import REFERENCE, Candidate
 from embedq.worker.models.encoder import Encoder
 
 log = structlog.get_logger(__name__)
@@ -28,7 +30,6 @@ BATCH = 32
 FIRST_BATCH = 8
 #: A candidate whose first timed batch takes this many times PyTorch fp32's time is cut.
 CUT_OFF = 2.0
-REFERENCE = "torch-fp32"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +63,7 @@ def sts_sample() -> StsSample:
 class Measurement:
     """One candidate measured against PyTorch fp32 in the same probe."""
 
-    candidate: str
+    candidate: Candidate
     texts_per_s: float
     speedup: float
     #: STS Spearman of this candidate, and PyTorch fp32's minus it.
@@ -74,12 +75,17 @@ class Measurement:
     error: str | None = None
 
     @classmethod
-    def failed(cls, candidate: str, error: str, texts_per_s: float = 0.0,
+    def failed(cls, candidate: Candidate, error: str, texts_per_s: float = 0.0,
                speedup: float = 0.0) -> Measurement:
         """A candidate that could not be built, run, or was cut for slowness."""
         nan = float("nan")
         return cls(candidate, round(texts_per_s, 1), round(speedup, 3), nan, nan, nan, nan,
                    error)
+
+    def fields(self) -> dict[str, Any]:
+        """The figures by name, the candidate by its name: for a log line or a JSON row."""
+        row = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {**row, "candidate": str(self.candidate)}
 
 
 def spearman(vectors: dict[str, np.ndarray], sample: StsSample) -> float:
@@ -133,7 +139,7 @@ class Probe:
     vectors: dict[str, np.ndarray] | None = None
     reference_spearman: float = 0.0
 
-    def measure(self, candidate: str, build: Callable[[], Encoder]) -> Measurement:
+    def measure(self, candidate: Candidate, build: Callable[[], Encoder]) -> Measurement:
         """Build and time one candidate; the first one measured must be `REFERENCE`."""
         texts = self.sample.sentences
         if self.reference is None:
@@ -148,7 +154,7 @@ class Probe:
             encoder = self.reference if candidate == REFERENCE else build()
             vectors, speed, _, finished = _timed_pass(encoder, texts, CUT_OFF * base_first_s)
         except Exception as exc:  # a probe must never kill the worker: record and move on
-            log.warning("probe_candidate_failed", candidate=candidate, error=repr(exc))
+            log.warning("probe_candidate_failed", candidate=str(candidate), error=repr(exc))
             return Measurement.failed(candidate, f"failed: {exc!r}")
         ratio = speed / base_speed
         if not finished:

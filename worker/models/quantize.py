@@ -2,7 +2,7 @@
 
 int8 maps each dimension's calibrated range onto -128..127, as sentence-transformers'
 ``quantize_embeddings`` does. The ranges must be the same for every batch and every worker of a
-model, or int8 vectors from two flushes would not compare; so they come from fixed calibration
+model, or int8 vectors from two batches would not compare; so they come from fixed calibration
 texts, embedded once per model revision and precision and kept as a file in the model cache
 (first writer wins, readers reuse it). Values outside the range are clipped. Binary keeps the
 sign of each dimension, eight dimensions to a byte (Hamming distance compares them).

@@ -18,7 +18,7 @@ Anything that fails on the way (an export, a probe) falls back to PyTorch fp32 (
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -27,12 +27,21 @@ import structlog
 from embedq.config.errors import ConfigError
 from embedq.config.registry import ModelSpec, Precision
 from embedq.config.settings import Settings
+from embedq.worker.models.candidates import (
+    AUTOCAST_BF16,
+    ONNX_FP32,
+    ONNX_INT8,
+    REFERENCE,
+    Candidate,
+    Runtime,
+    on_torch,
+)
 from embedq.worker.models.cpu import CpuFeatures, read_cpu_features, torch_capability
 from embedq.worker.models.decision import DecisionFile, choose
 from embedq.worker.models.encoder import Encoder
 from embedq.worker.models.fallback import fall_back
-from embedq.worker.models.precision import HALF, Placement, candidate, choose_cuda, split
-from embedq.worker.models.probe import REFERENCE, Measurement, Probe, sts_sample
+from embedq.worker.models.precision import HALF, Placement, choose_cuda
+from embedq.worker.models.probe import Measurement, Probe, sts_sample
 from embedq.worker.models.sources import ResolvedSource
 
 log = structlog.get_logger(__name__)
@@ -42,7 +51,7 @@ log = structlog.get_logger(__name__)
 class Plan:
     """The candidate that serves, where it runs, and (ONNX) its exported folder."""
 
-    candidate: str
+    candidate: Candidate
     device: str
     reason: str
     folder: Path | None = None
@@ -50,11 +59,10 @@ class Plan:
     @property
     def precision(self) -> Precision:
         """The weight precision actually served."""
-        return split(self.candidate)[1]
+        return self.candidate.precision
 
 
 PROBE_THREADS = 1
-AUTOCAST_BF16 = "autocast-bf16"
 _PLANS: dict[tuple[str, ...], Plan] = {}
 
 
@@ -63,59 +71,59 @@ def reset_plans() -> None:
     _PLANS.clear()
 
 
-def allowed_candidates(spec: ModelSpec, precision: Precision, fp32_backend: str) -> list[str]:
+def allowed_candidates(spec: ModelSpec, precision: Precision,
+                       fp32_backend: str) -> list[Candidate]:
     """The candidates a CPU worker may serve for this request, PyTorch fp32 first (PyTorch
     alone for a model whose pooling the ONNX export does not reproduce)."""
     found = _candidates(spec, precision, fp32_backend)
     if spec.pooling == "other":
-        found = [c for c in found if not c.startswith("onnx-")] or [REFERENCE]
+        found = [c for c in found if c.runtime is not Runtime.ONNX] or [REFERENCE]
     return found
 
 
-def _candidates(spec: ModelSpec, precision: Precision, fp32_backend: str) -> list[str]:
+def _candidates(spec: ModelSpec, precision: Precision, fp32_backend: str) -> list[Candidate]:
     if precision is Precision.FP32:
-        return {"torch": [REFERENCE], "onnx": ["onnx-fp32"]}.get(
-            fp32_backend, [REFERENCE, "onnx-fp32"])
+        return {"torch": [REFERENCE], "onnx": [ONNX_FP32]}.get(
+            fp32_backend, [REFERENCE, ONNX_FP32])
     if precision is Precision.INT8:
-        return ["onnx-int8"]
+        return [ONNX_INT8]
     if precision in HALF:
-        return [candidate("torch", precision)]
-    found = [REFERENCE, "onnx-fp32"] if fp32_backend == "auto" else _candidates(
+        return [on_torch(precision)]
+    found = [REFERENCE, ONNX_FP32] if fp32_backend == "auto" else _candidates(
         spec, Precision.FP32, fp32_backend)
     if Precision.INT8 in spec.precisions:
-        found.append("onnx-int8")
-    found += [candidate("torch", p) for p in HALF if p in spec.precisions]
-    # fp32 weights, bf16 matmuls: on AVX-512-BF16 / AMX it measured faster than bf16 weights
-    # and closer to fp32 (MiniLM on a Zen 4 EPYC: 4.6x torch fp32 at cosine 0.99999).
+        found.append(ONNX_INT8)
+    found += [on_torch(p) for p in HALF if p in spec.precisions]
     return found + ([AUTOCAST_BF16] if Precision.BF16 in spec.precisions else [])
 
 
-def build(spec: ModelSpec, source: ResolvedSource, settings: Settings, name: str,
+def build(spec: ModelSpec, source: ResolvedSource, settings: Settings, chosen: Candidate,
           threads: int, folder: Path | None = None) -> Encoder:
     """Load one candidate (ONNX candidates are exported first when no folder is given)."""
-    backend, precision = split(name)
-    if backend == "autocast":
+    if chosen.runtime is Runtime.AUTOCAST:
         from embedq.worker.models.torch_encoder import TorchEncoder
 
-        return TorchEncoder(spec, source, Placement("cpu", Precision.FP32), autocast=precision)
-    if backend == "onnx":
+        return TorchEncoder(spec, source, Placement("cpu", Precision.FP32),
+                            autocast=chosen.precision)
+    if chosen.runtime is Runtime.ONNX:
         from embedq.worker.models.onnx_encoder import OnnxEncoder
         from embedq.worker.models.onnx_export import exported
 
         if folder is None:
             try:
-                folder = exported(spec, source, settings.model_cache_dir, precision.value)
+                folder = exported(spec, source, settings.model_cache_dir,
+                                  chosen.precision.value)
             except Exception as exc:
-                fall_back(spec.name, "export", name, exc)
+                fall_back(spec.name, "export", str(chosen), exc)
                 raise
         return OnnxEncoder(spec, source, folder, threads)
     from embedq.worker.models.torch_encoder import TorchEncoder
 
-    return TorchEncoder(spec, source, Placement("cpu", precision))
+    return TorchEncoder(spec, source, Placement("cpu", chosen.precision))
 
 
 def measure(spec: ModelSpec, source: ResolvedSource, settings: Settings, cpu: CpuFeatures,
-            wanted: list[str]) -> dict[str, Measurement]:
+            wanted: list[Candidate]) -> dict[Candidate, Measurement]:
     """Cached measurements of ``wanted`` (plus the reference), probing what is missing."""
     file = DecisionFile(settings.model_cache_dir, spec.name, source.revision, cpu)
     measured = file.load()
@@ -133,18 +141,18 @@ def measure(spec: ModelSpec, source: ResolvedSource, settings: Settings, cpu: Cp
     for name in [REFERENCE, *(c for c in missing if c != REFERENCE)]:
         measured[name] = probe.measure(name, partial(build, spec, source, settings, name,
                                                      threads))
-        log.info("probe_measured", model=spec.name, **asdict(measured[name]))
+        log.info("probe_measured", model=spec.name, **measured[name].fields())
     file.save(measured, {"torch_capability": torch_capability(), "probe_threads": threads})
     return measured
 
 
 def _refuse_half(spec: ModelSpec, precision: Precision, cpu: CpuFeatures,
-                 measured: Callable[[], dict[str, Measurement]]) -> None:
+                 measured: Callable[[], dict[Candidate, Measurement]]) -> None:
     """Refuse bf16/fp16 on a CPU without the units, quoting the measured slow-down."""
     units = cpu.bf16_units if precision is Precision.BF16 else cpu.fp16_units
     if units:
         return
-    row = measured().get(candidate("torch", precision))
+    row = measured().get(on_torch(precision))
     figure = (f"measured {row.speedup:.2f}x PyTorch fp32 here" if row is not None
               else "not measurable here")
     raise ConfigError(
@@ -163,14 +171,15 @@ def _decide(spec: ModelSpec, source: ResolvedSource, precision: Precision,
         if chosen[0] is Precision.INT8:
             raise ConfigError(f"model {spec.name!r}: int8 runs on ONNX Runtime's CPU kernels; "
                               "on a GPU use --precision fp16, bf16 or auto")
-        return Plan(candidate("torch", chosen[0]), "cuda", chosen[1] or "asked for")
+        return Plan(on_torch(chosen[0]), "cuda", chosen[1] or "asked for")
     cpu = read_cpu_features()
     allowed = allowed_candidates(spec, precision, settings.fp32_backend)
     if precision is Precision.AUTO and settings.auto_candidates is not None:
-        allowed = [c for c in allowed if c in settings.auto_candidates] or [REFERENCE]
+        listed = {Candidate.parse(name) for name in settings.auto_candidates}
+        allowed = [c for c in allowed if c in listed] or [REFERENCE]
     if precision in HALF:
         _refuse_half(spec, precision, cpu, lambda: measure(
-            spec, source, settings, cpu, [candidate("torch", precision)]))
+            spec, source, settings, cpu, [on_torch(precision)]))
     if len(allowed) == 1:
         return Plan(allowed[0], "cpu", "asked for")
     try:
@@ -179,7 +188,7 @@ def _decide(spec: ModelSpec, source: ResolvedSource, precision: Precision,
         fall_back(spec.name, "probe", precision.value, exc)
         return Plan(REFERENCE, "cpu", f"probe failed: {exc!r}")
     name, reason = choose(measured, allowed)
-    log.info("precision_decided", model=spec.name, asked=precision.value, chosen=name,
+    log.info("precision_decided", model=spec.name, asked=precision.value, chosen=str(name),
              reason=reason, cpu=cpu.describe(), cpu_signature=cpu.signature(),
              torch_capability=torch_capability())
     return Plan(name, "cpu", reason)
@@ -193,16 +202,16 @@ def plan(spec: ModelSpec, source: ResolvedSource, precision: Precision,
     if key in _PLANS:
         return _PLANS[key]
     chosen = _decide(spec, source, precision, settings)
-    if chosen.candidate.startswith("onnx-"):
+    if chosen.candidate.runtime is Runtime.ONNX:
         from embedq.worker.models.onnx_export import exported
 
         try:
             folder = exported(spec, source, settings.model_cache_dir, chosen.precision.value)
             chosen = Plan(chosen.candidate, "cpu", chosen.reason, folder)
         except Exception as exc:  # disk full, unsupported op, a kernel crash: serve fp32
-            fall_back(spec.name, "export", chosen.candidate, exc)
+            fall_back(spec.name, "export", str(chosen.candidate), exc)
             chosen = Plan(REFERENCE, "cpu", f"{chosen.candidate} export failed: {exc!r}")
-    log.info("placement", model=spec.name, asked=precision.value, serving=chosen.candidate,
+    log.info("placement", model=spec.name, asked=precision.value, serving=str(chosen.candidate),
              device=chosen.device)
     _PLANS[key] = chosen
     return chosen

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from embedq.config.errors import ModelUnavailableError
-from embedq.config.registry import (
+from embedq.config.registry import ModelSpec
+from embedq.config.sources import (
     HashingSource,
     HubSource,
-    ModelSpec,
     PackageSource,
     PathSource,
     SplitZipSource,

@@ -38,6 +38,7 @@ const QUEUE_COLUMNS = [
   ["consumers", (q) => String(q.consumers), (q) => (q.consumers === 0 ? "bad" : "")],
   ["unacked", (q) => String(q.unacked)],
   ["texts_per_s", (q) => fmt(q.texts_per_s)],
+  ["expired_per_s", (q) => fmt(q.expired_per_s), (q) => (q.expired_per_s > 0 ? "bad" : "")],
   ["latency", (q) => `${fmtSeconds(q.latency_p50_s)} / ${fmtSeconds(q.latency_p95_s)}`],
   ["queue_wait", (q) => fmtSeconds(q.queue_wait_p95_s)],
   ["batch", (q) => fmt(q.batch_texts_mean)],
@@ -120,6 +121,7 @@ function renderCharts(series) {
   drawChart(document.getElementById("chart-depth"), series.t, lines("depth"));
   drawChart(document.getElementById("chart-throughput"), series.t, lines("texts_per_s"));
   drawChart(document.getElementById("chart-latency"), series.t, lines("latency_p95_s"));
+  drawChart(document.getElementById("chart-consumers"), series.t, lines("consumers"));
   const legend = document.getElementById("legend");
   legend.replaceChildren(...names.map((name, i) => {
     const span = document.createElement("span");

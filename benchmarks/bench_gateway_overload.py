@@ -1,0 +1,147 @@
+"""The HTTP gateway under a spike (issue 19): ``python benchmarks/bench_gateway_overload.py``.
+
+One minilm fp32 worker (prefork, 2 processes, cache off) and one ``embedq gateway`` process
+(``EMBEDQ_GATEWAY_TIMEOUT_S`` = the clients' deadline). The gateway's capacity is measured with 64
+closed-loop keep-alive clients (answers per second); then requests
+of one short text are offered open-loop at ``--factor`` x that capacity for ``--seconds``, each
+with a client deadline (the client gives up and closes its connection at the deadline, which
+cancels its texts in the gateway). Counted per request: 200 within the deadline (goodput), 429
+(and how fast it came), timeouts, anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from bench_gateway import Connection, Gateway, short_sentences
+from shared_data import data_dir
+
+from embedq.ops.bench_overload import open_loop
+from embedq.ops.bench_stack import WorkerStack
+
+
+async def _post(connection: Connection, text: str) -> int:
+    """One request on a keep-alive connection; the status (the body is read and dropped)."""
+    body = json.dumps({"input": text, "model": "search"}).encode()
+    connection.writer.write(b"POST /v1/embeddings HTTP/1.1\r\nHost: bench\r\nContent-Type: "
+                            b"application/json\r\nContent-Length: %d\r\n\r\n%s"
+                            % (len(body), body))
+    head = await connection.reader.readuntil(b"\r\n\r\n")
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))
+    await connection.reader.readexactly(length)
+    return int(head.split(b" ", 2)[1])
+
+
+async def closed_loop(port: int, texts: list[str], clients: int) -> float:
+    """``clients`` keep-alive connections posting back to back: answered texts per second."""
+    connections = [await Connection.open(port) for _ in range(clients)]
+    pending = iter(texts)
+    statuses: Counter[int] = Counter()
+
+    async def client(connection: Connection) -> None:
+        for text in pending:  # one shared iterator: each text is posted once
+            statuses[await _post(connection, text)] += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(c) for c in connections))
+    seconds = time.perf_counter() - started
+    for connection in connections:
+        connection.close()
+    if set(statuses) != {200}:
+        print(f"closed loop of {clients}: statuses {dict(statuses)}", flush=True)
+    return statuses[200] / seconds
+
+
+async def spike(port: int, texts: list[str], rate: float, seconds: float, deadline_s: float,
+                clients: int) -> tuple[Counter[str], list[float], list[float]]:
+    """Open-loop requests at ``rate``/s over a pool of ``clients`` keep-alive connections (as
+    an HTTP client library keeps them); a request that meets its deadline, waiting for a
+    connection included, gives up and closes its connection, which cancels it in the gateway.
+    Returns outcome counts, latencies of answers within the deadline and of 429s."""
+    outcomes: Counter[str] = Counter()
+    good: list[float] = []
+    refused: list[float] = []
+    source = iter(texts)
+    pool: asyncio.Queue[Connection] = asyncio.Queue()
+    for _ in range(clients):
+        pool.put_nowait(await Connection.open(port))
+
+    async def replace(connection: Connection) -> None:
+        connection.close()
+        pool.put_nowait(await Connection.open(port))
+
+    async def one() -> None:
+        started = time.perf_counter()
+        connection: Connection | None = None
+        try:
+            async with asyncio.timeout(deadline_s):
+                connection = await pool.get()
+                status = await _post(connection, next(source))
+        except TimeoutError:
+            outcomes["client timeout"] += 1
+            if connection is not None:
+                await replace(connection)
+            return
+        took = time.perf_counter() - started
+        pool.put_nowait(connection)
+        if status == 200:
+            good.append(took)
+        elif status == 429:
+            refused.append(took)
+        outcomes[str(status)] += 1
+
+    await open_loop(one, rate, seconds)
+    while not pool.empty():
+        pool.get_nowait().close()
+    return outcomes, good, refused
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--factor", type=float, default=2.0)
+    parser.add_argument("--deadline", type=float, default=2.0)
+    parser.add_argument("--clients", type=int, default=256)
+    parser.add_argument("--data", type=Path, default=None)
+    args = parser.parse_args()
+    texts = short_sentences(data_dir(args.data), 200_000)
+    stack = WorkerStack("minilm", "fp32", 2, "prefork",
+                        {"HF_HUB_OFFLINE": "1", "EMBEDQ_CACHE_ENABLED": "false"})
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "EMBEDQ_CACHE_ENABLED": "false",
+           "EMBEDQ_REDIS_URL": stack.redis.url, "EMBEDQ_LOG_FORMAT": "json",
+           "EMBEDQ_GATEWAY_TIMEOUT_S": str(args.deadline)}
+    gateway = Gateway(env, None)
+    try:
+        asyncio.run(closed_loop(gateway.port, texts[:64], 4))  # the model in both processes
+        capacity = asyncio.run(closed_loop(gateway.port, texts[64:4064], 64))
+        print(f"gateway capacity (64 closed-loop clients): {capacity:.1f} texts/s",
+              flush=True)
+        outcomes, good, refused = asyncio.run(spike(
+            gateway.port, texts[4064:], capacity * args.factor, args.seconds, args.deadline,
+            args.clients))
+    finally:
+        gateway.stop()
+        stack.stop()
+    figures = {
+        "capacity_texts_per_s": round(capacity, 1), "factor": args.factor,
+        "offered_per_s": round(capacity * args.factor, 1), "seconds": args.seconds,
+        "outcomes": dict(outcomes), "goodput_per_s": round(len(good) / args.seconds, 1),
+        "goodput_x_capacity": round(len(good) / args.seconds / capacity, 3),
+        "ok_p50_ms": round(float(np.percentile(good, 50)) * 1e3, 1) if good else None,
+        "ok_p99_ms": round(float(np.percentile(good, 99)) * 1e3, 1) if good else None,
+        "429_p50_ms": round(float(np.percentile(refused, 50)) * 1e3, 1) if refused else None,
+        "429_p99_ms": round(float(np.percentile(refused, 99)) * 1e3, 1) if refused else None,
+    }
+    print(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Pools that size themselves on one host: `embedq up --autoscale` and `embedq autoscale`."""

@@ -1,0 +1,75 @@
+"""How long the work already queued on a route would take: the producer's view, for shedding.
+
+Refusing at once what cannot be answered in time is cheaper for everyone than queueing it: the
+caller learns at once (and can retry elsewhere or later), and the workers never spend a forward
+pass on an answer nobody reads. The estimate needs no extra round trip: every push of the sender
+thread adds its texts to the queue's backlog counter (``INCRBY`` answers with the new total) and,
+when the last reading is stale, reads the live consumers' published service rates (texts per
+second while busy, summed) in the same pipeline. Between readings the backlog is assumed to
+drain at that rate, so a refusal never outlives the overload it was made in.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+STALE_S = 0.1  # a reading older than this is refreshed by the next push (or the sender's tick)
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One queue's load at one moment."""
+
+    backlog: int  # interactive texts waiting
+    rate: float  # texts per second the live consumers serve together (0: unknown)
+    consumers: int  # live consumer processes
+    at: float  # time.monotonic() of the reading
+
+
+class LoadBook:
+    """The last reading of each queue; shared by callers' threads and the sender (one lock)."""
+
+    def __init__(self) -> None:
+        self._readings: dict[str, Reading] = {}
+        self._lock = threading.Lock()
+
+    def record(self, queue: str, *, backlog: int, rates: Sequence[bytes | str | float] | None,
+               consumers: int | None) -> None:
+        """Store what a push learned (``rates``/``consumers`` None: keep the last ones)."""
+        now = time.monotonic()
+        with self._lock:
+            last = self._readings.get(queue)
+            rate = sum(float(r) for r in rates) if rates is not None else (
+                last.rate if last else 0.0)
+            live = consumers if consumers is not None else (last.consumers if last else 0)
+            self._readings[queue] = Reading(max(0, backlog), rate, live, now)
+
+    def reading(self, queue: str) -> Reading | None:
+        """The last reading of ``queue``, if any."""
+        with self._lock:
+            return self._readings.get(queue)
+
+    def stale(self, queue: str) -> bool:
+        """True when the next push should read the rates and consumers again."""
+        last = self.reading(queue)
+        return last is None or time.monotonic() - last.at > STALE_S
+
+    def wait_s(self, queue: str) -> float | None:
+        """Seconds the queued interactive texts still need, or None while unknown."""
+        last = self.reading(queue)
+        if last is None or last.rate <= 0:
+            return None
+        left = last.backlog - last.rate * (time.monotonic() - last.at)
+        return max(0.0, left) / last.rate
+
+
+def refuse_after(wait_s: float | None, remaining_s: float, headroom: float) -> float | None:
+    """None to admit a request with ``remaining_s`` until its deadline, else how long to wait
+    before trying again (at least a second, as ``Retry-After`` counts whole seconds)."""
+    if wait_s is None or wait_s <= remaining_s * headroom:
+        return None
+    return max(1.0, math.ceil(wait_s - remaining_s * headroom))

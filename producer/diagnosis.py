@@ -35,7 +35,8 @@ _FRESH_READING_S = 5.0  # a load reading this recent answers without a round tri
 def broker_down(settings: Settings, exc: BaseException) -> BrokerUnavailableError:
     """The error for a broker that cannot be reached (its URL without the password)."""
     return BrokerUnavailableError(
-        f"the broker at {safe_url(settings.broker)} cannot be reached ({exc!r}); "
+        f"the broker at {safe_url(settings.broker)} cannot be reached "
+        f"({type(exc).__name__}: {exc}); "
         "requests already sent are kept and answered once it is back")
 
 

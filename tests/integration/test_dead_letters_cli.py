@@ -67,21 +67,22 @@ def test_a_replay_cut_off_midway_loses_no_message(redis_server):
     """The connection drops right after the replay's pop reaches Redis: every message is still
     either a dead letter or back on its queue (taking a record and pushing its message are one
     transaction)."""
+    queue = "embed.unserved.fp32"  # no worker of this module consumes it
     broker = redis.Redis.from_url(redis_server.url)
-    broker.delete(dead_key(QUEUE), QUEUE)
+    broker.delete(dead_key(queue), queue)
     raws = []
     for i in range(3):
         request = EmbedRequest(texts=[f"dead {i}"], route="fast", model="hashing",
                                precision="fp32", dim=64, normalize=True, output_dtype="float32")
-        raws.append(build_message(request, queue=QUEUE, reply_to=reply_key("t"), origin="test",
+        raws.append(build_message(request, queue=queue, reply_to=reply_key("t"), origin="test",
                                   now=time.time())[1])
-        broker.lpush(dead_key(QUEUE), DeadLetter("why", QUEUE, time.time(), 3, raws[-1]).encode())
+        broker.lpush(dead_key(queue), DeadLetter("why", queue, time.time(), 3, raws[-1]).encode())
     host, port = broker.connection_pool.connection_kwargs["host"], redis_server.port
     with CuttingProxy((host, port), trigger=b"RPOP") as proxy:
         cut = redis.Redis(host="127.0.0.1", port=proxy.port)
         with contextlib.suppress(redis.ConnectionError):
-            replay(cut, QUEUE, 3)
+            replay(cut, queue, 3)
         assert proxy.cuts == 1
-    kept = [record.raw for record in list_dead(broker, QUEUE, 10)] + broker.lrange(QUEUE, 0, -1)
+    kept = [record.raw for record in list_dead(broker, queue, 10)] + broker.lrange(queue, 0, -1)
     assert sorted(kept) == sorted(raws)
-    broker.delete(dead_key(QUEUE), QUEUE)
+    broker.delete(dead_key(queue), queue)

@@ -33,15 +33,6 @@ def _batches(worker) -> list[dict[str, object]]:
     return rows
 
 
-@pytest.fixture
-def broker(redis_server):
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
-
-
 def _start(start_worker, hashing_config, **env: str):
     return start_worker("hashing", "fp32", hashing_config, "-c", "1",
                         EMBEDQ_CACHE_ENABLED="false", EMBEDQ_LOG_FORMAT="json", **env)

@@ -27,15 +27,6 @@ POLICY = BatchPolicy(claim_texts=64, claim_messages=64, linger_s=0.0, max_delive
                      lifo_after_s=0.0, passes=PassPolicy(4096, 32))
 
 
-@pytest.fixture
-def broker(redis_server):
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
-
-
 def _request(texts: int) -> EmbedRequest:
     return EmbedRequest(texts=[f"text {i}" for i in range(texts)], route="fast",
                         model="hashing", precision="fp32", dim=64, normalize=True,

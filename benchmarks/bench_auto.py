@@ -28,7 +28,6 @@ from shared_data import data_dir
 from embedq.config.registry import Precision, load_registry
 from embedq.config.settings import Settings, load_settings
 from embedq.ops.precision_eval import measure_rss, stsb_pairs
-from embedq.worker.models.candidates import Runtime
 from embedq.worker.models.cpu import read_cpu_features
 from embedq.worker.models.encoder import Encoder
 from embedq.worker.models.probe import BATCH
@@ -116,7 +115,7 @@ def main() -> None:
     for candidate in allowed_candidates(spec, Precision.AUTO, "auto"):
         name, precision = str(candidate), candidate.precision
         encode = sorted_encode(build(spec, source, settings, candidate, args.threads))
-        slow_half = candidate.runtime is Runtime.TORCH and (
+        slow_half = candidate.on_pytorch and (
             (precision is Precision.BF16 and not cpu.bf16_units)
             or (precision is Precision.FP16 and not cpu.fp16_units))
         if slow_half:
@@ -135,7 +134,7 @@ def main() -> None:
             sims = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
             return float(spearmanr(sims, gold).statistic)
 
-        os.environ["EMBEDQ_FP32_BACKEND"] = candidate.runtime.value
+        os.environ["EMBEDQ_FP32_BACKEND"] = "torch" if candidate.on_pytorch else "onnx"
         rss, _ = measure_rss(args.model, precision.value, args.threads)
         rows.append(Row(name, round(short_speed, 1), round(short_ratio, 3), round(long_speed, 1),
                         round(long_ratio, 3), round(float(cosine.mean()), 5),

@@ -21,6 +21,7 @@ from embedq.config.precisions import (
     OutputDtype,
     Precision,
 )
+from embedq.config.prompts import check_route_prompts
 from embedq.config.sources import (
     Frozen,
     HashingSource,
@@ -75,6 +76,14 @@ class ModelSpec(Frozen):
     fp16_activations: bool = Field(
         default=True, description="False for models whose activations overflow in fp16.")
     int8: Int8Quality | None = Field(default=None, description="Measured int8 quality.")
+    prompts: dict[str, str] = Field(
+        default_factory=dict, description="Named prompts, as config_sentence_transformers.json "
+        "holds them: {'query': 'query: '}; see `embedq.config.prompts`.")
+    default_prompt_name: str | None = None
+    pooling: Literal["mean", "cls", "other"] = Field(
+        default="mean", description="What the ONNX export must reproduce: mean or cls pooling "
+        "(then at most a Normalize); 'other' (max pooling, a Dense layer, a pooling without "
+        "the prompt) is served by PyTorch alone.")
     description: str = ""
 
     @model_validator(mode="after")
@@ -88,6 +97,9 @@ class ModelSpec(Frozen):
             raise ValueError("int8 is listed without its measured quality ('int8': {...})")
         if any(d > self.dim for d in self.matryoshka_dims):
             raise ValueError(f"matryoshka_dims must not exceed the native dim {self.dim}")
+        if self.default_prompt_name is not None and self.default_prompt_name not in self.prompts:
+            raise ValueError(f"default_prompt_name {self.default_prompt_name!r} is not one of "
+                             f"prompts ({', '.join(self.prompts) or 'none'})")
         return self
 
     def allows(self, precision: Precision) -> bool:
@@ -109,6 +121,13 @@ class RouteSpec(Frozen):
         default=(), description="Models to use, in order, while the first has no live worker.")
     shed: bool = Field(default=True, description="Refuse interactive requests at once when "
                        "they cannot be answered before their deadline (bulk work never is).")
+    # Prompts (see `embedq.config.prompts`): the route's own, and what a request may pick.
+    prompt: str | None = Field(default=None, description="Prompt text put before every text.")
+    prompt_name: str | None = Field(default=None, description="A prompt of the model's.")
+    prompt_names: tuple[str, ...] = Field(
+        default=(), description="Prompt names a request may pick instead of the route's.")
+    allow_prompt_text: bool = Field(
+        default=False, description="True: a request may send its own prompt text.")
     description: str = ""
 
     @property
@@ -212,6 +231,7 @@ def _check_route(route: RouteSpec, models: dict[str, ModelSpec], file: Path) -> 
         if route.dim is not None and route.dim > spec.dim:
             raise ConfigError(f"{where}.dim: {model} gives {MIN_DIM}..{spec.dim} dimensions, "
                               f"got {route.dim}")
+        check_route_prompts(route, spec, where)
 
 
 def load_registry(config_dir: Path | None = None) -> Registry:

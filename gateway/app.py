@@ -42,7 +42,7 @@ from embedq.gateway.errors import (
     routing_error,
 )
 from embedq.gateway.metrics import GatewayMetrics
-from embedq.gateway.protocol import parse_request, response_body
+from embedq.gateway.protocol import check_prompt, parse_request, response_body
 from embedq.producer import EmbeddingClient, Embeddings
 from embedq.producer.inputs import check_dim
 from embedq.tasks.vectors import to_float32
@@ -107,13 +107,15 @@ class Gateway:
         self.metrics = GatewayMetrics()
         self._log_successes = logging.getLogger("embedq.gateway").isEnabledFor(logging.DEBUG)
 
-    async def embed(self, request: Request, texts: list[str], use_case: str, dim: int
+    async def embed(self, request: Request, texts: list[str], use_case: str, dim: int,
+                    prompt_name: str | None = None, prompt: str | None = None
                     ) -> Embeddings | None:
         """The one call into the producer; None when the client disconnected first (its
         texts are then cancelled: no worker computes them). A request the route cannot answer
         before its deadline is refused at once by the producer (429, ``Retry-After``)."""
         submitted = self.client.submit(texts, use_case, dim=dim,  # refusals raise here, at once
-                                       timeout=self.settings.gateway_timeout_s)
+                                       timeout=self.settings.gateway_timeout_s,
+                                       prompt_name=prompt_name, prompt=prompt)
         work = asyncio.ensure_future(self.client.awaited(submitted))
         gone = asyncio.ensure_future(_disconnected(request))
         await asyncio.wait((work, gone), return_when=asyncio.FIRST_COMPLETED)
@@ -180,7 +182,9 @@ class Gateway:
         exchange.use_case, exchange.texts = route.name, len(parsed.texts)
         grant.admit(route.name, len(parsed.texts))  # issue 24: the key's use cases and rate
         dim = self._dim(route, parsed.dimensions)
-        result = await self.embed(request, parsed.texts, route.name, dim)
+        check_prompt(self.registry, route, parsed)  # issue 22: prompts per route
+        result = await self.embed(request, parsed.texts, route.name, dim, parsed.prompt_name,
+                                  parsed.prompt)
         if result is None:
             return Response(status_code=_CLIENT_CLOSED)
         vectors = to_float32(result.vectors, route.output_dtype.value, dim)

@@ -6,6 +6,10 @@ inputs, which OpenAI accepts, are refused with the fix: embedq's workers tokeniz
 model, so ids from another tokenizer would mean nothing. Vectors leave as float32 whatever the
 route's output dtype (`embedq.tasks.vectors.to_float32`), because that is what every OpenAI SDK
 decodes; ``base64`` is the little-endian float32 bytes of each vector, as OpenAI sends them.
+
+Two extension fields pick a prompt (`embedq.config.prompts`), as TEI's ``prompt_name`` does:
+``prompt_name``, one of the names the route offers, and ``prompt``, text, which only a route with
+``allow_prompt_text`` takes: a client cannot steer a shared route's vectors otherwise.
 """
 
 from __future__ import annotations
@@ -17,10 +21,13 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 
+from embedq.config.errors import InvalidInputError
+from embedq.config.prompts import resolve_prompt
+from embedq.config.registry import Registry, RouteSpec
 from embedq.gateway.errors import InvalidFieldError, RequestTooLargeError
 from embedq.tasks.validation import text_problem
 
-FIELDS = ("input", "model", "encoding_format", "dimensions", "user")
+FIELDS = ("input", "model", "encoding_format", "dimensions", "user", "prompt_name", "prompt")
 ENCODINGS = ("float", "base64")
 _TOKEN_IDS_FIX = (
     "embedq takes text and tokenizes it for the route's model: send the strings themselves "
@@ -35,6 +42,8 @@ class EmbeddingsRequest:
     use_case: str
     encoding_format: str
     dimensions: int | None
+    prompt_name: str | None = None
+    prompt: str | None = None
 
 
 def json_kind(value: object) -> str:
@@ -94,8 +103,24 @@ def parse_request(body: bytes, *, max_inputs: int, max_chars: int) -> Embeddings
     user = payload.get("user")
     if user is not None and not isinstance(user, str):
         raise InvalidFieldError("user", f"user must be a string, got {json_kind(user)}")
+    prompts: list[str | None] = []
+    for name in ("prompt_name", "prompt"):
+        value = payload.get(name)
+        if value is not None and not isinstance(value, str):
+            raise InvalidFieldError(name, f"{name} must be a string, got {json_kind(value)}")
+        prompts.append(value)
     texts = _texts(payload.get("input"), max_inputs, max_chars)
-    return EmbeddingsRequest(texts, model, str(encoding), dimensions)
+    return EmbeddingsRequest(texts, model, str(encoding), dimensions, *prompts)
+
+
+def check_prompt(registry: Registry, route: RouteSpec, request: EmbeddingsRequest) -> None:
+    """Refuse, naming the field, a prompt the route does not offer (before anything queues)."""
+    try:
+        resolve_prompt(route, registry.model(route.model), prompt_name=request.prompt_name,
+                       prompt=request.prompt)
+    except InvalidInputError as exc:
+        field = "prompt" if request.prompt is not None else "prompt_name"
+        raise InvalidFieldError(field, f"{field}: {exc}") from None
 
 
 def _is_token_ids(items: list[object]) -> bool:

@@ -29,16 +29,15 @@ from embedq.config.errors import (
     BrokerUnavailableError,
     EmbedqError,
     InvalidInputError,
-    OverloadedError,
 )
 from embedq.config.registry import Registry, RouteSpec, load_registry
 from embedq.config.settings import Settings, load_settings
+from embedq.producer.admission import admit, request_spec
 from embedq.producer.connections import Connections
 from embedq.producer.diagnosis import broker_down, why_not_done
 from embedq.producer.handle import EmbedJob
-from embedq.producer.inputs import check_dim, check_texts, positive
-from embedq.producer.jobs import Embeddings, Job, RequestSpec
-from embedq.producer.load import refuse_after
+from embedq.producer.inputs import check_texts, positive
+from embedq.producer.jobs import Embeddings, Job
 from embedq.producer.streaming import check_stream, stream_jobs
 from embedq.tasks.liveness import live_consumers
 from embedq.tasks.names import route_queue
@@ -158,7 +157,8 @@ class EmbeddingClient:
 
     def submit(self, texts: Sequence[str], use_case: str | None = None, *,
                dim: int | None = None, timeout: float | None = None,
-               bulk: bool = False) -> EmbedJob:
+               bulk: bool = False, prompt_name: str | None = None,
+               prompt: str | None = None) -> EmbedJob:
         """Validate and hand to the dispatcher; returns at once with a job handle.
 
         The request's deadline is ``timeout`` seconds from now (default ``EMBEDQ_TIMEOUT_S``;
@@ -166,57 +166,54 @@ class EmbeddingClient:
         interactive request that the work already queued would keep past its deadline is
         refused at once with `OverloadedError`, nothing enqueued (routes with ``"shed":
         false`` and bulk work never are); bulk work waits behind interactive work.
+        ``prompt_name``/``prompt`` choose the prompt (`embedq.producer.admission.request_spec`).
         """
         items = check_texts(texts, self.settings.max_text_chars)
         route = self.registry.route(use_case)
-        spec = RequestSpec(route, check_dim(self.registry, route, dim), bulk)
+        spec = request_spec(self.registry, route, dim, bulk=bulk, prompt_name=prompt_name,
+                            prompt=prompt)
         wait = self.timeout(timeout, bulk=bulk)
         connections = self._connected()
         if route.shed and not bulk:
-            self._admit(connections, route, wait)
+            admit(connections.dispatcher, route.name, route_queue(self.serving(route)), wait,
+                  self.settings.shed_headroom)
         index = {text: row for row, text in enumerate(dict.fromkeys(items))}
         job = Job(spec, list(index), [index[text] for text in items],
                   deadline=time.time() + wait)
         connections.dispatcher.submit(job, list(range(len(index))))
         return EmbedJob(self, job)
 
-    def _admit(self, connections: Connections, route: RouteSpec, wait: float) -> None:
-        """Refuse what cannot be answered in time (no Redis: the sender's last reading)."""
-        queue = route_queue(self.serving(route))
-        load = connections.dispatcher.load
-        ahead = load.wait_s(queue)
-        retry = refuse_after(ahead, wait, self.settings.shed_headroom)
-        if retry is None:
-            return
-        if load.stale(queue):
-            connections.dispatcher.want_reading(queue)
-        raise OverloadedError(
-            f"use case {route.name!r} is overloaded: the texts queued ahead on {queue} need "
-            f"about {ahead:.1f}s, more than this request's {wait:g}s deadline allows "
-            f"(EMBEDQ_SHED_HEADROOM={self.settings.shed_headroom:g}); nothing was enqueued. "
-            f"Retry in {retry:g}s, or add workers for {queue}", retry_after_s=retry)
-
     def embed(self, texts: Sequence[str], use_case: str | None = None, *,
-              timeout: float | None = None, dim: int | None = None) -> np.ndarray:
+              timeout: float | None = None, dim: int | None = None,
+              prompt_name: str | None = None, prompt: str | None = None) -> np.ndarray:
         """Embed and wait: a ``(len(texts), dim)`` array in input order."""
-        return self.submit(texts, use_case, dim=dim, timeout=timeout).get()
+        return self.submit(texts, use_case, dim=dim, timeout=timeout, prompt_name=prompt_name,
+                           prompt=prompt).get()
 
     def embed_detailed(self, texts: Sequence[str], use_case: str | None = None, *,
-                       timeout: float | None = None, dim: int | None = None) -> Embeddings:
-        """Like `embed`, with per-item model, revision, precision, cached, truncated, tokens."""
-        return self.submit(texts, use_case, dim=dim, timeout=timeout).get_detailed()
+                       timeout: float | None = None, dim: int | None = None,
+                       prompt_name: str | None = None, prompt: str | None = None
+                       ) -> Embeddings:
+        """Like `embed`, with per-item model, revision, precision, cached, truncated, tokens
+        (and the prompt used)."""
+        return self.submit(texts, use_case, dim=dim, timeout=timeout, prompt_name=prompt_name,
+                           prompt=prompt).get_detailed()
 
     async def aembed(self, texts: Sequence[str], use_case: str | None = None, *,
-                     timeout: float | None = None, dim: int | None = None) -> np.ndarray:
+                     timeout: float | None = None, dim: int | None = None,
+                     prompt_name: str | None = None, prompt: str | None = None) -> np.ndarray:
         """`embed` for an event loop: never blocks it."""
-        return (await self.aembed_detailed(texts, use_case, timeout=timeout, dim=dim)).vectors
+        return (await self.aembed_detailed(texts, use_case, timeout=timeout, dim=dim,
+                                           prompt_name=prompt_name, prompt=prompt)).vectors
 
     async def aembed_detailed(self, texts: Sequence[str], use_case: str | None = None, *,
-                              timeout: float | None = None, dim: int | None = None
+                              timeout: float | None = None, dim: int | None = None,
+                              prompt_name: str | None = None, prompt: str | None = None
                               ) -> Embeddings:
         """`embed_detailed` for an event loop: never blocks it. Cancelling the awaiting task
         (a client that disconnected, an aborted request) cancels the request's texts too."""
-        return await self.awaited(self.submit(texts, use_case, dim=dim, timeout=timeout))
+        return await self.awaited(self.submit(texts, use_case, dim=dim, timeout=timeout,
+                                              prompt_name=prompt_name, prompt=prompt))
 
     async def awaited(self, submitted: EmbedJob) -> Embeddings:
         """Wait for a submitted request without blocking the event loop, until its deadline;
@@ -236,7 +233,8 @@ class EmbeddingClient:
     def embed_many(self, texts: Iterable[str], use_case: str | None = None, *,
                    chunk_size: int | None = None, max_in_flight: int | None = None,
                    timeout: float | None = None, progress: bool | None = None,
-                   dim: int | None = None) -> Iterator[np.ndarray]:
+                   dim: int | None = None, prompt_name: str | None = None,
+                   prompt: str | None = None) -> Iterator[np.ndarray]:
         """Stream blocks of vectors for any iterable of texts, in input order.
 
         At most ``max_in_flight`` chunks wait at a time (default ``EMBEDQ_MAX_IN_FLIGHT`` per
@@ -245,13 +243,15 @@ class EmbeddingClient:
         """
         blocks = self.embed_many_detailed(texts, use_case, chunk_size=chunk_size,
                                           max_in_flight=max_in_flight, timeout=timeout,
-                                          progress=progress, dim=dim, raise_on_errors=True)
+                                          progress=progress, dim=dim, raise_on_errors=True,
+                                          prompt_name=prompt_name, prompt=prompt)
         return (block.vectors for block in blocks)
 
     def embed_many_detailed(self, texts: Iterable[str], use_case: str | None = None, *,
                             chunk_size: int | None = None, max_in_flight: int | None = None,
                             timeout: float | None = None, progress: bool | None = None,
-                            dim: int | None = None, raise_on_errors: bool = False
+                            dim: int | None = None, raise_on_errors: bool = False,
+                            prompt_name: str | None = None, prompt: str | None = None
                             ) -> Iterator[Embeddings]:
         """`embed_many` with per-item metadata; item failures are listed in each block's
         ``errors`` (NaN rows) instead of raised, so a corpus job can log them and go on."""
@@ -267,7 +267,8 @@ class EmbeddingClient:
             queue = route_queue(self.serving(self.registry.route(use_case)))
             window = self.settings.max_in_flight * max(1, *self.live_workers([queue]))
         return stream_jobs(self, source, use_case, size=size, window=window, wait=wait,
-                           progress=progress, dim=dim, raise_on_errors=raise_on_errors)
+                           progress=progress, dim=dim, raise_on_errors=raise_on_errors,
+                           prompt_name=prompt_name, prompt=prompt)
 
     # -- diagnosis ------------------------------------------------------------------------
 

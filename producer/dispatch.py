@@ -3,7 +3,7 @@
 Callers (threads, an event loop, both) hand their jobs to one sender thread and return at once.
 Whenever the sender is free it takes everything waiting: a lone request goes out immediately,
 and requests that arrive while a send is under way travel together in the next one. For each
-(route, dimension, bulk or not) it looks the distinct texts up in the shared cache (one
+(route, dimension, bulk or not, prompt) it looks the distinct texts up in the shared cache (one
 ``MGET``), fills the hits, and pushes the misses as messages of at most ``EMBEDQ_CHUNK_SIZE``
 texts, all in one pipelined round trip. Each row keeps its caller's deadline; bulk messages go
 to the queue's bulk list, served after interactive work. The same round trip adds the texts to
@@ -212,7 +212,7 @@ class Dispatcher:
         return EmbedRequest(texts=texts, route=route.name, model=route.model,
                             precision=route.precision.value, dim=spec.dim,
                             normalize=route.normalize, output_dtype=route.output_dtype.value,
-                            deadlines=deadlines)
+                            prompt=spec.prompt.text, deadlines=deadlines)
 
     def _message(self, route: RouteSpec, spec: RequestSpec, texts: list[str],
                  owners: Owners) -> SentMessage:

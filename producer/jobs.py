@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from embedq.config.errors import EmbeddingFailedError, EmbedqError, EmbedTimeoutError
+from embedq.config.prompts import NO_PROMPT, Prompt
 from embedq.config.registry import RouteSpec
 from embedq.tasks.cache_codec import CachedVector, place_cached
 from embedq.tasks.codec import empty_vectors
@@ -37,6 +38,8 @@ class Embeddings:
     truncated: list[bool]
     tokens: list[int]
     errors: dict[int, str] = field(default_factory=dict)
+    prompt: str = ""  # the prompt text every item was embedded with ("" for none)
+    prompt_name: str | None = None  # the model's name for it, when it came from one
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,7 @@ class RequestSpec:
     route: RouteSpec
     dim: int
     bulk: bool = False
+    prompt: Prompt = NO_PROMPT
 
 
 class Job:
@@ -154,4 +158,6 @@ class Job:
             truncated=[self.truncated[row] for row in order],
             tokens=[self.tokens[row] for row in order],
             errors=errors,
+            prompt=self.spec.prompt.text,
+            prompt_name=self.spec.prompt.name,
         )

@@ -27,7 +27,8 @@ def check_stream(texts: object) -> Iterable[str]:
 
 def stream_jobs(client: EmbeddingClient, texts: Iterable[str], use_case: str | None, *,
                 size: int, window: int, wait: float, progress: bool | None, dim: int | None,
-                raise_on_errors: bool) -> Iterator[Embeddings]:
+                raise_on_errors: bool, prompt_name: str | None = None,
+                prompt: str | None = None) -> Iterator[Embeddings]:
     """Submit chunks of ``size`` while at most ``window`` are unanswered; yield them in order.
 
     Errors name positions in the whole stream, not in a chunk. An empty stream is an error,
@@ -41,7 +42,8 @@ def stream_jobs(client: EmbeddingClient, texts: Iterable[str], use_case: str | N
         while True:
             while len(pending) < window and (chunk := list(islice(source, size))):
                 try:
-                    job = client.submit(chunk, use_case, dim=dim, timeout=wait, bulk=True)
+                    job = client.submit(chunk, use_case, dim=dim, timeout=wait, bulk=True,
+                                        prompt_name=prompt_name, prompt=prompt)
                     pending.append((submitted, job))
                 except InvalidTextError as exc:
                     raise InvalidTextError(submitted + exc.index, exc.problem) from exc

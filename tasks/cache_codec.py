@@ -203,6 +203,7 @@ class ModelInfo:
             normalize=request.normalize,
             output_dtype=request.output_dtype,
             max_tokens=self.max_tokens,
+            prompt=request.prompt,
         )
 
     def encode(self) -> bytes:

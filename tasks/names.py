@@ -70,9 +70,11 @@ def vector_space(
     normalize: bool,
     output_dtype: str,
     max_tokens: int,
+    prompt: str = "",
 ) -> str:
     """A short, stable id of everything that decides what a text's vector looks like."""
     parts = f"{model}|{revision}|{precision}|{dim}|{int(normalize)}|{output_dtype}|{max_tokens}"
+    parts += f"|prompt:{prompt}" if prompt else ""  # no prompt: the keys of before prompts
     return xxhash.xxh3_64_hexdigest(parts.encode())
 
 

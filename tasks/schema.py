@@ -54,6 +54,9 @@ class EmbedRequest:
     normalize: bool
     output_dtype: str
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # Put before every text, as sentence-transformers' encode(prompt=...) does; "" for none.
+    # Optional on the wire: a message of an older producer reads as "no prompt".
+    prompt: str = ""
     #: Per text, wall-clock seconds after which its caller no longer waits (None: as long as
     #: the message lives). Coalesced callers each keep their own deadline.
     deadlines: list[float] | None = None
@@ -80,13 +83,17 @@ class EmbedRequest:
                     f"got {type(data.get(key)).__name__}",
                     payload,
                 )
+        prompt = data.get("prompt", "")
+        if not isinstance(prompt, str):
+            raise payload_error(f"embed request field 'prompt' must be str, got "
+                                f"{type(prompt).__name__}", payload)
         deadlines = data.get("deadlines")
         if deadlines is not None and not (
                 isinstance(deadlines, list) and len(deadlines) == len(data["texts"])
                 and all(isinstance(d, int | float) for d in deadlines)):
             raise payload_error("embed request field 'deadlines' must be one number per text",
                                 payload)
-        return cls(**{key: data[key] for key in expected},
+        return cls(**{key: data[key] for key in expected}, prompt=prompt,
                    deadlines=None if deadlines is None else [float(d) for d in deadlines])
 
 

@@ -88,11 +88,14 @@ class Embedder:
         return calibration.ranges[(dim, normalize)]
 
     def encode(self, texts: list[str],
-               wanted: Callable[[list[int], float], list[int]] | None = None) -> Encoded:
-        """Embed ``texts`` pass by pass and return them in input order. ``wanted`` (if given)
-        is asked before each pass, with the seconds the pass is expected to take, which of its
-        texts are still wanted; the others are dropped (NaN rows, listed in ``dropped``)."""
-        tokens = self.encoder.count_tokens(texts)
+               wanted: Callable[[list[int], float], list[int]] | None = None, *,
+               prompt: str = "") -> Encoded:
+        """Embed ``texts`` (each after ``prompt``) pass by pass and return them in input order.
+        ``wanted`` (if given) is asked before each pass, with the seconds the pass is expected
+        to take, which of its texts are still wanted; the others are dropped (NaN rows, listed
+        in ``dropped``). Token counts and truncation include the prompt's tokens, as
+        sentence-transformers'."""
+        tokens = self.encoder.count_tokens(texts, prompt)
         passes = self.passes.plan(tokens, truncate_at=self.encoder.max_tokens)
         vectors = np.full((len(texts), self.encoder.dim), np.nan, dtype=np.float32)
         dropped: set[int] = set()
@@ -103,7 +106,7 @@ class Embedder:
             dropped.update(set(planned) - set(run))
             if run:
                 started = time.perf_counter()
-                vectors[run] = self.encoder.encode_batch([texts[i] for i in run])
+                vectors[run] = self.encoder.encode_batch([texts[i] for i in run], prompt)
                 per_text = (time.perf_counter() - started) / len(run)
                 self.seconds_per_text = per_text if not self.seconds_per_text else (
                     0.3 * per_text + 0.7 * self.seconds_per_text)

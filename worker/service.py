@@ -1,9 +1,11 @@
 """Turns a batch of claimed embed requests into one result (or one error) per request.
 
 Requests that share a model and precision are embedded together: their texts are validated one
-by one, deduplicated, and sent through the model in token-budget batches once; each request then
-gets its own post-processing (dimension, normalisation, dtype). A bad item costs only itself
-(its row is NaN and its error is listed); a bad request costs only itself.
+by one, deduplicated per prompt (routes with different prompts share the model, not vectors),
+and sent through the model in passes once per prompt, skipping texts whose callers' deadlines
+have passed; each request then gets its own post-processing (dimension, normalisation, dtype).
+A bad item costs only itself (its row is NaN and its error is listed); a bad request costs only
+itself.
 
 With the vector cache on, every item is looked up in both tiers first (one Redis round trip per
 batch of requests), only the misses go through the model, and they are written back in one
@@ -52,6 +54,12 @@ def _wanted(deadlines: list[float | None]) -> Callable[[list[int], float], list[
         ready = time.time() + pass_s
         return [row for row in rows if (deadline := deadlines[row]) is None or deadline > ready]
     return wanted
+
+
+def _wanted_or_none(deadlines: list[float | None]
+                    ) -> Callable[[list[int], float], list[int]] | None:
+    """`_wanted` where some text has a deadline; None (nothing to check) where none has."""
+    return _wanted(deadlines) if any(d is not None for d in deadlines) else None
 
 
 class EmbedService:
@@ -125,33 +133,40 @@ class EmbedService:
         ]
         hits = self._lookup(cache, requests, keys)
         looked_up = time.perf_counter()
-        unique: dict[str, int] = {}
-        deadlines: list[float | None] = []  # per unique text: the latest of its callers'
+        # Distinct texts per prompt: routes with different prompts share the model, not vectors.
+        unique: dict[str, dict[str, int]] = defaultdict(dict)
+        # Per prompt, per unique text: the latest of its callers' deadlines (None: no limit).
+        deadlines: dict[str, list[float | None]] = defaultdict(list)
         for request, bad, found in zip(requests, problems, hits, strict=True):
+            texts, late = unique[request.prompt], deadlines[request.prompt]
             for i, text in enumerate(request.texts):
                 if i not in bad and i not in found:
-                    row = unique.setdefault(text, len(unique))
+                    row = texts.setdefault(text, len(texts))
                     own = request.deadlines[i] if request.deadlines is not None else None
-                    if row == len(deadlines):
-                        deadlines.append(own)
-                    elif deadlines[row] is not None:
-                        deadlines[row] = None if own is None else max(own, deadlines[row] or 0)
-        wanted = _wanted(deadlines) if any(d is not None for d in deadlines) else None
-        encoded = embedder.encode(list(unique), wanted) if unique else None
+                    if row == len(late):
+                        late.append(own)
+                    elif late[row] is not None:
+                        late[row] = None if own is None else max(own, late[row] or 0)
+        encoded = {
+            prompt: embedder.encode(list(texts), _wanted_or_none(deadlines[prompt]),
+                                    prompt=prompt)
+            for prompt, texts in unique.items() if texts
+        }
         timings = {
             "cache_lookup": round((looked_up - started) * 1e3, 3),
             "encode": round((time.perf_counter() - looked_up) * 1e3, 3),
-            "batches": len(encoded.batch_sizes) if encoded else 0,
+            "batches": sum(len(e.batch_sizes) for e in encoded.values()),
         }
         results = [
-            self._result(embedder, request, bad, found, unique, encoded, timings)
+            self._result(embedder, request, bad, found, unique[request.prompt],
+                         encoded.get(request.prompt), timings)
             for request, bad, found in zip(requests, problems, hits, strict=True)
         ]
         if cache is not None:
             self._write_back(cache, results, keys, hits)
             cache.announce(requests[0].model, requests[0].precision, info)
             cache.report()
-        return results, len(encoded.dropped) if encoded else 0
+        return results, sum(len(e.dropped) for e in encoded.values())
 
     @staticmethod
     def _lookup(

@@ -22,6 +22,7 @@ import numpy as np
 import structlog
 
 from embedq.config.errors import CheckpointMismatchError, InvalidInputError, OutputFileError
+from embedq.config.prompts import route_default
 from embedq.config.registry import RouteSpec
 from embedq.producer.client import EmbeddingClient
 from embedq.producer.corpus import killpoints
@@ -131,9 +132,13 @@ def _ids_path(out: Path) -> Path:
 
 
 def _route_record(client: EmbeddingClient, route: RouteSpec) -> dict[str, Any]:
-    return {"use_case": route.name, "model": route.model, "fallback": list(route.fallback),
-            "precision": route.precision.value, "dim": client.registry.output_dim(route),
-            "normalize": route.normalize, "output_dtype": route.output_dtype.value}
+    record = {"use_case": route.name, "model": route.model, "fallback": list(route.fallback),
+              "precision": route.precision.value, "dim": client.registry.output_dim(route),
+              "normalize": route.normalize, "output_dtype": route.output_dtype.value}
+    prompt = route_default(route, client.registry.model(route.model))
+    if prompt.text:  # only then: checkpoints from before prompts existed still resume
+        record.update(prompt=prompt.text, prompt_name=prompt.name)
+    return record
 
 
 def _probe_folder(path: Path) -> None:

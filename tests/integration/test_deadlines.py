@@ -10,6 +10,7 @@ import json
 import time
 from concurrent.futures import CancelledError
 
+import numpy as np
 import pytest
 import redis
 
@@ -95,6 +96,29 @@ def test_rows_past_their_deadline_are_dropped_before_the_forward_pass(service_ma
     assert handled.dropped == 1
     assert result.errors == [(0, DROPPED_ROW)]
     assert abs(float((result.vectors[1] ** 2).sum()) - 1) < 1e-5
+
+
+def test_deadlines_are_kept_per_prompt_when_prompts_share_a_batch(service_maker,
+                                                                  hashing_config):
+    """Issues 19 and 22 together: the same text under two prompts is two texts, each dropped
+    or computed by its own callers' deadlines, and a computed one carries its prompt."""
+    service = service_maker(hashing_config, cache_enabled=False)
+    now = time.time()
+
+    def request(texts: list[str], prompt: str, deadlines: list[float] | None) -> EmbedRequest:
+        return EmbedRequest(texts=texts, route="fast", model="hashing", precision="fp32",
+                            dim=64, normalize=True, output_dtype="float32", prompt=prompt,
+                            deadlines=deadlines)
+
+    handled = service.handle([request(["gone", "here"], "", [now - 1, now + 60]),
+                              request(["gone", "here"], "query: ", [now + 60, now - 1])])
+    plain, prompted = handled.outcomes
+    assert handled.dropped == 2
+    assert (plain.errors, prompted.errors) == ([(0, DROPPED_ROW)], [(1, DROPPED_ROW)])
+    (alone,) = service.handle([request(["here", "query: gone", "gone"], "", None)]).outcomes
+    np.testing.assert_allclose(plain.vectors[1], alone.vectors[0], atol=1e-6)
+    np.testing.assert_allclose(prompted.vectors[0], alone.vectors[1], atol=1e-6)
+    assert float(np.abs(prompted.vectors[0] - alone.vectors[2]).max()) > 1e-3  # prompt used
 
 
 def test_a_celery_message_past_its_expires_is_revoked_not_computed(broker, redis_server,

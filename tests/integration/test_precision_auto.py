@@ -125,3 +125,20 @@ def test_auto_candidates_are_read_by_name_and_a_misspelt_one_is_refused(model_ca
     with pytest.raises(ConfigError, match=r"unknown precision candidate 'onnx_int8'; known: "
                                           r"torch-fp32, onnx-fp32, onnx-int8, torch-fp16"):
         check_model(registry, "minilm", "auto", misspelt)
+
+
+def test_autocast_bf16_keeps_fp32_weights_and_says_bf16(model_cache):
+    from sentence_transformers import SentenceTransformer
+
+    from embedq.worker.models.candidates import AUTOCAST_BF16
+    from embedq.worker.models.selection import build
+
+    spec = load_registry().model("minilm")
+    source = resolve_source(spec, model_cache)
+    encoder = build(spec, source, Settings(), AUTOCAST_BF16, 1)
+    got = encoder.encode_batch(TEXTS)
+    want = SentenceTransformer(source.location, device="cpu").encode(TEXTS)
+    cosine = (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
+    assert cosine.min() >= 0.999, cosine  # bf16 matmuls, fp32 weights and accumulation
+    assert encoder.precision == "bf16"
+    assert encoder.weight_bytes > 80e6  # the weights stayed fp32 (22.7 M parameters)

@@ -125,8 +125,9 @@ def test_allowed_candidates_follow_the_request_and_the_model():
     registry = load_registry(None)
     minilm, gemma = registry.model("minilm"), registry.model("embeddinggemma")
     assert allowed_candidates(minilm, Precision.AUTO, "auto") == names(
-        "torch-fp32", "onnx-fp32", "onnx-int8", "torch-fp16", "torch-bf16")
-    assert allowed_candidates(gemma, Precision.AUTO, "torch") == names("torch-fp32", "torch-bf16")
+        "torch-fp32", "onnx-fp32", "onnx-int8", "torch-fp16", "torch-bf16", "autocast-bf16")
+    assert allowed_candidates(gemma, Precision.AUTO, "torch") == names(
+        "torch-fp32", "torch-bf16", "autocast-bf16")
     assert allowed_candidates(minilm, Precision.FP32, "auto") == names("torch-fp32", "onnx-fp32")
     assert allowed_candidates(minilm, Precision.FP32, "torch") == names("torch-fp32")
     assert allowed_candidates(minilm, Precision.INT8, "auto") == names("onnx-int8")

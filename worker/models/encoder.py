@@ -2,6 +2,9 @@
 
 Everything else (sorting, batching, truncating dimensions, normalising, caching) is the
 worker's own and is shared by every encoder, the deterministic hashing model included.
+
+A ``prompt`` goes before every text as sentence-transformers' ``encode(prompt=...)`` puts it:
+counted, truncated and (unless the model's pooling leaves it out) pooled with the text.
 """
 
 from __future__ import annotations
@@ -25,10 +28,10 @@ class Encoder(Protocol):
     #: Bytes of the weights as loaded (parameters, or the int8 model file): for reports.
     weight_bytes: int
 
-    def count_tokens(self, texts: list[str]) -> list[int]:
-        """Token counts without truncation, special tokens included."""
+    def count_tokens(self, texts: list[str], prompt: str = "") -> list[int]:
+        """Token counts of prompt + text without truncation, special tokens included."""
         ...
 
-    def encode_batch(self, texts: list[str]) -> np.ndarray:
+    def encode_batch(self, texts: list[str], prompt: str = "") -> np.ndarray:
         """One forward pass: float32 ``(len(texts), dim)``, pooled, not normalised."""
         ...

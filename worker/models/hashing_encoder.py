@@ -34,12 +34,13 @@ class HashingEncoder:
     def _words(text: str) -> list[str]:
         return text.lower().split()
 
-    def count_tokens(self, texts: list[str]) -> list[int]:
+    def count_tokens(self, texts: list[str], prompt: str = "") -> list[int]:
         """Words plus two, the way a BERT tokenizer adds [CLS] and [SEP]."""
-        return [len(self._words(text)) + 2 for text in texts]
+        return [len(self._words(prompt + text)) + 2 for text in texts]
 
-    def encode_batch(self, texts: list[str]) -> np.ndarray:
+    def encode_batch(self, texts: list[str], prompt: str = "") -> np.ndarray:
         """Hash each (truncated) text's words and word pairs into a float32 vector."""
+        texts = [prompt + text for text in texts] if prompt else texts
         if self._delay_s:
             time.sleep(self._delay_s)  # the configured stand-in for a forward pass
         out = np.zeros((len(texts), self.dim), dtype=np.float32)

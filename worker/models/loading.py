@@ -12,7 +12,6 @@ from embedq.config.errors import ConfigError
 from embedq.config.registry import Precision, Registry
 from embedq.config.settings import Settings
 from embedq.config.sources import HashingSource
-from embedq.worker.models.candidates import Runtime
 from embedq.worker.models.encoder import Encoder
 from embedq.worker.models.hashing_encoder import HashingEncoder
 
@@ -44,7 +43,7 @@ def check_model(registry: Registry, model: str, precision: str, settings: Settin
     from embedq.worker.models.sources import resolve_source
 
     served = plan(spec, resolve_source(spec, settings.model_cache_dir), chosen, settings)
-    if served.candidate.runtime is Runtime.TORCH:
+    if served.candidate.on_pytorch:
         # Importing the model stack here, in the parent, lets pool processes share it after fork.
         from embedq.worker.models.torch_encoder import TorchEncoder  # noqa: F401
     return chosen

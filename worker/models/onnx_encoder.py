@@ -49,6 +49,11 @@ def features(loaded: Any, texts: list[str]) -> dict[str, np.ndarray]:
     }
 
 
+def _prompted(texts: list[str], prompt: str) -> list[str]:
+    """``prompt + text`` for each text, as sentence-transformers builds its input."""
+    return [prompt + text for text in texts] if prompt else texts
+
+
 def session(model_file: Path, threads: int) -> Any:
     """An ORT CPU session with ``threads`` intra-op threads (see `cpu.threads_per_process`)
     and no spinning, so an idle worker does not burn the cores its siblings need."""
@@ -86,11 +91,15 @@ class OnnxEncoder:
                 f"model {spec.name!r} gives {self.dim}-d vectors but models.json says "
                 f"{spec.dim}; fix models.json")
 
-    def count_tokens(self, texts: list[str]) -> list[int]:
+    def count_tokens(self, texts: list[str], prompt: str = "") -> list[int]:
         """Token counts before truncation, special tokens included."""
-        return [len(e.ids) for e in self._count.encode_batch(texts)]
+        return [len(e.ids) for e in self._count.encode_batch(_prompted(texts, prompt))]
 
-    def encode_batch(self, texts: list[str]) -> np.ndarray:
-        """Tokenise (truncating to max_tokens), one ORT run, float32 pooled vectors."""
-        out = self._session.run(None, features(self._encode, texts))[0]
+    def encode_batch(self, texts: list[str], prompt: str = "") -> np.ndarray:
+        """Tokenise (truncating to max_tokens), one ORT run, float32 pooled vectors.
+
+        The graph pools every token, the prompt's included: a model whose pooling leaves the
+        prompt out is not exported (`onnx_export`), so this is sentence-transformers' result.
+        """
+        out = self._session.run(None, features(self._encode, _prompted(texts, prompt)))[0]
         return np.ascontiguousarray(out, dtype=np.float32)

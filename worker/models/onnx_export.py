@@ -32,6 +32,7 @@ import structlog
 
 from embedq.config.errors import ModelUnavailableError
 from embedq.config.registry import ModelSpec
+from embedq.worker.models.folder import native_max_tokens
 from embedq.worker.models.onnx_encoder import (
     META_FILE,
     MODEL_FILE,
@@ -54,9 +55,7 @@ CHECK_TEXTS = [*SEED_TEXTS, " ".join(SEED_TEXTS), "word " * 600]
 
 
 def _max_tokens(spec: ModelSpec, model_dir: Path) -> int:
-    config = model_dir / "sentence_bert_config.json"
-    native: int | None = (json.loads(config.read_text()).get("max_seq_length")
-                          if config.is_file() else None)
+    native = native_max_tokens(model_dir)
     return min(spec.max_tokens, native) if native else spec.max_tokens
 
 
@@ -69,8 +68,8 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _pooled_torch(model_dir: Path) -> Any:
-    """The fp32 transformer with mean pooling, as one torch module (eager attention)."""
+def _pooled_torch(model_dir: Path, pooling: str = "mean") -> Any:
+    """The fp32 transformer with mean (or CLS) pooling, as one torch module (eager attention)."""
     import torch
     from transformers import AutoModel
 
@@ -82,6 +81,8 @@ def _pooled_torch(model_dir: Path) -> Any:
         def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
             hidden: torch.Tensor = self.model(input_ids=input_ids,
                                               attention_mask=attention_mask).last_hidden_state
+            if pooling == "cls":  # a constant for the tracer: one branch is exported
+                return hidden[:, 0]
             weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
             pooled: torch.Tensor = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
             return pooled
@@ -104,13 +105,14 @@ def _cosines(pooled: Any, model_file: Path, work: Path, max_tokens: int) -> np.n
     return cosines
 
 
-def _export_fp32(model_dir: Path, work: Path, max_tokens: int) -> tuple[Any, dict[str, int]]:
-    """Export, fuse and write ``work/MODEL_FILE``; the torch module and the fusion counts."""
+def export_fp32(model_dir: Path, work: Path, max_tokens: int, pooling: str, *,
+                fuse_biased: bool = True, name: str = MODEL_FILE) -> tuple[Any, dict[str, int]]:
+    """Export, fuse and write ``work/name``; the torch module and the fusion counts."""
     import torch
 
     from embedq.worker.models.onnx_fusion import optimize
 
-    pooled = _pooled_torch(model_dir)
+    pooled = _pooled_torch(model_dir, pooling)
     config = pooled.model.config
     sample = features(tokenizer(model_dir, max_tokens), CHECK_TEXTS[:2])
     raw = work / "raw.onnx"
@@ -127,8 +129,8 @@ def _export_fp32(model_dir: Path, work: Path, max_tokens: int) -> tuple[Any, dic
                           "sentence_embedding": {0: "batch"}},
             opset_version=17, dynamo=False,
         )
-    counts = optimize(str(raw), str(work / MODEL_FILE), config.num_attention_heads,
-                      config.hidden_size)
+    counts = optimize(str(raw), str(work / name), config.num_attention_heads,
+                      config.hidden_size, fuse_biased=fuse_biased)
     raw.unlink()
     return pooled, counts
 
@@ -140,6 +142,10 @@ def classify_matmuls(model_file: Path) -> dict[str, str]:
 
     graph = onnx.load(str(model_file), load_external_data=False).graph
     dims = {init.name: tuple(init.dims) for init in graph.initializer}
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
     seen: dict[str, int] = {}
     kinds: dict[str, str] = {}
     for node in graph.node:
@@ -148,12 +154,22 @@ def classify_matmuls(model_file: Path) -> dict[str, str]:
             kind = "qkv"
         elif node.op_type == "MatMul" and len(shape) == 2:
             rows, cols = shape
-            kind = "ffn_out" if rows >= 2 * cols else "ffn_in" if cols >= 2 * rows else "attn_out"
+            kind = "ffn_out" if rows >= 2 * cols else "ffn_in" if cols >= 2 * rows else (
+                "qkv" if _splits_heads(node, consumers) else "attn_out")
         else:
             continue
         kinds[node.name] = f"{kind}:{seen.get(kind, 0)}"
         seen[kind] = seen.get(kind, 0) + 1
     return kinds
+
+
+def _splits_heads(node: Any, consumers: dict[str, list[Any]]) -> bool:
+    """True for an unfused Q, K or V projection: MatMul, bias Add, then the Reshape into heads
+    (an attention output projection goes on to the residual Add instead)."""
+    after = consumers.get(node.output[0], [])
+    if len(after) == 1 and after[0].op_type == "Add":
+        after = consumers.get(after[0].output[0], [])
+    return any(child.op_type == "Reshape" for child in after)
 
 
 def _kept_fp32(kinds: dict[str, str], keep: tuple[str, ...]) -> list[str]:
@@ -164,13 +180,15 @@ def _kept_fp32(kinds: dict[str, str], keep: tuple[str, ...]) -> list[str]:
             if kind in keep or kind.split(":")[0] in keep or name.startswith("BiasedAttention")]
 
 
-def _quantize_int8(fp32_file: Path, work: Path, keep: tuple[str, ...]) -> None:
+def quantize_int8(fp32_file: Path, work: Path, keep: tuple[str, ...], *,
+                  reduce_range: bool = True) -> None:
+    """Write ``work/MODEL_FILE``: the recipe above (``reduce_range`` off only to measure it)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantize_dynamic(
         str(fp32_file), str(work / MODEL_FILE), weight_type=QuantType.QInt8, per_channel=True,
-        reduce_range=True,
+        reduce_range=reduce_range,
         # The embedding tables are a third of a small model: quantized too (EmbedLayerNorm once
         # fused, Gather before), or int8 would barely shrink the file.
         op_types_to_quantize=["MatMul", "Attention", "EmbedLayerNormalization", "Gather"],
@@ -217,6 +235,10 @@ def exported(spec: ModelSpec, source: ResolvedSource, cache_dir: Path, variant: 
                     action="rebuilding")
         shutil.rmtree(final, ignore_errors=True)
     model_dir = Path(source.location)
+    if spec.pooling == "other":
+        raise ModelUnavailableError(
+            f"model {spec.name!r}: its pooling (see models.json 'pooling') is not one the ONNX "
+            "export reproduces (mean or cls, then at most a Normalize); serve it with PyTorch")
     if not (model_dir / "tokenizer.json").is_file():
         raise ModelUnavailableError(
             f"model {spec.name!r}: ONNX needs local files with a tokenizer.json, {model_dir} "
@@ -233,11 +255,11 @@ def exported(spec: ModelSpec, source: ResolvedSource, cache_dir: Path, variant: 
             if (model_dir / name).exists():
                 shutil.copy2(model_dir / name, work / name)
         if variant == "fp32":
-            pooled, counts = _export_fp32(model_dir, work, max_tokens)
+            pooled, counts = export_fp32(model_dir, work, max_tokens, spec.pooling)
             floor, meta = FP32_MIN_COSINE, {"fusions": dict(counts)}
         else:
-            pooled = _pooled_torch(model_dir)
-            _quantize_int8(fp32_dir / MODEL_FILE, work, keep)
+            pooled = _pooled_torch(model_dir, spec.pooling)
+            quantize_int8(fp32_dir / MODEL_FILE, work, keep)
             floor, meta = INT8_MIN_EXPORT_COSINE, {"keep_fp32": list(keep)}
         cosines = _cosines(pooled, work / MODEL_FILE, work, max_tokens)
         worst = float(cosines.min()) if variant == "fp32" else float(cosines.mean())

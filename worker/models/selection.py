@@ -9,7 +9,8 @@ in-process memo, so they open finished files and never probe. On a CPU:
   else PyTorch (``EMBEDQ_FP32_BACKEND=torch|onnx`` forces one);
 * ``int8``: the ONNX int8 graph;
 * ``bf16`` / ``fp16``: PyTorch at that precision, refused on a CPU without the units, with the
-  measured slow-down in the message.
+  measured slow-down in the message (``auto`` also measures ``autocast-bf16``: fp32 weights
+  under ``torch.autocast``).
 
 Anything that fails on the way (an export, a probe) falls back to PyTorch fp32 (`fallback`).
 """
@@ -27,6 +28,7 @@ from embedq.config.errors import ConfigError
 from embedq.config.registry import ModelSpec, Precision
 from embedq.config.settings import Settings
 from embedq.worker.models.candidates import (
+    AUTOCAST_BF16,
     ONNX_FP32,
     ONNX_INT8,
     REFERENCE,
@@ -71,7 +73,15 @@ def reset_plans() -> None:
 
 def allowed_candidates(spec: ModelSpec, precision: Precision,
                        fp32_backend: str) -> list[Candidate]:
-    """The candidates a CPU worker may serve for this request, PyTorch fp32 first."""
+    """The candidates a CPU worker may serve for this request, PyTorch fp32 first (PyTorch
+    alone for a model whose pooling the ONNX export does not reproduce)."""
+    found = _candidates(spec, precision, fp32_backend)
+    if spec.pooling == "other":
+        found = [c for c in found if c.runtime is not Runtime.ONNX] or [REFERENCE]
+    return found
+
+
+def _candidates(spec: ModelSpec, precision: Precision, fp32_backend: str) -> list[Candidate]:
     if precision is Precision.FP32:
         return {"torch": [REFERENCE], "onnx": [ONNX_FP32]}.get(
             fp32_backend, [REFERENCE, ONNX_FP32])
@@ -79,16 +89,22 @@ def allowed_candidates(spec: ModelSpec, precision: Precision,
         return [ONNX_INT8]
     if precision in HALF:
         return [on_torch(precision)]
-    found = [REFERENCE, ONNX_FP32] if fp32_backend == "auto" else allowed_candidates(
+    found = [REFERENCE, ONNX_FP32] if fp32_backend == "auto" else _candidates(
         spec, Precision.FP32, fp32_backend)
     if Precision.INT8 in spec.precisions:
         found.append(ONNX_INT8)
-    return found + [on_torch(p) for p in HALF if p in spec.precisions]
+    found += [on_torch(p) for p in HALF if p in spec.precisions]
+    return found + ([AUTOCAST_BF16] if Precision.BF16 in spec.precisions else [])
 
 
 def build(spec: ModelSpec, source: ResolvedSource, settings: Settings, chosen: Candidate,
           threads: int, folder: Path | None = None) -> Encoder:
     """Load one candidate (ONNX candidates are exported first when no folder is given)."""
+    if chosen.runtime is Runtime.AUTOCAST:
+        from embedq.worker.models.torch_encoder import TorchEncoder
+
+        return TorchEncoder(spec, source, Placement("cpu", Precision.FP32),
+                            autocast=chosen.precision)
     if chosen.runtime is Runtime.ONNX:
         from embedq.worker.models.onnx_encoder import OnnxEncoder
         from embedq.worker.models.onnx_export import exported

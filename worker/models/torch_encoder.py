@@ -14,7 +14,7 @@ import torch
 from sentence_transformers import SentenceTransformer
 
 from embedq.config.errors import ModelUnavailableError
-from embedq.config.registry import ModelSpec
+from embedq.config.registry import ModelSpec, Precision
 from embedq.worker.models.precision import Placement
 from embedq.worker.models.sources import ResolvedSource, hub_offline
 
@@ -45,10 +45,13 @@ def _load(spec: ModelSpec, source: ResolvedSource, device: str) -> SentenceTrans
 class TorchEncoder:
     """One sentence-transformers model, placed on a device at one weight precision."""
 
-    def __init__(self, spec: ModelSpec, source: ResolvedSource, placement: Placement) -> None:
+    def __init__(self, spec: ModelSpec, source: ResolvedSource, placement: Placement, *,
+                 autocast: Precision | None = None) -> None:
         self.dim = spec.dim
         self.revision = source.revision
-        self.precision = placement.precision.value
+        # Under autocast the weights stay fp32 and the matmuls run in bf16: results say bf16.
+        self.precision = (autocast or placement.precision).value
+        self._autocast = autocast is Precision.BF16
         self._device = placement.device
         model = _load(spec, source, placement.device)
         self.max_tokens = min(spec.max_tokens, model.max_seq_length or spec.max_tokens)
@@ -64,22 +67,28 @@ class TorchEncoder:
                 "fix models.json"
             )
 
-    def count_tokens(self, texts: list[str]) -> list[int]:
+    def count_tokens(self, texts: list[str], prompt: str = "") -> list[int]:
         """Token counts before truncation, special tokens included (fast tokenizer, batched)."""
         ids = self._tokenizer(
-            texts, add_special_tokens=True, truncation=False, verbose=False,
-            return_attention_mask=False, return_token_type_ids=False,
+            [prompt + text for text in texts] if prompt else texts, add_special_tokens=True,
+            truncation=False, verbose=False, return_attention_mask=False,
+            return_token_type_ids=False,
         )["input_ids"]
         return [len(row) for row in ids]
 
-    def encode_batch(self, texts: list[str]) -> np.ndarray:
-        """Tokenise (truncating to max_tokens), run the modules, return float32 embeddings."""
-        features = self._model.preprocess(texts)
+    def encode_batch(self, texts: list[str], prompt: str = "") -> np.ndarray:
+        """Tokenise (truncating to max_tokens), run the modules, return float32 embeddings.
+
+        The prompt goes through sentence-transformers' own ``preprocess``, which also tells a
+        Pooling module with ``include_prompt=False`` how many tokens to leave out.
+        """
+        features = self._model.preprocess(texts, prompt=prompt or None)
         features = {
             key: value.to(self._device) if isinstance(value, torch.Tensor) else value
             for key, value in features.items()
         }
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(self._device, dtype=torch.bfloat16,
+                                                    enabled=self._autocast):
             out = self._model(features)["sentence_embedding"]
         vectors: np.ndarray = out.float().cpu().numpy()
         return vectors

@@ -7,6 +7,7 @@ HF_HUB_OFFLINE=1 for itself and every process it starts, and models load from in
 from __future__ import annotations
 
 import gc
+import signal
 import shutil
 import sys
 import tempfile
@@ -37,6 +38,10 @@ def model_cache() -> Iterator[Path]:
     """Offline, quiet tokenizers, CPU only, and one model cache for the whole session (assembled
     mpnet, exported int8 models), inherited by every worker process and removed at the end."""
     folder = Path(tempfile.mkdtemp(prefix="embedq-test-models-"))
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # Started in the background by a non-interactive shell, the run inherits Ctrl-C
+        # ignored, and so would every process it starts; the Ctrl-C tests need it delivered.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HF_HUB_OFFLINE", "1")
         patch.setenv("TOKENIZERS_PARALLELISM", "false")

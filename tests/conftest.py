@@ -7,8 +7,8 @@ HF_HUB_OFFLINE=1 for itself and every process it starts, and models load from in
 from __future__ import annotations
 
 import gc
-import signal
 import shutil
+import signal
 import sys
 import tempfile
 import urllib.request

@@ -11,7 +11,8 @@
 --       per call, then the live texts earlier calls of this batch claimed, then the dead-letter
 --       record version (tasks.wire.RECORD_VERSION: the record is DeadLetter's layout).
 --
--- Returns {raw, deliveries, state, texts, cancel mark or ''} per message moved in flight
+-- Returns {raw, deliveries, state, texts, cancel mark or '', 1 if from the bulk list else 0}
+-- per message moved in flight
 -- (the mark saves the consumer a round trip): state 'live' (serve it),
 -- 'expired' (no caller waits: acknowledge without computing), 'dead' (delivered more than
 -- allowed, each delivery ending with its worker process dead) or 'redead' (sent again after it
@@ -49,6 +50,7 @@ local function expired(h)
 end
 
 local out, total, count, alone, drained = {}, tonumber(ARGV[12]), 0, false, 0
+local from_bulk = 0
 local function deliver(raw, id, n_texts, h)
   local mark = type(h.id) == 'string' and redis.call('HGET', cancels, h.id) or ''
   local n = -1
@@ -64,9 +66,9 @@ local function deliver(raw, id, n_texts, h)
     redis.call('LREM', inflight, 1, raw)
     redis.call('HSET', deliveries, id, dead_mark)
     redis.call('LPUSH', dead, cmsgpack.pack({record_version, why, queue, now, math.max(0, n - 1), raw}))
-    out[#out + 1] = {raw, math.max(0, n - 1), n < 0 and 'redead' or 'dead', n_texts, ''}
+    out[#out + 1] = {raw, math.max(0, n - 1), n < 0 and 'redead' or 'dead', n_texts, '', from_bulk}
   else
-    out[#out + 1] = {raw, n, 'live', n_texts, mark or ''}
+    out[#out + 1] = {raw, n, 'live', n_texts, mark or '', from_bulk}
   end
   return n
 end
@@ -80,7 +82,7 @@ for i = #held - already, 1, -1 do
   local n = texts(h)
   drained = drained + n  -- a blocking wait takes from the interactive queue only
   if expired(h) then
-    out[#out + 1] = {held[i], 0, 'expired', n, ''}
+    out[#out + 1] = {held[i], 0, 'expired', n, '', 0}
   else
     total = total + n
     if deliver(held[i], redis.sha1hex(held[i]), n, h) > 1 then alone = true end
@@ -94,7 +96,7 @@ for _ = 1, clear_most do
   local h = headers(raw)
   if not expired(h) then break end
   redis.call('LMOVE', queue, inflight, 'RIGHT', 'LEFT')
-  out[#out + 1] = {raw, 0, 'expired', texts(h), ''}
+  out[#out + 1] = {raw, 0, 'expired', texts(h), '', 0}
   drained = drained + texts(h)
 end
 
@@ -109,6 +111,7 @@ end
 
 for _, source in ipairs({{queue, side}, {bulk, 'RIGHT'}}) do
   local list, from = source[1], source[2]
+  if list == bulk then from_bulk = 1 end
   while not alone and total < budget and count < most do
     local raw = redis.call('LINDEX', list, from == 'RIGHT' and -1 or 0)
     if not raw then break end
@@ -123,7 +126,7 @@ for _, source in ipairs({{queue, side}, {bulk, 'RIGHT'}}) do
     local n = texts(h)
     if list == queue then drained = drained + n end
     if expired(h) then
-      out[#out + 1] = {raw, 0, 'expired', n, ''}
+      out[#out + 1] = {raw, 0, 'expired', n, '', from_bulk}
     else
       total = total + n
       if deliver(raw, id, n, h) > 1 or suspect then alone = true end

@@ -70,6 +70,7 @@ class Claimed:
     state: State = "live"
     texts: int = 1  # from the envelope's header, read by the claim script
     cancel: bytes = b""  # its callers' cancellation mark, if any (see `cancelled_rows`)
+    bulk: bool = False  # taken from the bulk list
 
     @property
     def dead(self) -> bool:
@@ -101,7 +102,8 @@ class QueueClaims:
 
     def wait(self, timeout_s: float) -> bool:
         """Block up to ``timeout_s`` for an interactive message and move it in flight; False if
-        none came (bulk messages are found by the next claim, which never blocks)."""
+        none came (bulk messages are found by the next claim, which never blocks: while bulk
+        work flows the consumer waits only briefly, see `Consumer`)."""
         moved = self.client.blmove(self.queue, self.inflight, timeout_s,  # type: ignore[arg-type]
                                    "RIGHT", "LEFT")  # redis-py says int; Redis takes seconds
         return moved is not None
@@ -131,7 +133,7 @@ class QueueClaims:
             policy.lifo_after_s, _CLEAR_MOST, texts, RECORD_VERSION]
         rows = self._claim(keys=keys, args=args)
         return [Claimed(bytes(raw), int(count), cast(State, state.decode()), int(texts),
-                        bytes(mark)) for raw, count, state, texts, mark in rows]
+                        bytes(mark), bool(bulk)) for raw, count, state, texts, mark, bulk in rows]
 
     def restore(self, consumer: str) -> int:
         """Put a dead consumer's claimed messages back at the head of their lists. Their

@@ -50,6 +50,10 @@ Parsed = tuple[Envelope, EmbedRequest]
 Reader = Callable[[Envelope], EmbedRequest]  # issue 20: a Celery short call or a full request
 Gate = Callable[[list[Parsed], Outbox], list[Parsed]]  # issue 20: drops revoked Celery tasks
 _FLOWING_S = 1.0  # a batch of several texts within this long means traffic is flowing
+# A blocking wait sees only the interactive list (Redis cannot move atomically from either of
+# two lists), so while bulk work flows an idle consumer waits this long at most, not poll_s.
+_BULK_POLL_S = 0.01
+_BULK_FLOWING_S = 2.0
 _RATE_WEIGHT = 0.3  # how much one batch moves the published service rate (an EWMA)
 # The rate is texts per second of a whole serving cycle while busy (claim, linger, compute),
 # so that the live consumers' rates add up to what the pool really serves under load.
@@ -96,6 +100,7 @@ class Consumer:
     _swept_at: float = field(default=0.0, init=False)
     _rate: float = field(default=0.0, init=False)
     _busy_since: float = field(default=0.0, init=False)  # perf_counter: this cycle's start
+    _bulk_until: float = field(default=0.0, init=False)  # monotonic: bulk work seen lately
 
     @property
     def clean(self) -> bool:
@@ -142,7 +147,8 @@ class Consumer:
         self._busy_since = time.perf_counter()
         claims = self._claim()  # a busy queue is claimed from at once, without blocking first
         if not claims:
-            if not self.claims.wait(self.poll_s):
+            bulk = time.monotonic() < self._bulk_until
+            if not self.claims.wait(_BULK_POLL_S if bulk else self.poll_s):
                 return
             self._busy_since = time.perf_counter()  # idle until now
             claims = self._claim()
@@ -150,6 +156,8 @@ class Consumer:
 
     def _claim(self) -> list[Claimed]:
         claims = self.claims.claim(self.policy)
+        if any(c.bulk for c in claims):
+            self._bulk_until = time.monotonic() + _BULK_FLOWING_S
         texts = sum(c.texts for c in claims if c.state == "live")
         if (self.policy.linger(claimed_texts=texts,
                                flowing=time.monotonic() < self._flowing_until,

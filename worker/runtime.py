@@ -46,6 +46,9 @@ log = structlog.get_logger(__name__)
 _STOP_GRACE_S = 60.0  # longest a stopping process waits for the batch in hand
 _SOCKET_TIMEOUT_S = 30.0  # far above a blocking wait (POLL_S): only a dead connection hits it
 POLL_S = 1.0
+# An idle consumer blocks on its interactive list this long before it claims again: the claim
+# is also what finds bulk work, which a blocking wait cannot see (see `worker.consumer`).
+_IDLE_POLL_S = 0.25
 
 
 @dataclass
@@ -162,7 +165,8 @@ class WorkerRuntime:
                                  events=settings.task_events, celery=apps)
             running.consumers.append(Consumer(
                 claims, target, service.handle, queue_guard(self.registry, queue), policy,
-                compute, poll_s=POLL_S, sweep_every_s=min(POLL_S, settings.liveness_interval_s),
+                compute, poll_s=_IDLE_POLL_S,
+                sweep_every_s=min(POLL_S, settings.liveness_interval_s),
                 observe=observe,
                 read=message_reader(self.registry, queue, settings.max_text_chars),
                 gate=celery_gate(client)))

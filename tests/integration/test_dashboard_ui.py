@@ -109,8 +109,11 @@ def test_flower_broker_page_shows_a_stopped_queue_growing(
     wait_until(lambda: client.route_status("fast").queue.consumers == 0, timeout=30)
     page = browser.new_page()
     before = int(broker_row(page, port)[1])
+    depth = client.route_status("fast").queue.depth
     for i in range(3):
         client.submit([f"waiting for a worker {i}"], "fast")
+    # submit returns before the sender thread pushes: wait until the messages are on the queue
+    wait_until(lambda: client.route_status("fast").queue.depth > depth, timeout=30)
     cells = broker_row(page, port)
     assert cells[0] == QUEUE
     assert int(cells[1]) > before        # messages (waiting + unacked); submits may coalesce

@@ -1,10 +1,10 @@
 """The HTTP gateway under a spike (issue 19): ``python benchmarks/bench_gateway_overload.py``.
 
 One minilm fp32 worker (prefork, 2 processes, cache off) and one ``embedq gateway`` process
-(``EMBEDQ_GATEWAY_TIMEOUT_S`` = the clients' deadline). The gateway's capacity is measured with 64
-closed-loop keep-alive clients (answers per second); then requests
-of one short text are offered open-loop at ``--factor`` x that capacity for ``--seconds``, each
-with a client deadline (the client gives up and closes its connection at the deadline, which
+(its defaults; each request states its client's deadline in the header the OpenAI SDKs send).
+The gateway's capacity is measured with 64 closed-loop keep-alive clients (answers per second);
+then requests of one short text are offered open-loop at ``--factor`` x that capacity for
+``--seconds``, each with a client deadline (the client gives up and closes its connection at the deadline, which
 cancels its texts in the gateway). Counted per request: 200 within the deadline (goodput), 429
 (and how fast it came), timeouts, anything else.
 """
@@ -23,16 +23,18 @@ import numpy as np
 from bench_gateway import Connection, Gateway, short_sentences
 from shared_data import data_dir
 
+from embedq.gateway.app import CLIENT_TIMEOUT_HEADER
 from embedq.ops.bench_overload import open_loop
 from embedq.ops.bench_stack import WorkerStack
 
 
-async def _post(connection: Connection, text: str) -> int:
-    """One request on a keep-alive connection; the status (the body is read and dropped)."""
+async def _post(connection: Connection, text: str, timeout_s: float = 600.0) -> int:
+    """One request on a keep-alive connection, saying how long its client waits as the OpenAI
+    SDKs do; the status (the body is read and dropped)."""
     body = json.dumps({"input": text, "model": "search"}).encode()
     connection.writer.write(b"POST /v1/embeddings HTTP/1.1\r\nHost: bench\r\nContent-Type: "
-                            b"application/json\r\nContent-Length: %d\r\n\r\n%s"
-                            % (len(body), body))
+                            b"application/json\r\n%s: %g\r\nContent-Length: %d\r\n\r\n%s"
+                            % (CLIENT_TIMEOUT_HEADER.encode(), timeout_s, len(body), body))
     head = await connection.reader.readuntil(b"\r\n\r\n")
     length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
                   if line.lower().startswith(b"content-length:"))
@@ -84,7 +86,7 @@ async def spike(port: int, texts: list[str], rate: float, seconds: float, deadli
         try:
             async with asyncio.timeout(deadline_s):
                 connection = await pool.get()
-                status = await _post(connection, next(source))
+                status = await _post(connection, next(source), deadline_s)
         except TimeoutError:
             outcomes["client timeout"] += 1
             if connection is not None:
@@ -111,13 +113,16 @@ def main() -> None:
     parser.add_argument("--deadline", type=float, default=2.0)
     parser.add_argument("--clients", type=int, default=256)
     parser.add_argument("--data", type=Path, default=None)
+    parser.add_argument("--headroom", type=float, default=None,
+                        help="EMBEDQ_GATEWAY_SHED_HEADROOM for the gateway (default: its own)")
     args = parser.parse_args()
     texts = short_sentences(data_dir(args.data), 200_000)
     stack = WorkerStack("minilm", "fp32", 2, "prefork",
                         {"HF_HUB_OFFLINE": "1", "EMBEDQ_CACHE_ENABLED": "false"})
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "EMBEDQ_CACHE_ENABLED": "false",
            "EMBEDQ_REDIS_URL": stack.redis.url, "EMBEDQ_LOG_FORMAT": "json",
-           "EMBEDQ_GATEWAY_TIMEOUT_S": str(args.deadline)}
+           **({} if args.headroom is None
+              else {"EMBEDQ_GATEWAY_SHED_HEADROOM": str(args.headroom)})}
     gateway = Gateway(env, None)
     try:
         asyncio.run(closed_loop(gateway.port, texts[:64], 4))  # the model in both processes

@@ -50,6 +50,9 @@ from embedq.tasks.vectors import to_float32
 log = structlog.get_logger("embedq.gateway")
 _JSON = "application/json"
 _CLIENT_CLOSED = 499  # nginx's status for "the client closed the connection first"
+# The read timeout the OpenAI SDKs (Python, Node) send with every request: how long the caller
+# will wait, so the deadline its texts carry to the workers.
+CLIENT_TIMEOUT_HEADER = "x-stainless-read-timeout"
 
 
 @dataclass(slots=True)
@@ -103,9 +106,25 @@ class Gateway:
         self.settings = settings
         self.registry = registry
         self.keys = keys
-        self.client = client or EmbeddingClient(settings, registry)
+        self.client = client or EmbeddingClient(
+            settings.model_copy(update={"shed_headroom": settings.gateway_shed_headroom}),
+            registry)
         self.metrics = GatewayMetrics()
         self._log_successes = logging.getLogger("embedq.gateway").isEnabledFor(logging.DEBUG)
+
+    def deadline_s(self, request: Request) -> float:
+        """The request's time: ``EMBEDQ_GATEWAY_TIMEOUT_S``, or less when the client says it
+        will wait less (`CLIENT_TIMEOUT_HEADER`): work it will not wait for is neither queued
+        nor computed. A header that is not a positive number is ignored, as the SDK's own."""
+        limit = self.settings.gateway_timeout_s
+        stated = request.headers.get(CLIENT_TIMEOUT_HEADER)
+        if stated is None:
+            return limit
+        try:
+            wait = float(stated)
+        except ValueError:
+            return limit
+        return min(wait, limit) if 0 < wait < float("inf") else limit
 
     async def embed(self, request: Request, texts: list[str], use_case: str, dim: int,
                     prompt_name: str | None = None, prompt: str | None = None
@@ -114,7 +133,7 @@ class Gateway:
         texts are then cancelled: no worker computes them). A request the route cannot answer
         before its deadline is refused at once by the producer (429, ``Retry-After``)."""
         submitted = self.client.submit(texts, use_case, dim=dim,  # refusals raise here, at once
-                                       timeout=self.settings.gateway_timeout_s,
+                                       timeout=self.deadline_s(request),
                                        prompt_name=prompt_name, prompt=prompt)
         work = asyncio.ensure_future(self.client.awaited(submitted))
         gone = asyncio.ensure_future(_disconnected(request))

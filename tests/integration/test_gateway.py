@@ -21,8 +21,10 @@ import pytest
 import redis
 from langchain_openai import OpenAIEmbeddings
 
+from embedq.gateway.app import CLIENT_TIMEOUT_HEADER
 from embedq.ops.redis_server import free_port
 from embedq.tasks.names import backlog_key, rate_key
+from embedq.tasks.wire import open_envelope
 from tests.support import (
     HASHING_MODEL,
     make_client,
@@ -208,6 +210,17 @@ def test_no_live_worker_is_503_and_a_frozen_one_is_504(url, sdk, start_worker, c
         with pytest.raises(openai.InternalServerError, match="busy or slow") as caught:
             sdk.embeddings.create(model="stalled", input="the worker is frozen")
         assert caught.value.status_code == 504
+        # A client that says it waits less (the OpenAI SDKs' read-timeout header) gets its own
+        # deadline, not the gateway's 3 s, and the message carries it to the workers.
+        started = time.time()
+        status, _, _ = _post(url, json.dumps({"model": "stalled", "input": "hurry"}).encode(),
+                             {CLIENT_TIMEOUT_HEADER: "0.5"})
+        assert status == 504
+        assert time.time() - started < 2.0
+        with redis.Redis.from_url(redis_server.url) as broker:
+            deadlines = [open_envelope(raw).deadline for raw in broker.lrange(
+                "embed.stalled.fp32", 0, -1)]
+        assert any(started < d <= started + 0.6 for d in deadlines if d is not None), deadlines
     finally:
         _signal_tree(stalled.process.pid, signal.SIGCONT)
     with redis.Redis.from_url(redis_server.url) as broker:

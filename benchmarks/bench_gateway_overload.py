@@ -2,11 +2,11 @@
 
 One minilm fp32 worker (prefork, 2 processes, cache off) and one ``embedq gateway`` process
 (its defaults; each request states its client's deadline in the header the OpenAI SDKs send).
-The gateway's capacity is measured with 64 closed-loop keep-alive clients (answers per second);
-then requests of one short text are offered open-loop at ``--factor`` x that capacity for
-``--seconds``, each with a client deadline (the client gives up and closes its connection at the deadline, which
-cancels its texts in the gateway). Counted per request: 200 within the deadline (goodput), 429
-(and how fast it came), timeouts, anything else.
+The gateway's capacity is measured with 64 and with 256 closed-loop keep-alive clients (answers
+per second, the better of the two); then requests of one short text are offered open-loop at
+``--factor`` x that capacity for ``--seconds``, each with a client deadline (the client gives up
+and closes its connection at the deadline, which cancels its texts in the gateway). Counted per
+request: 200 within the deadline (goodput), 429 (and how fast it came), timeouts, anything else.
 """
 
 from __future__ import annotations
@@ -126,9 +126,10 @@ def main() -> None:
     gateway = Gateway(env, None)
     try:
         asyncio.run(closed_loop(gateway.port, texts[:64], 4))  # the model in both processes
-        capacity = asyncio.run(closed_loop(gateway.port, texts[64:4064], 64))
-        print(f"gateway capacity (64 closed-loop clients): {capacity:.1f} texts/s",
-              flush=True)
+        capacity = max(asyncio.run(closed_loop(gateway.port, texts[64:4064], clients))
+                       for clients in (64, 256))  # the more that fill the batches
+        print(f"gateway capacity (the better of 64 and 256 closed-loop clients): "
+              f"{capacity:.1f} texts/s", flush=True)
         outcomes, good, refused = asyncio.run(spike(
             gateway.port, texts[4064:], capacity * args.factor, args.seconds, args.deadline,
             args.clients))

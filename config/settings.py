@@ -137,7 +137,7 @@ class Settings(BaseSettings):
     gateway_timeout_s: float = Field(default=30.0, gt=0,
                                      description="Longest wait for a request's vectors.")
     gateway_shed_headroom: float = Field(
-        default=0.25, gt=0, le=1, description="EMBEDQ_SHED_HEADROOM for requests over HTTP: "
+        default=0.1, gt=0, le=1, description="EMBEDQ_SHED_HEADROOM for requests over HTTP: "
         "an HTTP request holds a connection of its client's bounded pool while it waits, so the "
         "gateway queues less of a request's time than a library caller and answers 429 sooner.")
 

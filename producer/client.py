@@ -281,7 +281,7 @@ class EmbeddingClient:
         return broker_down(self.settings, exc)
 
 
-def _retrieved(outcome: asyncio.Future[Job]) -> None:
+def _retrieved(outcome: asyncio.Future[None]) -> None:
     if not outcome.cancelled():
         outcome.exception()
 

@@ -8,6 +8,8 @@ they share nothing but Redis.
 
 from __future__ import annotations
 
+import gc
+
 import uvicorn
 
 from embedq.config.logs import configure_logging
@@ -22,5 +24,9 @@ def serve(host: str, port: int, settings: Settings | None = None) -> None:
     configure_logging(settings.log_level, settings.log_format)
     check_settings_tls(settings)  # a wrong CA or host name: one clear error, at start
     app = create_app(settings, host=host)
+    # What start-up built (modules, the app, the registry) lives as long as the process: out of
+    # the collector's sight, a full collection walks only what requests allocate. With it in
+    # sight, each full pass over ~100k objects stalled every request in flight 50-200 ms.
+    gc.freeze()
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False,
                 server_header=False, timeout_graceful_shutdown=int(settings.gateway_timeout_s))

@@ -15,6 +15,7 @@ how many it computed for callers who had already left.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import threading
 import time
@@ -51,6 +52,7 @@ class SpikeFigures:
     loop_lag_ms: float
     oldest_queued_after_s: float | None
     computed_texts: int
+    mean_batch: float
     expired_texts: int
     late_texts: int
     late_share: float
@@ -115,6 +117,8 @@ def spike(client: EmbeddingClient, texts: Iterator[str], *, rate: float, seconds
             good.append(took)
         worst = max(worst, took - deadline_s)
 
+    gc.collect()  # as a latency-minded service does once started (README, "Under load"): what
+    gc.freeze()  # exists now is long-lived, and full collections skip it
     sent, lag = asyncio.run(open_loop(lambda: one(next(texts)), rate, seconds))
     return outcomes, good, worst, sent, lag
 
@@ -142,16 +146,18 @@ async def open_loop(request: Callable[[], Coroutine[Any, Any, None]], rate: floa
     return sent, lag
 
 
-def _log_totals(stack: WorkerStack, since_line: int) -> tuple[int, int, int]:
-    """Computed, expired and late texts from the worker's log lines after ``since_line``."""
-    computed = expired = late = 0
+def _log_totals(stack: WorkerStack, since_line: int) -> tuple[int, int, int, int]:
+    """Computed, expired and late texts, and batches computed, from the worker's log lines
+    after ``since_line``."""
+    computed = expired = late = batches = 0
     for line in stack.log.read_text(errors="replace").splitlines()[since_line:]:
         if '"batch_embedded"' in line or '"batch_dropped"' in line:
             row = json.loads(line)
             computed += row.get("batch_texts", 0)
             expired += row.get("expired_texts", 0)
             late += row.get("late_texts", 0)
-    return computed, expired, late
+            batches += row.get("batch_texts", 0) > 0
+    return computed, expired, late, batches
 
 
 def measure_spike(stack: WorkerStack, client: EmbeddingClient, texts: Iterator[str], *,
@@ -163,7 +169,7 @@ def measure_spike(stack: WorkerStack, client: EmbeddingClient, texts: Iterator[s
                                              seconds=seconds, deadline_s=deadline_s)
     time.sleep(1.0)
     (stats,) = queue_stats(client._connected().broker, [stack_queue(stack)])
-    computed, expired, late = _log_totals(stack, first)
+    computed, expired, late, batches = _log_totals(stack, first)
     answered = outcomes.get("answered", 0)
     pct = np.percentile(np.array(good) * 1e3, [50, 99]) if good else [None, None]
     return SpikeFigures(
@@ -174,6 +180,7 @@ def measure_spike(stack: WorkerStack, client: EmbeddingClient, texts: Iterator[s
         answered_p99_ms=None if pct[1] is None else round(float(pct[1]), 1),
         worst_past_deadline_ms=round(worst * 1e3, 1), loop_lag_ms=round(lag * 1e3, 1),
         oldest_queued_after_s=stats.oldest_age_s, computed_texts=computed,
+        mean_batch=round(computed / batches, 1) if batches else 0.0,
         expired_texts=expired, late_texts=late,
         late_share=round(late / computed, 4) if computed else 0.0)
 
@@ -227,7 +234,8 @@ def print_figures(rows: list[SpikeFigures]) -> None:
               f"{r.answered_p99_ms or '':>6} {r.worst_past_deadline_ms:10.1f} "
               f"{r.loop_lag_ms:8.1f} {oldest:>8} "
               f"{100 * r.late_share:6.2f}")
-        print(f"{'':22} outcomes {r.outcomes}; texts computed {r.computed_texts}, dropped "
+        print(f"{'':22} outcomes {r.outcomes}; texts computed {r.computed_texts} (mean batch "
+              f"{r.mean_batch}), dropped "
               f"uncomputed {r.expired_texts}, computed for callers gone {r.late_texts}")
 
 

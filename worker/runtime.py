@@ -9,6 +9,7 @@ and consumes none of the embed queues (see `worker.app`).
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import signal
@@ -145,6 +146,9 @@ class WorkerRuntime:
                           error=str(exc), action="stopping the worker")
                 os.kill(self.main_pid, signal.SIGTERM)
                 return
+        # The modules and models loaded by now live as long as the process: the collector's
+        # full passes skip them, so a pass never stalls a batch for the whole heap's walk.
+        gc.freeze()
         service = EmbedService(self.registry, self.settings, models, process_cache(self.settings))
         self._running = self._start_consumers(service)
 

@@ -133,7 +133,7 @@ def producer(producer_id: str, queues: list[Served], db: int) -> AclUser:
     """Push to ``queues``, own replies, cache and model info of their models, gauges, events,
     the backlog counters it adds to and the cancellation marks it leaves."""
     root = [*_BASE, "+lpush", "+rpush", "+publish", "+blpop", "+lpop", "+llen", "+del",
-            "+unlink", "+get", "+mget", "+incrby", "+hset", "+expire", "+hvals",
+            "+unlink", "+get", "+mget", "+incrby", "+hset", "+expire",
             f"~{reply_pattern(producer_id)}",
             *(f"%W~{key}" for s in queues for key in _lists(s)),
             *(f"~{literal(backlog_key(s.queue))}" for s in queues),
@@ -144,7 +144,8 @@ def producer(producer_id: str, queues: list[Served], db: int) -> AclUser:
             "resetchannels", f"&{literal(event_channel(db, 'task-x'))[:-1]}*"]
     # Gauges and the lost-message probe read the queues, in a selector of read commands only,
     # so that the root's LPOP (for reply lists) can never pop a queue.
-    gauges = ["+llen", "+lindex", "+lpos", "+zcount", "+hlen", "+hget", *_gauges(queues)]
+    gauges = ["+llen", "+lindex", "+lpos", "+zcount", "+zrangebyscore", "+hlen", "+hget",
+              "+hgetall", *_gauges(queues)]
     return AclUser(f"embedq-producer-{producer_id}", "producer",
                    (*root, f"({' '.join(gauges)})"))
 

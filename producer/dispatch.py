@@ -38,7 +38,7 @@ from embedq.config.errors import EmbedqError
 from embedq.config.registry import RouteSpec
 from embedq.config.settings import Settings
 from embedq.producer.jobs import Job, RequestSpec
-from embedq.producer.load import LoadBook
+from embedq.producer.load import LoadBook, live_rates
 from embedq.producer.outstanding import Outstanding, SentMessage
 from embedq.producer.read_through import ReadThrough
 from embedq.tasks.cache_codec import CachedVector
@@ -239,13 +239,13 @@ class Dispatcher:
     def _read_load(pipe: redis.client.Pipeline, reads: list[tuple[str, bool]],
                    added: dict[str, int]) -> None:
         """Add this push's texts to each queue's backlog (the answer is the new total) and,
-        where the last reading is stale, read the consumers' rates and how many are live."""
+        where the last reading is stale, read the consumers' rates and which are live."""
         now = time.time()
         for queue, stale in reads:
             pipe.incrby(backlog_key(queue), added.get(queue, 0))
             if stale:
-                pipe.hvals(rate_key(queue))
-                pipe.zcount(live_key(queue), now, "+inf")
+                pipe.hgetall(rate_key(queue))
+                pipe.zrangebyscore(live_key(queue), now, "+inf")
 
     def _send(self, messages: list[SentMessage]) -> None:
         """Push fresh messages (tail of their lists) and lost ones (head), write cancellation
@@ -285,5 +285,5 @@ class Dispatcher:
             raise
         for queue, stale in reads:
             backlog = int(next(answers))
-            rates, live = (next(answers), int(next(answers))) if stale else (None, None)
+            rates, live = live_rates(next(answers), next(answers)) if stale else (None, None)
             self.load.record(queue, backlog=backlog, rates=rates, consumers=live)

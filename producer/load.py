@@ -4,9 +4,10 @@ Refusing at once what cannot be answered in time is cheaper for everyone than qu
 caller learns at once (and can retry elsewhere or later), and the workers never spend a forward
 pass on an answer nobody reads. The estimate needs no extra round trip: every push of the sender
 thread adds its texts to the queue's backlog counter (``INCRBY`` answers with the new total) and,
-when the last reading is stale, reads the live consumers' published service rates (texts per
-second while busy, summed) in the same pipeline. Between readings the backlog is assumed to
-drain at that rate, so a refusal never outlives the overload it was made in.
+when the last reading is stale, reads the consumers' published service rates (texts per second
+while busy) and the live set in the same pipeline, and sums the rates of the live ones. Between
+readings the backlog is assumed to drain at that rate, so a refusal never outlives the overload
+it was made in.
 """
 
 from __future__ import annotations
@@ -65,6 +66,15 @@ class LoadBook:
             return None
         left = last.backlog - last.rate * (time.monotonic() - last.at)
         return max(0.0, left) / last.rate
+
+
+def live_rates(rates: dict[bytes, bytes], live: list[bytes]) -> tuple[list[bytes], int]:
+    """The published rates of the consumers that are live, and how many are: a consumer that
+    stopped or died leaves its last rate behind until it is swept, and counting it would make
+    the pool look faster than it is (after every restart or scale-down) and admit what cannot
+    be served in time."""
+    alive = set(live)
+    return [rate for consumer, rate in rates.items() if consumer in alive], len(alive)
 
 
 def refuse_after(wait_s: float | None, remaining_s: float, headroom: float) -> float | None:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import redis
 
-from embedq.tasks.names import live_key
+from embedq.tasks.names import live_key, rate_key
 
 LIFETIMES_PER_INTERVAL = 3
 
@@ -35,10 +35,12 @@ def mark_alive(client: redis.Redis, entries: Sequence[tuple[str, str]], ttl_s: f
 
 
 def mark_gone(client: redis.Redis, entries: Sequence[tuple[str, str]]) -> None:
-    """Remove the ``(queue, consumer)`` entries at once (a clean shutdown, nothing claimed)."""
+    """Remove the ``(queue, consumer)`` entries at once, and the service rates they published
+    (a clean shutdown, nothing claimed)."""
     with client.pipeline(transaction=False) as pipe:
         for queue, consumer in entries:
             pipe.zrem(live_key(queue), consumer)
+            pipe.hdel(rate_key(queue), consumer)
         pipe.execute()
 
 

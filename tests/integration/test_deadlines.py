@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from embedq.config.errors import EmbedTimeoutError, OverloadedError, PayloadError
-from embedq.tasks.names import backlog_key, bulk_queue, cancel_key, rate_key
+from embedq.tasks.names import backlog_key, bulk_queue, cancel_key, live_key, rate_key
 from embedq.tasks.schema import EmbedRequest
 from embedq.tasks.wire import DROPPED_ROW, Reply
 from tests.support import make_client, wait_for_consumers, wait_until
@@ -145,8 +145,10 @@ def test_a_celery_message_past_its_expires_is_revoked_not_computed(broker, redis
 def test_what_cannot_be_served_in_time_is_refused_at_once_and_bulk_never_is(
         broker, redis_server, hashing_config):
     """A consumer serves 10 texts/s and 1,000 wait: 100 s of work. After its first push the
-    producer knows, and refuses a 2 s request at once, enqueueing nothing; bulk work waits."""
-    broker.hset(rate_key(QUEUE), "a-consumer", "10")
+    producer knows, and refuses a 2 s request at once, enqueueing nothing; bulk work waits.
+    The rate a stopped consumer left behind is not counted: the pool is not that fast."""
+    broker.hset(rate_key(QUEUE), mapping={"a-consumer": "10", "a-stopped-one": "100000"})
+    broker.zadd(live_key(QUEUE), {"a-consumer": time.time() + 60})
     broker.set(backlog_key(QUEUE), 1000)
     with make_client(redis_server.url, hashing_config, cache_enabled=False) as client:
         client.submit(["the first: no reading yet, so it is sent"], timeout=2)

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from embedq.tasks.liveness import live_consumers
-from embedq.tasks.names import cache_pattern
+from embedq.tasks.names import cache_pattern, rate_key
 from tests.support import make_client, minilm_dir, wait_for_consumers, write_config
 
 pytestmark = pytest.mark.model
@@ -69,7 +69,11 @@ def test_the_next_live_model_serves_and_spaces_never_mix(redis_server, start_wor
     np.testing.assert_allclose(back.vectors, first.vectors, atol=1e-5)  # same weights
     assert _keys(redis_server.url, "primary") == _keys(redis_server.url, "secondary") == 3
 
-    primary.stop()  # a clean shutdown withdraws it at once: back to the fallback
+    rates = rate_key("embed.primary.fp32")
+    with redis.Redis.from_url(redis_server.url) as broker:
+        assert broker.hlen(rates) >= 1  # its pool processes publish what they serve
+        primary.stop()  # a clean shutdown withdraws it at once: back to the fallback
+        assert broker.hlen(rates) == 0  # and its rates: shedding must not count a gone pool
     again = client.embed_detailed(TEXTS, "r", timeout=60)
     assert again.model == ["secondary"] * 3
     assert again.cached == [True] * 3

@@ -23,7 +23,7 @@ from langchain_openai import OpenAIEmbeddings
 
 from embedq.gateway.app import CLIENT_TIMEOUT_HEADER
 from embedq.ops.redis_server import free_port
-from embedq.tasks.names import backlog_key, rate_key
+from embedq.tasks.names import backlog_key, live_key, rate_key
 from embedq.tasks.wire import open_envelope
 from tests.support import (
     HASHING_MODEL,
@@ -240,6 +240,7 @@ def test_what_cannot_be_answered_in_time_is_429_at_once_with_retry_after(sdk, re
     queue = "embed.deep.fp32"
     with redis.Redis.from_url(redis_server.url) as broker:
         broker.hset(rate_key(queue), "a-consumer", "10")
+        broker.zadd(live_key(queue), {"a-consumer": time.time() + 60})
         broker.set(backlog_key(queue), 1000)
         try:
             with pytest.raises(openai.InternalServerError):  # 503: no worker answered in time
@@ -253,7 +254,7 @@ def test_what_cannot_be_answered_in_time_is_429_at_once_with_retry_after(sdk, re
             assert int(caught.value.response.headers["retry-after"]) >= 90
             assert broker.llen(queue) == depth  # the refused request added nothing
         finally:
-            broker.delete(queue, rate_key(queue), backlog_key(queue))
+            broker.delete(queue, rate_key(queue), backlog_key(queue), live_key(queue))
 
 
 def _langchain(url: str, **options) -> OpenAIEmbeddings:

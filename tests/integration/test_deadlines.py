@@ -263,3 +263,25 @@ def test_requests_leave_no_reference_cycles(broker, redis_server, start_worker, 
             gc.set_debug(0)
             gc.garbage.clear()
     assert not {"Job", "Future", "EmbedJob", "Condition"} & set(cyclic), cyclic.most_common(10)
+
+
+def test_under_load_callers_share_messages(broker, redis_server, hashing_config):
+    """With work queued ahead (here 100 s of it, nobody consuming), callers who arrive a few
+    milliseconds apart travel in one message; on an idle queue each goes out at once."""
+    def messages_for(count: int) -> int:
+        before = broker.llen(QUEUE)
+        with make_client(redis_server.url, hashing_config, cache_enabled=False) as client:
+            client.submit(["the first: it reads the load"], timeout=600)
+            wait_until(lambda: broker.llen(QUEUE) == before + 1)
+            for n in range(count):
+                client.submit([f"caller {n} {time.time()}"], timeout=600)
+                time.sleep(0.004)
+            wait_until(lambda: len(client._connected().outstanding) >= 2)
+            time.sleep(0.2)
+            return broker.llen(QUEUE) - before - 1
+
+    assert messages_for(5) >= 4  # no load known: nothing waits
+    broker.hset(rate_key(QUEUE), "a-consumer", "10")
+    broker.zadd(live_key(QUEUE), {"a-consumer": time.time() + 60})
+    broker.set(backlog_key(QUEUE), 1000)
+    assert messages_for(5) <= 2

@@ -4,15 +4,15 @@ Callers (threads, an event loop, both) hand their jobs to one sender thread and 
 Whenever the sender is free it takes everything waiting: a lone request goes out immediately,
 and requests that arrive while a send is under way travel together in the next one. When the
 queue ahead already holds work (the load estimate below), it first waits a small share of that
-queueing time for more callers, so that a spike leaves as few full messages, not many small ones. For each
-(route, dimension, bulk or not, prompt) it looks the distinct texts up in the shared cache (one
-``MGET``), fills the hits, and pushes the misses as messages of at most ``EMBEDQ_CHUNK_SIZE``
-texts, all in one pipelined round trip. Each row keeps its caller's deadline; bulk messages go
-to the queue's bulk list, served after interactive work. The same round trip adds the texts to
-the queue's backlog counter and, when the last reading is stale, reads the consumers' service
-rates: the producer's load estimate (`embedq.producer.load`) costs no round trip of its own.
-Per-item validation happened in the caller's thread before anything was queued, so one caller's
-bad input never reaches a message shared with another.
+queueing time for more callers, so that a spike leaves as few full messages, not many small
+ones. For each (route, dimension, bulk or not, prompt) it looks the distinct texts up in the
+shared cache (one ``MGET``), fills the hits, and pushes the misses as messages of at most
+``EMBEDQ_CHUNK_SIZE`` texts, all in one pipelined round trip. Each row keeps its caller's
+deadline; bulk messages go to the queue's bulk list, served after interactive work. The same
+round trip adds the texts to the queue's backlog counter and, when the last reading is stale,
+reads the consumers' service rates: the producer's load estimate (`embedq.producer.load`) costs
+no round trip of its own. Per-item validation happened in the caller's thread before anything
+was queued, so one caller's bad input never reaches a message shared with another.
 
 A caller that gives up (``job.cancel()``, a cancelled ``aembed``) has its rows marked cancelled
 in Redis, in the next round trip, so workers skip them like expired ones.
@@ -63,6 +63,7 @@ log = structlog.get_logger(__name__)
 Owners = dict[str, list[tuple[Job, int]]]
 _LINGER_SHARE = 0.05  # of the queueing time ahead that the sender may wait for more callers
 _MAX_LINGER_S = 0.02
+_LINGER_FROM_S = 0.05  # a shorter queue: send at once (below capacity nothing waits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +172,8 @@ class Dispatcher:
                  for spec in {item.job.spec for item in taken}]
         if not waits or None in waits:
             return 0.0
-        return min(_MAX_LINGER_S, _LINGER_SHARE * min(w for w in waits if w is not None))
+        ahead = min(w for w in waits if w is not None)
+        return min(_MAX_LINGER_S, _LINGER_SHARE * ahead) if ahead >= _LINGER_FROM_S else 0.0
 
     def _turn(self, taken: list[Pending]) -> None:
         self._send(self._prepare(taken) if taken else [])

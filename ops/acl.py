@@ -183,9 +183,11 @@ def flower(queues: list[Served], db: int) -> AclUser:
     base = dashboard(queues)
     # Celery's remote control and event receiver run kombu's own Lua and list commands on
     # their own keys; the key patterns, not the commands, are what keeps them there.
+    # Its event consumer is a kombu consumer: closing it runs kombu's restore of unacked
+    # messages (Redis QoS), which takes ``unacked_mutex`` and reads ``unacked_index``.
     extra = [*_WORKER_COMMANDS,
              "~_kombu.binding*", "~*.reply.celery.pidbox*", "~celeryev.*", "%R~celery",
-             "%R~celery??[0-9]",
+             "%R~celery??[0-9]", "~unacked", "~unacked_index", "~unacked_mutex",
              f"&{literal(f'/{db}.')}celeryev/*", f"&{literal(f'/{db}.celery.pidbox')}"]
     return AclUser("embedq-flower", "flower", (*base.rules, *extra))
 

@@ -4,21 +4,62 @@
 
 The packaged routes; an `etl` backlog submitted at once (it lies on the queue), a `clustering`
 burst ``--burst-after-s`` later, and `search` single-text requests every 0.1 s throughout.
-Prints the total time (first submit to last vector) and search's p50/p99 for each stack. Reuse a
-warm model cache (EMBEDQ_MODEL_CACHE_DIR).
+Prints the total time (first submit to last vector), when each backlog was done, search's
+p50/p99, and the most worker processes busy at once (a process that used half a core or more over
+a half-second sample) for each stack. Reuse a warm model cache (EMBEDQ_MODEL_CACHE_DIR).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import subprocess
 import threading
 import time
+from collections import Counter
 
+import psutil
 from bench_autoscale_memory import start, stop
 
 from embedq.config.settings import Settings
 from embedq.ops.bench_texts import generated
 from embedq.producer.client import EmbeddingClient
+
+
+class BusySampler(threading.Thread):
+    """Counts the stack's worker processes that are busy, every half second."""
+
+    def __init__(self, up: subprocess.Popen[str]) -> None:
+        super().__init__(daemon=True)
+        self.root = psutil.Process(up.pid)
+        self.counts: Counter[int] = Counter()
+        self.stopping = threading.Event()
+
+    def _cpu(self) -> dict[int, float]:
+        found = {}
+        for process in self.root.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if "worker" in process.cmdline():
+                    times = process.cpu_times()
+                    found[process.pid] = times.user + times.system
+        return found
+
+    def run(self) -> None:
+        before, at = self._cpu(), time.monotonic()
+        while not self.stopping.wait(0.5):
+            now, seen = time.monotonic(), self._cpu()
+            busy = sum((seen[pid] - before.get(pid, seen[pid])) / (now - at) >= 0.5
+                       for pid in seen)
+            self.counts[busy] += 1
+            before, at = seen, now
+
+    def summary(self) -> str:
+        """The most busy at once, and how often more than the cores were."""
+        cores = os.cpu_count() or 1
+        over = sum(n for busy, n in self.counts.items() if busy > cores)
+        return (f"busy worker processes: at most {max(self.counts, default=0)}, more than "
+                f"{cores} in {over} of {sum(self.counts.values())} samples")
 
 
 def run(extra: list[str], etl: int, clustering: int, burst_after_s: float, tag: str) -> str:
@@ -37,24 +78,33 @@ def run(extra: list[str], etl: int, clustering: int, burst_after_s: float, tag: 
             time.sleep(0.1)
 
     searcher = threading.Thread(target=search, daemon=True)
+    sampler = BusySampler(up)
+    sampler.start()
     searcher.start()
     started = time.perf_counter()
     etl_job = client.submit([f"{tag} {t}" for t in generated("short", etl, seed=1)], "etl")
     time.sleep(burst_after_s)
     burst = client.submit([f"{tag} {t}" for t in generated("short", clustering, seed=2)],
                           "clustering")
+    finished: dict[str, float] = {}
+    for name, job in (("etl", etl_job), ("clustering", burst)):
+        job.job.future.add_done_callback(
+            lambda _, name=name: finished.setdefault(name, time.perf_counter() - started))
     etl_job.get(timeout=600)
     burst.get(timeout=600)
     total = time.perf_counter() - started
     done.set()
+    sampler.stopping.set()
     searcher.join(timeout=30)
     client.close()
     stop(up)
     latencies.sort()
     p50 = latencies[len(latencies) // 2] * 1e3
     p99 = latencies[int(0.99 * (len(latencies) - 1))] * 1e3
-    return (f"total {total:.1f} s; search p50 {p50:.1f} ms, p99 {p99:.1f} ms "
-            f"({len(latencies)} requests)")
+    return (f"total {total:.1f} s (etl done at {finished['etl']:.1f} s, clustering at "
+            f"{finished['clustering']:.1f} s); "
+            f"search p50 {p50:.1f} ms, p99 {p99:.1f} ms ({len(latencies)} requests); "
+            + sampler.summary())
 
 
 def main() -> None:

@@ -13,11 +13,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from collections import Counter
+from importlib import resources
+from pathlib import Path
 
 import psutil
 from bench_autoscale_memory import start, stop
@@ -62,8 +67,20 @@ class BusySampler(threading.Thread):
                 f"{cores} in {over} of {sum(self.counts.values())} samples")
 
 
+def _decisions(log: list[tuple[float, str]], since: float) -> list[str]:
+    """The autoscaler's decisions, each with its time from the first submit."""
+    found = []
+    for at, line in log:
+        if '"autoscale_decision"' in line:
+            entry = json.loads(line)
+            found.append(f"  {at - since:6.1f} s {entry['queue']}: {entry['size_from']} -> "
+                         f"{entry['size_to']} ({entry['reason']})")
+    return found
+
+
 def run(extra: list[str], etl: int, clustering: int, burst_after_s: float, tag: str) -> str:
-    up, url = start(extra)
+    log: list[tuple[float, str]] = []
+    up, url = start(extra, log)
     client = EmbeddingClient(Settings(redis_url=url, timeout_s=600))
     for route in ("search", "etl", "clustering"):
         client.embed([f"warm {route} {tag}"], route)
@@ -81,7 +98,7 @@ def run(extra: list[str], etl: int, clustering: int, burst_after_s: float, tag: 
     sampler = BusySampler(up)
     sampler.start()
     searcher.start()
-    started = time.perf_counter()
+    started, since = time.perf_counter(), time.monotonic()
     etl_job = client.submit([f"{tag} {t}" for t in generated("short", etl, seed=1)], "etl")
     time.sleep(burst_after_s)
     burst = client.submit([f"{tag} {t}" for t in generated("short", clustering, seed=2)],
@@ -104,7 +121,22 @@ def run(extra: list[str], etl: int, clustering: int, burst_after_s: float, tag: 
     return (f"total {total:.1f} s (etl done at {finished['etl']:.1f} s, clustering at "
             f"{finished['clustering']:.1f} s); "
             f"search p50 {p50:.1f} ms, p99 {p99:.1f} ms ({len(latencies)} requests); "
-            + sampler.summary())
+            + sampler.summary() + "".join(f"\n{line}" for line in _decisions(log, since)))
+
+
+def _config(clustering_precision: str) -> None:
+    """The packaged routes with clustering at ``clustering_precision`` (for a machine whose
+    `auto` decision is not measured yet: its first start measures every candidate for minutes),
+    through EMBEDQ_CONFIG_DIR, so both stacks run the same routes."""
+    if clustering_precision == "auto":
+        return
+    packaged = Path(str(resources.files("embedq.config")))
+    folder = Path(tempfile.mkdtemp(prefix="embedq-workload-config-"))
+    shutil.copyfile(packaged / "models.json", folder / "models.json")
+    routes = json.loads((packaged / "routes.json").read_text())
+    routes["routes"]["clustering"]["precision"] = clustering_precision
+    (folder / "routes.json").write_text(json.dumps(routes))
+    os.environ["EMBEDQ_CONFIG_DIR"] = str(folder)
 
 
 def main() -> None:
@@ -112,7 +144,9 @@ def main() -> None:
     parser.add_argument("--etl", type=int, default=20000)
     parser.add_argument("--clustering", type=int, default=3000)
     parser.add_argument("--burst-after-s", type=float, default=5.0)
+    parser.add_argument("--clustering-precision", default="auto")
     args = parser.parse_args()
+    _config(args.clustering_precision)
     stamp = str(time.time())
     print("fixed:     " + run([], args.etl, args.clustering, args.burst_after_s, "f" + stamp),
           flush=True)

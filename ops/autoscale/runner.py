@@ -1,11 +1,11 @@
 """The autoscaler's loop: observe every queue, decide (`policy.decide`), start or stop workers.
 
 Each tick reads each broker (a route may name its own) in two round trips (`queue_stats` and
-`texts_waiting`) and each of
-its own workers' ``/metrics``; each change is logged as one ``autoscale_decision`` JSON line
-(queue, from, to, reason) and the sizes are gauges (``embedq_autoscale_pool_size``,
-``embedq_autoscale_texts_per_s_per_process``) on ``--metrics-port``. It runs the workers of one
-host; on Kubernetes KEDA makes the same decision per queue (`embedq.ops.k8s`).
+`texts_waiting`) and each of its own workers' ``/metrics``; each change is logged as one
+``autoscale_decision`` JSON line (queue, from, to, reason) and the sizes are gauges
+(``embedq_autoscale_pool_size``, ``embedq_autoscale_texts_per_s_per_process``) on
+``--metrics-port``. It runs the workers of one host; on Kubernetes KEDA makes the same decision
+per queue (`embedq.ops.k8s`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """A route with its own broker, end to end on two real redis-servers: the default one (plain)
 and the `far` route's (TLS only, with a password, named in routes.json by an environment
-variable). Producer, workers, dead letters, the dashboard and Flower each follow the route; a
-worker of one route never opens a connection to the other route's broker."""
+variable). Producer, workers, dead letters, the dashboard, Flower, the probe and the autoscaler
+each follow the route; a worker of one route never opens a connection to the other route's
+broker."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ import redis
 from embedq.config.errors import ConfigError
 from embedq.config.registry import load_registry
 from embedq.config.settings import Settings
+from embedq.ops.autoscale.policy import Policy
+from embedq.ops.autoscale.runner import Autoscaler
 from embedq.tasks.brokers import queue_settings, settings_for_queues
 from embedq.tasks.dead_letters import count_dead
 from embedq.tasks.names import dead_key, reply_key
@@ -182,3 +185,16 @@ def test_queue_brokers_are_checked(config, redis_server, far_server, tmp_path, m
               "broker_url": "redis://127.0.0.1:1/0"}}, default="a")
     with pytest.raises(ConfigError, match="routes 'a' and 'b' both send to queue"):
         make_client(redis_server.url, clash)
+
+
+def test_probe_and_autoscaler_read_each_queue_on_its_broker(served, redis_server, far_server,
+                                                           config, env, monkeypatch):
+    probed = subprocess.run([sys.executable, "-m", "embedq.cli", "probe", "--queue", FAR],
+                            env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert probed.returncode == 0, probed.stderr  # the far worker, found on the far broker
+    monkeypatch.setenv(VARIABLE, far_server.url)
+    settings = Settings(redis_url=redis_server.url, config_dir=config)
+    scaler = Autoscaler(settings, [NEAR, FAR], Policy(cores=2), env)  # starts no worker
+    seen = {o.queue: o for o in scaler.observe(time.monotonic())}
+    assert seen[NEAR].ready == 1
+    assert seen[FAR].ready == 1

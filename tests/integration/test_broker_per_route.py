@@ -198,3 +198,13 @@ def test_probe_and_autoscaler_read_each_queue_on_its_broker(served, redis_server
     seen = {o.queue: o for o in scaler.observe(time.monotonic())}
     assert seen[NEAR].ready == 1
     assert seen[FAR].ready == 1
+
+
+def test_embedq_up_refuses_a_route_with_its_own_broker(env):
+    """`embedq up` runs one private Redis; it says so instead of waiting for workers that would
+    serve elsewhere."""
+    run = subprocess.run([sys.executable, "-m", "embedq.cli", "up", "--no-flower",
+                          "--dashboard-port", "0", "--no-gateway"], env=env,
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert run.returncode != 0
+    assert "route(s) far name their own broker_url/cache_url" in run.stderr

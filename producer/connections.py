@@ -76,23 +76,26 @@ class Connections:
         self.settings = settings
         self._serving = serving
         self._read_through = read_through
-        self._links: dict[str, BrokerLink] = {}
+        self._links: dict[str, BrokerLink] = {}  # by broker URL
+        self._by_route: dict[str, BrokerLink] = {}
         self._lock = threading.Lock()
 
     def link(self, route: RouteSpec) -> BrokerLink:
-        """The link to the broker of ``route``'s queues."""
-        own = route_settings(self.settings, route)
-        link = self._links.get(own.broker)
+        """The link to the broker of ``route``'s queues (looked up by route name after the
+        first time: every request asks)."""
+        link = self._by_route.get(route.name)
         if link is not None:
             return link
+        own = route_settings(self.settings, route)
         with self._lock:
             if own.broker not in self._links:
                 self._links[own.broker] = BrokerLink(own, self._serving, self._read_through)
+            self._by_route[route.name] = self._links[own.broker]
             return self._links[own.broker]
 
     def close(self) -> None:
         """Close every link: stop its threads, fail whoever still waits."""
         with self._lock:
-            links, self._links = list(self._links.values()), {}
+            links, self._links, self._by_route = list(self._links.values()), {}, {}
         for link in links:
             link.close()

@@ -29,17 +29,26 @@ from embedq.config.settings import Settings
 from embedq.producer.client import EmbeddingClient
 
 
-def start(extra: list[str]) -> tuple[subprocess.Popen[str], str]:
-    """`embedq up` without Flower, dashboard and gateway; returns it and its Redis URL."""
+def start(extra: list[str], log: list[tuple[float, str]] | None = None
+          ) -> tuple[subprocess.Popen[str], str]:
+    """`embedq up` without Flower, dashboard and gateway; returns it and its Redis URL. With
+    ``log``, the stack's later log lines are kept there with the monotonic time they came."""
     up = subprocess.Popen([sys.executable, "-m", "embedq.cli", "up", "--no-flower",
                            "--dashboard-port", "0", "--no-gateway", *extra],
                           stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     assert up.stderr is not None
     for line in up.stderr:
         if found := re.search(r"EMBEDQ_REDIS_URL=(redis://\S+)", line):
-            threading.Thread(target=lambda: [None for _ in up.stderr or []], daemon=True).start()
+            threading.Thread(target=_keep, args=(up, log), daemon=True).start()
             return up, found.group(1)
     raise SystemExit("embedq up exited before it was ready")
+
+
+def _keep(up: subprocess.Popen[str], log: list[tuple[float, str]] | None) -> None:
+    """Read the stack's log to its end (it must never block on a full pipe)."""
+    for line in up.stderr or []:
+        if log is not None:
+            log.append((time.monotonic(), line))
 
 
 def rss_mib(up: subprocess.Popen[str]) -> float:

@@ -4,16 +4,27 @@
 
 The packaged routes; an `etl` backlog submitted at once (it lies on the queue), a `clustering`
 burst ``--burst-after-s`` later, and `search` single-text requests every 0.1 s throughout.
-Prints the total time (first submit to last vector) and search's p50/p99 for each stack. Reuse a
-warm model cache (EMBEDQ_MODEL_CACHE_DIR).
+Prints the total time (first submit to last vector), when each backlog was done, search's
+p50/p99, and the most worker processes busy at once (a process that used half a core or more over
+a half-second sample) for each stack. Reuse a warm model cache (EMBEDQ_MODEL_CACHE_DIR).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
 import threading
 import time
+from collections import Counter
+from importlib import resources
+from pathlib import Path
 
+import psutil
 from bench_autoscale_memory import start, stop
 
 from embedq.config.settings import Settings
@@ -21,8 +32,55 @@ from embedq.ops.bench_texts import generated
 from embedq.producer.client import EmbeddingClient
 
 
+class BusySampler(threading.Thread):
+    """Counts the stack's worker processes that are busy, every half second."""
+
+    def __init__(self, up: subprocess.Popen[str]) -> None:
+        super().__init__(daemon=True)
+        self.root = psutil.Process(up.pid)
+        self.counts: Counter[int] = Counter()
+        self.stopping = threading.Event()
+
+    def _cpu(self) -> dict[int, float]:
+        found = {}
+        for process in self.root.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if "worker" in process.cmdline():
+                    times = process.cpu_times()
+                    found[process.pid] = times.user + times.system
+        return found
+
+    def run(self) -> None:
+        before, at = self._cpu(), time.monotonic()
+        while not self.stopping.wait(0.5):
+            now, seen = time.monotonic(), self._cpu()
+            busy = sum((seen[pid] - before.get(pid, seen[pid])) / (now - at) >= 0.5
+                       for pid in seen)
+            self.counts[busy] += 1
+            before, at = seen, now
+
+    def summary(self) -> str:
+        """The most busy at once, and how often more than the cores were."""
+        cores = os.cpu_count() or 1
+        over = sum(n for busy, n in self.counts.items() if busy > cores)
+        return (f"busy worker processes: at most {max(self.counts, default=0)}, more than "
+                f"{cores} in {over} of {sum(self.counts.values())} samples")
+
+
+def _decisions(log: list[tuple[float, str]], since: float) -> list[str]:
+    """The autoscaler's decisions, each with its time from the first submit."""
+    found = []
+    for at, line in log:
+        if '"autoscale_decision"' in line:
+            entry = json.loads(line)
+            found.append(f"  {at - since:6.1f} s {entry['queue']}: {entry['size_from']} -> "
+                         f"{entry['size_to']} ({entry['reason']})")
+    return found
+
+
 def run(extra: list[str], etl: int, clustering: int, burst_after_s: float, tag: str) -> str:
-    up, url = start(extra)
+    log: list[tuple[float, str]] = []
+    up, url = start(extra, log)
     client = EmbeddingClient(Settings(redis_url=url, timeout_s=600))
     for route in ("search", "etl", "clustering"):
         client.embed([f"warm {route} {tag}"], route)
@@ -37,24 +95,48 @@ def run(extra: list[str], etl: int, clustering: int, burst_after_s: float, tag: 
             time.sleep(0.1)
 
     searcher = threading.Thread(target=search, daemon=True)
+    sampler = BusySampler(up)
+    sampler.start()
     searcher.start()
-    started = time.perf_counter()
+    started, since = time.perf_counter(), time.monotonic()
     etl_job = client.submit([f"{tag} {t}" for t in generated("short", etl, seed=1)], "etl")
     time.sleep(burst_after_s)
     burst = client.submit([f"{tag} {t}" for t in generated("short", clustering, seed=2)],
                           "clustering")
+    finished: dict[str, float] = {}
+    for name, job in (("etl", etl_job), ("clustering", burst)):
+        job.job.future.add_done_callback(
+            lambda _, name=name: finished.setdefault(name, time.perf_counter() - started))
     etl_job.get(timeout=600)
     burst.get(timeout=600)
     total = time.perf_counter() - started
     done.set()
+    sampler.stopping.set()
     searcher.join(timeout=30)
     client.close()
     stop(up)
     latencies.sort()
     p50 = latencies[len(latencies) // 2] * 1e3
     p99 = latencies[int(0.99 * (len(latencies) - 1))] * 1e3
-    return (f"total {total:.1f} s; search p50 {p50:.1f} ms, p99 {p99:.1f} ms "
-            f"({len(latencies)} requests)")
+    return (f"total {total:.1f} s (etl done at {finished['etl']:.1f} s, clustering at "
+            f"{finished['clustering']:.1f} s); "
+            f"search p50 {p50:.1f} ms, p99 {p99:.1f} ms ({len(latencies)} requests); "
+            + sampler.summary() + "".join(f"\n{line}" for line in _decisions(log, since)))
+
+
+def _config(clustering_precision: str) -> None:
+    """The packaged routes with clustering at ``clustering_precision`` (for a machine whose
+    `auto` decision is not measured yet: its first start measures every candidate for minutes),
+    through EMBEDQ_CONFIG_DIR, so both stacks run the same routes."""
+    if clustering_precision == "auto":
+        return
+    packaged = Path(str(resources.files("embedq.config")))
+    folder = Path(tempfile.mkdtemp(prefix="embedq-workload-config-"))
+    shutil.copyfile(packaged / "models.json", folder / "models.json")
+    routes = json.loads((packaged / "routes.json").read_text())
+    routes["routes"]["clustering"]["precision"] = clustering_precision
+    (folder / "routes.json").write_text(json.dumps(routes))
+    os.environ["EMBEDQ_CONFIG_DIR"] = str(folder)
 
 
 def main() -> None:
@@ -62,7 +144,9 @@ def main() -> None:
     parser.add_argument("--etl", type=int, default=20000)
     parser.add_argument("--clustering", type=int, default=3000)
     parser.add_argument("--burst-after-s", type=float, default=5.0)
+    parser.add_argument("--clustering-precision", default="auto")
     args = parser.parse_args()
+    _config(args.clustering_precision)
     stamp = str(time.time())
     print("fixed:     " + run([], args.etl, args.clustering, args.burst_after_s, "f" + stamp),
           flush=True)

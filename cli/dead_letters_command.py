@@ -3,7 +3,8 @@
 A message lands in its queue's dead letters when its worker process died on it too often (a
 poison message), when it is not a task message at all, or when its body was refused; the record
 keeps the message exactly and says why. After fixing the cause (a bigger worker, a new release)
-``replay`` sends messages again; ``drop`` forgets them. Light like the producer: broker only.
+``replay`` sends messages again; ``drop`` forgets them. Light like the producer: broker only
+(each queue's: a route may name its own broker).
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from embedq.config.errors import PayloadError
 from embedq.config.registry import load_registry
 from embedq.config.settings import Settings, load_settings
 from embedq.config.urls import safe_url
+from embedq.tasks.brokers import by_broker, route_queues
 from embedq.tasks.connections import redis_client
 from embedq.tasks.dead_letters import count_dead, drop, list_dead, replay
-from embedq.tasks.names import DEAD_NAMESPACE, route_queue
+from embedq.tasks.names import DEAD_NAMESPACE
 from embedq.tasks.wire import DeadLetter, open_envelope
 
 _queue_option = click.option("--queue", "-q", "queues", multiple=True,
@@ -30,18 +32,23 @@ _queue_option = click.option("--queue", "-q", "queues", multiple=True,
                                   "queue that has dead letters).")
 
 
-def _broker() -> tuple[Settings, redis.Redis]:
+def _brokers(chosen: tuple[str, ...]) -> list[tuple[Settings, list[str]]]:
+    """The queues to act on, grouped by the broker that carries them (a route may name its
+    own); by default every route's queue and, on each of those brokers, any queue that has dead
+    letters."""
     settings = load_settings()
-    return settings, redis_client(settings.broker, master_name=settings.sentinel_master,
-                                  socket_timeout=10.0, socket_connect_timeout=5.0)
-
-
-def _queues(settings: Settings, client: redis.Redis, chosen: tuple[str, ...]) -> list[str]:
-    if chosen:
-        return list(chosen)
     registry = load_registry(settings.config_dir)
-    known = [route_queue(route.served_by(model)) for route in registry.routes.values()
-             for model in route.chain]
+    queues = list(chosen) or [queue for route in registry.routes.values()
+                              for queue in route_queues(route)]
+    return by_broker(registry, settings, dict.fromkeys(queues))
+
+
+def _client(settings: Settings) -> redis.Redis:
+    return redis_client(settings.broker, master_name=settings.sentinel_master,
+                        socket_timeout=10.0, socket_connect_timeout=5.0)
+
+
+def _with_found(client: redis.Redis, known: list[str]) -> list[str]:
     prefix = f"{DEAD_NAMESPACE}:"
     found = [key.decode()[len(prefix):] for key in client.scan_iter(match=f"{prefix}*")]
     return list(dict.fromkeys([*known, *sorted(found)]))
@@ -66,7 +73,8 @@ def _describe(record: DeadLetter) -> dict[str, Any]:
 
 def _unreachable(settings: Settings, exc: Exception) -> click.ClickException:
     return click.ClickException(f"the broker Redis at {safe_url(settings.broker)} is not "
-                                f"reachable ({exc}); check EMBEDQ_BROKER_URL / EMBEDQ_REDIS_URL")
+                                f"reachable ({exc}); check EMBEDQ_BROKER_URL / EMBEDQ_REDIS_URL "
+                                f"and the routes' broker_url")
 
 
 @click.command(name="list")
@@ -76,14 +84,15 @@ def _unreachable(settings: Settings, exc: Exception) -> click.ClickException:
 @json_option
 def list_command(queues: tuple[str, ...], limit: int, as_json: bool) -> None:
     """Show each queue's dead letters, newest first, with the reason."""
-    settings, client = _broker()
-    try:
-        report: dict[str, dict[str, Any]] = {
-            queue: {"count": count_dead(client, queue),
-                    "newest": [_describe(r) for r in list_dead(client, queue, limit)]}
-            for queue in _queues(settings, client, queues)}
-    except redis.RedisError as exc:
-        raise _unreachable(settings, exc) from exc
+    report: dict[str, dict[str, Any]] = {}
+    for settings, known in _brokers(queues):
+        client = _client(settings)
+        try:
+            for queue in known if queues else _with_found(client, known):
+                report[queue] = {"count": count_dead(client, queue),
+                                 "newest": [_describe(r) for r in list_dead(client, queue, limit)]}
+        except redis.RedisError as exc:
+            raise _unreachable(settings, exc) from exc
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
@@ -98,14 +107,16 @@ def list_command(queues: tuple[str, ...], limit: int, as_json: bool) -> None:
 def _act(verb: str, queues: tuple[str, ...], limit: int | None) -> None:
     if not queues:
         raise click.UsageError(f"name the queue(s) to {verb}: --queue embed.<model>.<precision>")
-    settings, client = _broker()
-    try:
-        for queue in queues:
-            done = (replay(client, queue, limit if limit is not None else count_dead(client, queue))
-                    if verb == "replay" else drop(client, queue, limit))
-            click.echo(f"{queue}: {_DONE[verb]} {done} dead letter(s)")
-    except redis.RedisError as exc:
-        raise _unreachable(settings, exc) from exc
+    for settings, known in _brokers(queues):
+        client = _client(settings)
+        try:
+            for queue in known:
+                done = (replay(client, queue, limit if limit is not None else
+                               count_dead(client, queue))
+                        if verb == "replay" else drop(client, queue, limit))
+                click.echo(f"{queue}: {_DONE[verb]} {done} dead letter(s)")
+        except redis.RedisError as exc:
+            raise _unreachable(settings, exc) from exc
 
 
 _DONE = {"replay": "replayed", "drop": "dropped"}

@@ -9,8 +9,11 @@ from __future__ import annotations
 import click
 import redis
 
+from embedq.config.errors import EmbedqError
+from embedq.config.registry import load_registry
 from embedq.config.settings import load_settings
 from embedq.ops.probe import serving_here
+from embedq.tasks.brokers import settings_for_queues
 from embedq.tasks.connections import redis_client, safe_url
 
 
@@ -21,7 +24,11 @@ from embedq.tasks.connections import redis_client, safe_url
                    "worker would not bring Redis back).")
 def probe(queue: str, broker_down_ok: bool) -> None:
     """Exit 0 if a worker on this host serves QUEUE with its model loaded, else 1."""
-    settings = load_settings()
+    try:  # the queue's broker: a route may name its own
+        base = load_settings()
+        settings = settings_for_queues(load_registry(base.config_dir), base, [queue])
+    except EmbedqError as exc:
+        raise click.ClickException(str(exc)) from exc
     client = redis_client(settings.broker, master_name=settings.sentinel_master,
                           socket_timeout=3.0, socket_connect_timeout=3.0)
     try:

@@ -13,7 +13,8 @@ import click
 
 from embedq.config.errors import EmbedqError
 from embedq.config.registry import load_registry
-from embedq.config.settings import load_settings
+from embedq.config.settings import Settings, load_settings
+from embedq.tasks.brokers import settings_for_queues
 from embedq.tasks.names import queue_name
 from embedq.tasks.tls import check_settings_tls
 
@@ -34,6 +35,20 @@ def worker_argv(
         "--without-mingle",
         *extra,
     ]
+
+
+def _queue_broker(settings: Settings, queue: str) -> Settings:
+    """The settings of ``queue``'s broker, also put in this process's environment, so that
+    Celery's app (remote control, events, Flower's view of this worker) and every embedq client
+    of the worker use the one broker of its queue and never another route's."""
+    try:
+        own = settings_for_queues(load_registry(settings.config_dir), settings, [queue])
+    except EmbedqError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for key, value in (("EMBEDQ_BROKER_URL", own.broker_url), ("EMBEDQ_CACHE_URL", own.cache_url)):
+        if value is not None:
+            os.environ[key] = value
+    return own
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
@@ -67,7 +82,7 @@ def worker(
 
     if threads is not None:
         os.environ["EMBEDQ_TORCH_THREADS"] = str(threads)
-    settings = load_settings()
+    settings = _queue_broker(load_settings(), queue_name(model, precision))
     metrics.prepare(settings)  # before check_model: a fallback it counts must reach /metrics
     try:
         check_settings_tls(settings)  # a wrong CA or host name: one clear error, at start

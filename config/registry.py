@@ -128,6 +128,13 @@ class RouteSpec(Frozen):
         default=(), description="Prompt names a request may pick instead of the route's.")
     allow_prompt_text: bool = Field(
         default=False, description="True: a request may send its own prompt text.")
+    # Where the route's queues and vectors live when one Redis is not enough
+    # (`embedq.tasks.brokers`); ``${VAR}`` is read from the environment, so no password sits
+    # in the file.
+    broker_url: str | None = Field(default=None, description="The broker Redis of the "
+                                   "route's queues (default: EMBEDQ_BROKER_URL/REDIS_URL).")
+    cache_url: str | None = Field(default=None, description="The vector cache Redis of the "
+                                  "route (default: EMBEDQ_CACHE_URL/REDIS_URL).")
     description: str = ""
 
     @property

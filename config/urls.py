@@ -1,8 +1,33 @@
-"""Redis URLs as people may see them: never with their password."""
+"""Redis URLs as people may see them (never with their password), and as files may name them
+(``${VAR}`` read from the environment, so the password stays out of the file)."""
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Mapping
 from urllib.parse import urlparse, urlunparse
+
+from embedq.config.errors import ConfigError
+
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_variables(value: str, where: str, environ: Mapping[str, str] | None = None) -> str:
+    """``value`` with every ``${VAR}`` replaced by that environment variable.
+
+    An unset variable is a `ConfigError` naming ``where`` (e.g. ``routes.etl.broker_url``) and
+    the variable: an empty URL would silently mean the default broker.
+    """
+    env = os.environ if environ is None else environ
+
+    def one(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if not env.get(name):
+            raise ConfigError(f"{where} names ${{{name}}}, which is not set in the environment")
+        return env[name]
+
+    return _VARIABLE.sub(one, value)
 
 
 def safe_url(url: str) -> str:

@@ -29,7 +29,6 @@ import numpy as np
 from embedq.config.errors import EmbedTimeoutError, OverloadedError
 from embedq.ops.bench_stack import WorkerStack
 from embedq.producer.client import EmbeddingClient
-from embedq.tasks.queue_stats import queue_stats
 
 ROUTE = "bench"
 _TICK_S = 0.005  # the open-loop generator's resolution
@@ -168,7 +167,7 @@ def measure_spike(stack: WorkerStack, client: EmbeddingClient, texts: Iterator[s
     outcomes, good, worst, sent, lag = spike(client, texts, rate=cap * factor,
                                              seconds=seconds, deadline_s=deadline_s)
     time.sleep(1.0)
-    (stats,) = queue_stats(client._connected().broker, [stack_queue(stack)])
+    stats = client.route_status(ROUTE).queue
     computed, expired, late, batches = _log_totals(stack, first)
     answered = outcomes.get("answered", 0)
     pct = np.percentile(np.array(good) * 1e3, [50, 99]) if good else [None, None]
@@ -183,14 +182,6 @@ def measure_spike(stack: WorkerStack, client: EmbeddingClient, texts: Iterator[s
         mean_batch=round(computed / batches, 1) if batches else 0.0,
         expired_texts=expired, late_texts=late,
         late_share=round(late / computed, 4) if computed else 0.0)
-
-
-def stack_queue(stack: WorkerStack) -> str:
-    """The queue of the stack's one route."""
-    from embedq.config.registry import load_registry
-    from embedq.tasks.names import route_queue
-
-    return route_queue(load_registry(stack.config_dir).route(ROUTE))
 
 
 def with_bulk(stack: WorkerStack, client: EmbeddingClient, texts: Iterator[str], bulk: list[str],

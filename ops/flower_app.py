@@ -24,7 +24,7 @@ from embedq.config.registry import load_registry
 from embedq.config.settings import Settings, load_settings
 from embedq.ops.stack import queues_of
 from embedq.tasks.app import create_app
-from embedq.tasks.connections import redis_client
+from embedq.tasks.brokers import broker_clients, read_all
 from embedq.tasks.queue_stats import QueueStats, queue_stats
 from embedq.tasks.tls import check_settings_tls
 
@@ -78,8 +78,8 @@ def create_flower_app(settings: Settings) -> Celery:
     app = create_app(settings, name="embedq-flower")
     app.conf.task_queues = [Queue(name) for name in queues]  # type: ignore[no-untyped-call]
     check_settings_tls(settings)  # a wrong CA: one clear error, not a page that hangs
-    client = redis_client(settings.broker, master_name=settings.sentinel_master)
-    extend_broker_view(queues, lambda: queue_stats(client, queues))
+    groups = broker_clients(registry, settings, queues, socket_timeout=5.0)
+    extend_broker_view(queues, lambda: read_all(groups, queue_stats))  # every route's broker
     return app
 
 

@@ -174,6 +174,18 @@ def _start_workers(redis_url: str, queues: list[str], env: dict[str, str],
     return wait_for_workers(redis_url, workers, stopping)
 
 
+def _one_redis(registry: Registry, use_cases: Sequence[str]) -> None:
+    """`embedq up` runs one private Redis for every queue: a route that names its own broker or
+    cache would be served from somewhere its workers and readiness checks never look."""
+    routes = [registry.route(name) for name in use_cases] or list(registry.routes.values())
+    named = [route.name for route in routes if route.broker_url or route.cache_url]
+    if named:
+        raise ConfigError(f"embedq up runs one Redis for every queue, but route(s) "
+                          f"{', '.join(named)} name their own broker_url/cache_url; run their "
+                          "workers with `embedq worker` or `embedq autoscale` against those "
+                          "Redis servers, or choose other use cases with -u")
+
+
 def run_stack(
     *, flower: bool, flower_address: str, flower_port: int, concurrency: int | None,
     dashboard_port: int | None = 8050,
@@ -187,6 +199,7 @@ def run_stack(
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
     registry = load_registry(settings.config_dir)
+    _one_redis(registry, use_cases)
     children: list[subprocess.Popen[bytes]] = []
     stopping = False
 

@@ -25,11 +25,7 @@ from types import TracebackType
 import numpy as np
 import redis
 
-from embedq.config.errors import (
-    BrokerUnavailableError,
-    EmbedqError,
-    InvalidInputError,
-)
+from embedq.config.errors import EmbedqError, InvalidInputError
 from embedq.config.registry import Registry, RouteSpec, load_registry
 from embedq.config.settings import Settings, load_settings
 from embedq.producer.admission import admit, request_spec
@@ -39,6 +35,7 @@ from embedq.producer.handle import EmbedJob
 from embedq.producer.inputs import check_texts, positive
 from embedq.producer.jobs import Embeddings, Job
 from embedq.producer.streaming import check_stream, stream_jobs
+from embedq.tasks.brokers import queue_settings, route_settings
 from embedq.tasks.liveness import live_consumers
 from embedq.tasks.names import route_queue
 from embedq.tasks.queue_stats import QueueStats, queue_stats
@@ -66,6 +63,7 @@ class EmbeddingClient:
                  read_through: bool | None = None) -> None:
         self.settings = settings or load_settings()
         self.registry = registry or load_registry(self.settings.config_dir)
+        queue_settings(self.registry, self.settings)  # a route's missing ${VAR}: here, not later
         if read_through is None:
             read_through = self.settings.cache_enabled and self.settings.cache_read_through
         self.read_through = read_through
@@ -121,13 +119,14 @@ class EmbeddingClient:
         """Tell the workers that ``job``'s caller has left (its rows are skipped)."""
         connections = self._connections
         if connections is not None and connections.pid == os.getpid():
-            connections.dispatcher.cancel(job)
+            connections.link(job.spec.route).dispatcher.cancel(job)
 
     # -- routing --------------------------------------------------------------------------
 
-    def live_workers(self, queues: list[str]) -> list[int]:
-        """Live consumers per queue, in one round trip to the broker (zeros if it fails)."""
-        guard = self._connected().liveness
+    def live_workers(self, queues: list[str], route: RouteSpec | None = None) -> list[int]:
+        """Live consumers per queue of ``route`` (default: the default route), in one round
+        trip to its broker (zeros if it fails)."""
+        guard = self._connected().link(route or self.registry.route(None)).liveness
         counts = guard.run(lambda client: live_consumers(client, queues), None)
         return counts or [0] * len(queues)
 
@@ -140,7 +139,8 @@ class EmbeddingClient:
         """
         if not route.fallback:
             return route
-        counts = self.live_workers([route_queue(route.served_by(m)) for m in route.chain])
+        counts = self.live_workers([route_queue(route.served_by(m)) for m in route.chain],
+                                   route)
         live = [model for model, count in zip(route.chain, counts, strict=True) if count]
         return route.served_by(live[0] if live else route.model)
 
@@ -148,9 +148,9 @@ class EmbeddingClient:
         """The route of a use case and its queue's depth, oldest age, consumers, dead letters."""
         route = self.serving(self.registry.route(use_case))
         try:
-            (stats,) = queue_stats(self._connected().broker, [route_queue(route)])
+            (stats,) = queue_stats(self._connected().link(route).broker, [route_queue(route)])
         except (redis.RedisError, OSError) as exc:
-            raise self.broker_down(exc) from exc
+            raise broker_down(route_settings(self.settings, route), exc) from exc
         return RouteStatus(route.name, route.model, route.precision.value, stats)
 
     # -- embedding ------------------------------------------------------------------------
@@ -173,14 +173,14 @@ class EmbeddingClient:
         spec = request_spec(self.registry, route, dim, bulk=bulk, prompt_name=prompt_name,
                             prompt=prompt)
         wait = self.timeout(timeout, bulk=bulk)
-        connections = self._connected()
+        link = self._connected().link(route)
         if route.shed and not bulk:
-            admit(connections.dispatcher, route.name, route_queue(self.serving(route)), wait,
+            admit(link.dispatcher, route.name, route_queue(self.serving(route)), wait,
                   self.settings.shed_headroom)
         index = {text: row for row, text in enumerate(dict.fromkeys(items))}
         job = Job(spec, list(index), [index[text] for text in items],
                   deadline=time.time() + wait)
-        connections.dispatcher.submit(job, list(range(len(index))))
+        link.dispatcher.submit(job, list(range(len(index))))
         return EmbedJob(self, job)
 
     def embed(self, texts: Sequence[str], use_case: str | None = None, *,
@@ -264,8 +264,9 @@ class EmbeddingClient:
             None)
         wait = self.timeout(timeout, bulk=True)
         if window is None:
-            queue = route_queue(self.serving(self.registry.route(use_case)))
-            window = self.settings.max_in_flight * max(1, *self.live_workers([queue]))
+            route = self.registry.route(use_case)
+            queue = route_queue(self.serving(route))
+            window = self.settings.max_in_flight * max(1, *self.live_workers([queue], route))
         return stream_jobs(self, source, use_case, size=size, window=window, wait=wait,
                            progress=progress, dim=dim, raise_on_errors=raise_on_errors,
                            prompt_name=prompt_name, prompt=prompt)
@@ -274,11 +275,8 @@ class EmbeddingClient:
 
     def timeout_error(self, submitted: EmbedJob, waited: float) -> EmbedqError:
         """Why a job is not done after ``waited`` seconds (see `diagnosis.why_not_done`)."""
-        return why_not_done(self, self._connected(), submitted.job, waited)
-
-    def broker_down(self, exc: BaseException) -> BrokerUnavailableError:
-        """The error for a broker that cannot be reached (its URL without the password)."""
-        return broker_down(self.settings, exc)
+        job = submitted.job
+        return why_not_done(self, self._connected().link(job.spec.route), job, waited)
 
 
 def _retrieved(outcome: asyncio.Future[None]) -> None:

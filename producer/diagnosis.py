@@ -19,7 +19,7 @@ from embedq.config.errors import (
     NoLiveWorkerError,
 )
 from embedq.config.settings import Settings
-from embedq.producer.connections import Connections
+from embedq.producer.connections import BrokerLink
 from embedq.producer.jobs import Job
 from embedq.producer.replies import probe
 from embedq.tasks.connections import safe_url
@@ -40,12 +40,12 @@ def broker_down(settings: Settings, exc: BaseException) -> BrokerUnavailableErro
         "requests already sent are kept and answered once it is back")
 
 
-def why_not_done(client: EmbeddingClient, connections: Connections, job: Job, waited: float
+def why_not_done(client: EmbeddingClient, connections: BrokerLink, job: Job, waited: float
                  ) -> EmbedqError:
     """The error for ``job`` not done after ``waited`` seconds."""
     down = connections.dispatcher.broker_error or connections.listener.broker_error
     if down is not None:
-        return broker_down(client.settings, down)
+        return broker_down(connections.settings, down)
     route = job.spec.route
     messages = connections.outstanding.of_job(job)
     queue = messages[0].queue if messages else route_queue(client.serving(route))
@@ -58,7 +58,7 @@ def why_not_done(client: EmbeddingClient, connections: Connections, job: Job, wa
             consumers = live_consumers(connections.broker, [queue])[0]
             where = probe(connections.broker, messages[0]) if messages else "answered"
         except (redis.RedisError, OSError) as exc:
-            return broker_down(client.settings, exc)
+            return broker_down(connections.settings, exc)
     served = client.serving(route)
     if consumers == 0:
         return NoLiveWorkerError(

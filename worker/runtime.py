@@ -24,6 +24,7 @@ from celery import Celery
 from embedq.config.errors import EmbedqError
 from embedq.config.registry import Precision, Registry
 from embedq.config.settings import Settings
+from embedq.tasks.brokers import settings_for_queues
 from embedq.tasks.connections import database, redis_client
 from embedq.tasks.names import inflight_key, parse_queue, route_queue
 from embedq.tasks.schema import EmbedRequest
@@ -113,6 +114,9 @@ class WorkerRuntime:
     def plan(self, queues: list[str], hostname: str, processes: int, app: Celery) -> None:
         """Check every queue's model before any fork (the int8 export and split zip too)."""
         self.queues, self.hostname, self.celery = queues, hostname, app
+        # Claims, replies, heartbeats and the cache use the broker of these queues (a route may
+        # name its own); Celery's remote control stays on the app's broker.
+        self.settings = settings_for_queues(self.registry, self.settings, queues)
         self.processes = max(1, processes)
         self.main_pid = os.getpid()
         for queue in queues:

@@ -1,10 +1,11 @@
 """The autoscaler's loop: observe every queue, decide (`policy.decide`), start or stop workers.
 
-Each tick reads the broker in two round trips (`queue_stats` and `texts_waiting`) and each of
-its own workers' ``/metrics``; each change is logged as one ``autoscale_decision`` JSON line
-(queue, from, to, reason) and the sizes are gauges (``embedq_autoscale_pool_size``,
-``embedq_autoscale_texts_per_s_per_process``) on ``--metrics-port``. It runs the workers of one
-host; on Kubernetes KEDA makes the same decision per queue (`embedq.ops.k8s`).
+Each tick reads each broker (a route may name its own) in two round trips (`queue_stats` and
+`texts_waiting`) and each of its own workers' ``/metrics``; each change is logged as one
+``autoscale_decision`` JSON line (queue, from, to, reason) and the sizes are gauges
+(``embedq_autoscale_pool_size``, ``embedq_autoscale_texts_per_s_per_process``) on
+``--metrics-port``. It runs the workers of one host; on Kubernetes KEDA makes the same decision
+per queue (`embedq.ops.k8s`).
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ import redis
 import structlog
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
+from embedq.config.registry import load_registry
 from embedq.config.settings import Settings
 from embedq.ops.autoscale.policy import Decision, Observation, Policy, PoolMemory, decide
 from embedq.ops.autoscale.pools import Pool
 from embedq.ops.autoscale.rates import RateMeter
 from embedq.ops.k8s.sizing import footprint
-from embedq.tasks.connections import redis_client
+from embedq.tasks.brokers import broker_clients, read_all
 from embedq.tasks.names import parse_queue
 from embedq.tasks.queue_stats import queue_stats
 from embedq.tasks.queue_texts import texts_waiting
@@ -61,8 +63,8 @@ class Autoscaler:
                  env: dict[str, str], *, keep: Sequence[str] = (), initial: int = 0) -> None:
         self.queues = list(queues)
         self.policy = policy
-        self.client = redis_client(settings.broker, master_name=settings.sentinel_master,
-                                   socket_timeout=5.0)
+        self.brokers = broker_clients(load_registry(settings.config_dir), settings, queues,
+                                      socket_timeout=5.0)
         self.pools = {q: Pool(q, env) for q in self.queues}
         self.memory = {q: PoolMemory(min_size=1 if q in keep else 0) for q in self.queues}
         self.meters = {q: RateMeter(_prior(q)) for q in self.queues}
@@ -85,10 +87,10 @@ class Autoscaler:
 
     def observe(self, now: float) -> list[Observation]:
         """What every queue looks like now (and the rate meters updated)."""
-        stats = queue_stats(self.client, self.queues)
-        waiting = texts_waiting(self.client, self.queues)
+        read = read_all(self.brokers, lambda client, names: list(zip(
+            queue_stats(client, names), texts_waiting(client, names), strict=True)))
         found = []
-        for stat, texts in zip(stats, waiting, strict=True):
+        for stat, texts in read:
             pool, meter = self.pools[stat.queue], self.meters[stat.queue]
             backoff = self.backoff[stat.queue]
             if pool.reap():

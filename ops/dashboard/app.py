@@ -13,13 +13,15 @@ import structlog
 
 from embedq.config.registry import Registry, load_registry
 from embedq.config.settings import Settings
+from embedq.config.urls import safe_url
 from embedq.ops.dashboard.exporter import queue_registry
 from embedq.ops.dashboard.sampler import Sampler, Sources
-from embedq.ops.dashboard.scrape import worker_totals
+from embedq.ops.dashboard.scrape import Totals, worker_totals
 from embedq.ops.dashboard.server import make_server
 from embedq.ops.dashboard.texts_gauge import texts_reader
 from embedq.ops.evaluation.results import latest
 from embedq.ops.stack import queues_of
+from embedq.tasks.brokers import broker_clients, read_all
 from embedq.tasks.connections import redis_client
 from embedq.tasks.names import route_queue
 from embedq.tasks.queue_stats import queue_stats
@@ -44,14 +46,23 @@ def _evaluation(client: redis.Redis) -> list[dict[str, Any]]:
 
 
 def build_sources(settings: Settings, registry: Registry) -> Sources:
-    """Figures from the broker Redis and the workers' exporters; never from a model."""
-    client = redis_client(settings.broker, master_name=settings.sentinel_master,
-                          socket_timeout=2.0)
-    queues = queues_of(registry)
-    return Sources(queue_stats=lambda: queue_stats(client, queues),
-                   worker_totals=lambda: worker_totals(client),
-                   evaluation=lambda: _evaluation(client),
-                   routes_of=routes_by_queue(registry))
+    """Figures from the broker Redis (each route's) and the workers' exporters; never from a
+    model. Workers advertise their ``/metrics`` on their queue's broker, so every broker is
+    asked; evaluation results live on the default broker."""
+    groups = broker_clients(registry, settings, queues_of(registry), socket_timeout=2.0)
+    default = redis_client(settings.broker, master_name=settings.sentinel_master,
+                           socket_timeout=2.0)
+
+    def totals() -> dict[str, dict[str, Totals]]:
+        return {url: found for _, client, _ in groups
+                for url, found in worker_totals(client).items()}
+
+    return Sources(queue_stats=lambda: read_all(groups, queue_stats),
+                   worker_totals=totals,
+                   evaluation=lambda: _evaluation(default),
+                   routes_of=routes_by_queue(registry),
+                   brokers_of={q: safe_url(own.broker) for own, _, queues in groups
+                               for q in queues})
 
 
 def serve_forever(settings: Settings, host: str, port: int,
@@ -61,8 +72,11 @@ def serve_forever(settings: Settings, host: str, port: int,
     registry = load_registry(settings.config_dir)
     sources = build_sources(settings, registry)
     sampler = Sampler(sources)
-    texts = texts_reader(redis.Redis.from_url(settings.broker, socket_timeout=2.0),
-                         queues_of(registry))
+    groups = broker_clients(registry, settings, queues_of(registry), socket_timeout=2.0)
+
+    def texts() -> list[tuple[str, int]]:
+        return read_all(groups, lambda client, queues: texts_reader(client, queues)())
+
     server = make_server(host, port, sampler, queue_registry(sources.queue_stats, texts),
                          settings.dashboard_user, settings.dashboard_password)
 

@@ -1,6 +1,6 @@
 """The dashboard's memory: a reading every few seconds, kept for the last minutes.
 
-One thread reads every queue's figures from Redis (one pipelined round trip) and every
+One thread reads every queue's figures from Redis (one pipelined round trip per broker) and every
 worker's ``/metrics``, and keeps the readings in a ring. The page's table compares the newest
 reading with the one a minute earlier; its charts compare each reading with the one
 ``CHART_STEP`` readings before it, so short spikes are smoothed but not hidden.
@@ -12,7 +12,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from embedq.ops.dashboard.rates import combine, difference, hit_rates, quantile
@@ -42,6 +42,7 @@ class Sources:
     worker_totals: Callable[[], dict[str, dict[str, Totals]]]
     evaluation: Callable[[], list[dict[str, Any]]]
     routes_of: dict[str, list[str]]  # queue -> the routes that send to it
+    brokers_of: dict[str, str] = field(default_factory=dict)  # queue -> its broker, no password
 
 
 def _window(old: Reading, new: Reading, queue: str) -> Totals:
@@ -149,6 +150,7 @@ class Sampler:
         before = self._before(readings, len(readings) - 1, RATE_WINDOW_S)
         table = [
             {**asdict(stats), "routes": self.sources.routes_of.get(stats.queue, []),
+             "broker": self.sources.brokers_of.get(stats.queue, ""),
              **_rates(before, newest, stats.queue)}
             for stats in newest.stats
         ]

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from embedq.ops.k8s.route_redis import RouteRedis, env_of
+
 CONFIG_DIR = "/etc/embedq"
 MODELS_DIR = "/models"
 BROKER = "embedq-broker"
@@ -36,6 +38,7 @@ class Options:
     idle_to_zero_s: int = 300
     cache_maxmemory: str = "1gb"
     broker_storage: str = "8Gi"
+    route_redis: tuple[RouteRedis, ...] = ()  # filled by the render from routes.json
 
 
 def labels(component: str, queue: str | None = None) -> dict[str, str]:
@@ -62,11 +65,13 @@ def secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
 
 
 def shared_env(options: Options) -> list[dict[str, Any]]:
-    """Broker and cache URLs (password from the Secret), config, model cache, JSON logs."""
+    """Broker and cache URLs (password from the Secret; the routes' own too), config, model
+    cache, JSON logs."""
     return [
         secret_env("REDIS_PASSWORD", "embedq-redis", "password"),
         {"name": "EMBEDQ_REDIS_URL", "value": f"redis://:$(REDIS_PASSWORD)@{BROKER}:6379/0"},
         {"name": "EMBEDQ_CACHE_URL", "value": f"redis://:$(REDIS_PASSWORD)@{CACHE}:6379/0"},
+        *env_of(options.route_redis),  # the routes' own brokers and caches, by variable
         {"name": "EMBEDQ_CONFIG_DIR", "value": CONFIG_DIR},
         {"name": "EMBEDQ_MODEL_CACHE_DIR", "value": MODELS_DIR},
         {"name": "EMBEDQ_LOG_FORMAT", "value": "json"},

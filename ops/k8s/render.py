@@ -1,6 +1,7 @@
 """Render the manifests for the configured routes into a folder a user can `kubectl apply`.
 
-One file per role, in apply order: the config, the two Redis, one Deployment and one KEDA
+One file per role, in apply order: the config, the two Redis (and those routes name for
+themselves, `route_redis`), one Deployment and one KEDA
 ScaledObject per queue (``embedq routes`` lists them), the gateway, the dashboard, Flower. A
 ``README.txt`` beside them names the Secrets to create first and what scales on what.
 """
@@ -8,6 +9,7 @@ ScaledObject per queue (``embedq routes`` lists them), the gateway, the dashboar
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ import yaml
 from embedq.config.registry import Registry
 from embedq.ops.k8s import services
 from embedq.ops.k8s.objects import SECRETS, Options
+from embedq.ops.k8s.route_redis import route_redis
 from embedq.ops.k8s.sizing import footprint
 from embedq.ops.k8s.workers import (
     BUSY_PER_REPLICA,
@@ -52,12 +55,16 @@ def render(registry: Registry, config_dir: Path | None,
            options: Options) -> dict[str, list[dict[str, Any]]]:
     """File name -> the objects it holds."""
     keep = chained_queues(registry)
+    options = replace(options, route_redis=tuple(route_redis(registry)))
     files: dict[str, list[dict[str, Any]]] = {
         "00-config.yaml": [services.config_map(_raw(config_dir, "models.json"),
                                                _raw(config_dir, "routes.json"), options)],
         "10-redis-broker.yaml": services.broker(options),
         "11-redis-cache.yaml": services.cache(options),
     }
+    for server in options.route_redis:  # a route's own broker or cache (`route_redis`)
+        make = services.broker if server.role == "broker" else services.cache
+        files[f"12-{server.name}.yaml"] = make(options, server.name, server.component)
     for queue in queues_of(registry):
         plan = plan_of(queue, queue in keep)
         files[f"20-{worker_name(plan)}.yaml"] = [deployment(plan, options),

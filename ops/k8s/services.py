@@ -55,33 +55,35 @@ def _redis_container(args: list[str], mounts: list[dict[str, Any]]) -> dict[str,
             "volumeMounts": mounts}
 
 
-def broker(options: Options) -> list[dict[str, Any]]:
-    """The broker Redis: AOF every second, never evicts, on a persistent volume."""
+def broker(options: Options, name: str = BROKER, component: str = "broker"
+           ) -> list[dict[str, Any]]:
+    """A broker Redis: AOF every second, never evicts, on a persistent volume."""
     container = _redis_container(["--appendonly", "yes", "--appendfsync", "everysec",
                                   "--maxmemory-policy", "noeviction", "--dir", "/data"],
                                  [{"name": "data", "mountPath": "/data"}])
     container["resources"] = {"requests": {"cpu": "500m", "memory": "512Mi"}}
-    selector = labels("broker")
+    selector = labels(component)
     return [{
         "apiVersion": "apps/v1", "kind": "StatefulSet",
-        "metadata": metadata(BROKER, options, selector),
-        "spec": {"serviceName": BROKER, "replicas": 1, "selector": {"matchLabels": selector},
+        "metadata": metadata(name, options, selector),
+        "spec": {"serviceName": name, "replicas": 1, "selector": {"matchLabels": selector},
                  "template": {"metadata": {"labels": selector},
                               "spec": {"containers": [container]}},
                  "volumeClaimTemplates": [{
                      "metadata": {"name": "data"},
                      "spec": {"accessModes": ["ReadWriteOnce"],
                               "resources": {"requests": {"storage": options.broker_storage}}}}]},
-    }, service(BROKER, options, "broker", 6379)]
+    }, service(name, options, component, 6379)]
 
 
-def cache(options: Options) -> list[dict[str, Any]]:
-    """The cache Redis: nothing on disk, least-frequently-used eviction under maxmemory."""
+def cache(options: Options, name: str = CACHE, component: str = "cache"
+          ) -> list[dict[str, Any]]:
+    """A cache Redis: nothing on disk, least-frequently-used eviction under maxmemory."""
     container = _redis_container(["--save", "", "--appendonly", "no", "--maxmemory",
                                   options.cache_maxmemory, "--maxmemory-policy", "allkeys-lfu"],
                                  [])
-    return [_deployment(CACHE, options, "cache", container, with_config=False),
-            service(CACHE, options, "cache", 6379)]
+    return [_deployment(name, options, component, container, with_config=False),
+            service(name, options, component, 6379)]
 
 
 def _deployment(name: str, options: Options, component: str, container: dict[str, Any], *,

@@ -145,3 +145,35 @@ def test_the_command_writes_the_files(tmp_path):
                           capture_output=True, text=True, check=True)
     assert "README.txt" in done.stdout
     assert "kubectl apply -f ." in (tmp_path / "README.txt").read_text()
+
+
+def test_a_route_broker_named_by_variable_is_rendered_and_given_to_every_pod(tmp_path):
+    """``"broker_url": "${VAR}"``: the render owns that Redis (its own StatefulSet, Service and
+    selector) and every embedq pod gets VAR pointing at it; a spelled-out URL is the user's."""
+    folder = write_config(tmp_path / "config", {m: HASHING_MODEL for m in "abc"}, {
+        "near": {"model": "a", "precision": "fp32"},
+        "etl": {"model": "b", "precision": "fp32", "broker_url": "${EMBEDQ_ETL_BROKER_URL}",
+                "cache_url": "${EMBEDQ_ETL_CACHE_URL}"},
+        "outside": {"model": "c", "precision": "fp32",
+                    "broker_url": "rediss://redis.example:6380/0"}}, default="near")
+    out = tmp_path / "k8s"
+    write(load_registry(folder), folder, Options(), out)
+    keda = _keda_validator()
+    documents = _documents(out)
+    for document in documents:
+        _validate(document, keda)
+    brokers = [d for d in documents if d["kind"] == "StatefulSet"]
+    assert [d["metadata"]["name"] for d in brokers] == ["embedq-broker", "embedq-broker-etl"]
+    selectors = [str(d["spec"]["selector"]) for d in documents if d["kind"] == "Deployment"]
+    assert len(selectors) == len(set(selectors))  # no two Deployments select the same pods
+    assert (out / "12-embedq-cache-etl.yaml").exists()
+    containers = [c for d in documents if d["kind"] == "Deployment"
+                  for c in d["spec"]["template"]["spec"]["containers"] if c["name"] != "redis"]
+    assert containers
+    for container in containers:
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["EMBEDQ_ETL_BROKER_URL"] == \
+            "redis://:$(REDIS_PASSWORD)@embedq-broker-etl:6379/0"
+        assert env["EMBEDQ_ETL_CACHE_URL"] == "redis://:$(REDIS_PASSWORD)@embedq-cache-etl:6379/0"
+        names = [e["name"] for e in container["env"]]
+        assert names.index("REDIS_PASSWORD") < names.index("EMBEDQ_ETL_BROKER_URL")

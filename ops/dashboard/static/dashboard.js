@@ -33,6 +33,7 @@ function fmtHits(rates) {
 const QUEUE_COLUMNS = [
   ["queue", (q) => q.queue, () => "text"],
   ["routes", (q) => q.routes.join(", "), () => "text"],
+  ["broker", (q) => q.broker, () => "text"],
   ["depth", (q) => String(q.depth)],
   ["oldest", (q) => fmtSeconds(q.oldest_age_s)],
   ["consumers", (q) => String(q.consumers), (q) => (q.consumers === 0 ? "bad" : "")],

@@ -168,8 +168,11 @@ class Dispatcher:
         unknown). Under load this costs a caller a few per cent of its queueing time and
         turns many small messages into few full ones, which the producer, Redis and the
         workers each handle at a fraction of the cost per text."""
-        waits = [self.load.wait_s(route_queue(self.serving(spec.route)))
-                 for spec in {item.job.spec for item in taken}]
+        try:
+            waits = [self.load.wait_s(route_queue(self.serving(spec.route)))
+                     for spec in {item.job.spec for item in taken}]
+        except Exception:  # a group that cannot be routed fails its own callers in _prepare
+            return 0.0
         if not waits or None in waits:
             return 0.0
         ahead = min(w for w in waits if w is not None)

@@ -276,7 +276,8 @@ def test_under_load_callers_share_messages(broker, redis_server, hashing_config)
             for n in range(count):
                 client.submit([f"caller {n} {time.time()}"], timeout=600)
                 time.sleep(0.004)
-            wait_until(lambda: len(client._connected().outstanding) >= 2)
+            link = client._connected().link(client.registry.route(None))
+            wait_until(lambda: len(link.outstanding) >= 2)
             time.sleep(0.2)
             return broker.llen(QUEUE) - before - 1
 

@@ -20,7 +20,7 @@ from embedq.config.errors import EmbedTimeoutError, OverloadedError, PayloadErro
 from embedq.tasks.names import backlog_key, bulk_queue, cancel_key, live_key, rate_key
 from embedq.tasks.schema import EmbedRequest
 from embedq.tasks.wire import DROPPED_ROW, Reply
-from tests.support import make_client, wait_for_consumers, wait_until
+from tests.support import HASHING_MODEL, make_client, wait_for_consumers, wait_until, write_config
 
 QUEUE = "embed.hashing.fp32"
 
@@ -265,24 +265,25 @@ def test_requests_leave_no_reference_cycles(broker, redis_server, start_worker, 
     assert not {"Job", "Future", "EmbedJob", "Condition"} & set(cyclic), cyclic.most_common(10)
 
 
-def test_under_load_callers_share_messages(broker, redis_server, hashing_config):
-    """With work queued ahead (here 100 s of it, nobody consuming), callers who arrive a few
-    milliseconds apart travel in one message; on an idle queue each goes out at once."""
+def test_under_load_callers_share_messages(broker, redis_server, tmp_path):
+    """With work queued ahead (100 s of it, on a queue nobody consumes), callers who arrive a
+    few milliseconds apart travel in one message; with no load known each goes out at once."""
+    config = write_config(tmp_path, {"lonely": HASHING_MODEL}, {"r": {"model": "lonely"}}, "r")
+    queue = "embed.lonely.fp32"
+
     def messages_for(count: int) -> int:
-        before = broker.llen(QUEUE)
-        with make_client(redis_server.url, hashing_config, cache_enabled=False) as client:
-            client.submit(["the first: it reads the load"], timeout=600)
-            wait_until(lambda: broker.llen(QUEUE) == before + 1)
+        with make_client(redis_server.url, config, cache_enabled=False) as client:
+            first = client.submit(["the first: it reads the load"], timeout=600)
+            wait_until(lambda: bool(first.job.task_ids))
+            jobs = []
             for n in range(count):
-                client.submit([f"caller {n} {time.time()}"], timeout=600)
+                jobs.append(client.submit([f"caller {n} {time.time()}"], timeout=600))
                 time.sleep(0.004)
-            link = client._connected().link(client.registry.route(None))
-            wait_until(lambda: len(link.outstanding) >= 2)
-            time.sleep(0.2)
-            return broker.llen(QUEUE) - before - 1
+            wait_until(lambda: all(job.job.task_ids for job in jobs))
+            return len({task for job in jobs for task in job.job.task_ids})
 
     assert messages_for(5) >= 4  # no load known: nothing waits
-    broker.hset(rate_key(QUEUE), "a-consumer", "10")
-    broker.zadd(live_key(QUEUE), {"a-consumer": time.time() + 60})
-    broker.set(backlog_key(QUEUE), 1000)
+    broker.hset(rate_key(queue), "a-consumer", "10")
+    broker.zadd(live_key(queue), {"a-consumer": time.time() + 60})
+    broker.set(backlog_key(queue), 1000)
     assert messages_for(5) <= 2

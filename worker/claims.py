@@ -99,6 +99,10 @@ class QueueClaims:
         self.inflight = inflight_key(queue, consumer)
         self._claim = client.register_script(CLAIM_LUA)
         self._restore = client.register_script(RESTORE_LUA)
+        self._moved = 0  # messages blocking waits moved in flight that no claim has read yet
+        #: True when the last claim saw the interactive and the bulk list empty: the consumer
+        #: can block at once instead of claiming again first.
+        self.drained = False
 
     def wait(self, timeout_s: float) -> bool:
         """Block up to ``timeout_s`` for an interactive message and move it in flight; False if
@@ -106,11 +110,15 @@ class QueueClaims:
         work flows the consumer waits only briefly, see `Consumer`)."""
         moved = self.client.blmove(self.queue, self.inflight, timeout_s,  # type: ignore[arg-type]
                                    "RIGHT", "LEFT")  # redis-py says int; Redis takes seconds
-        return moved is not None
+        if moved is None:
+            return False
+        self._moved += 1  # the next claim reads it (and counts its delivery)
+        return True
 
     def held(self) -> list[Claimed]:
         """What this consumer's in-flight list still holds (after an interrupted batch), with
         the delivery counts already recorded for it, oldest first."""
+        self._moved = 0  # all of the list is returned: nothing is left for a claim to read
         raws = blob_list(self.client.lrange(self.inflight, 0, -1))[::-1]
         if not raws:
             return []
@@ -124,14 +132,17 @@ class QueueClaims:
 
         ``already`` messages (holding ``texts`` live texts) were moved in flight by earlier
         calls for the same batch; what a blocking wait moved in since is claimed now.
+        Afterwards `drained` says whether both lists were seen empty.
         """
         keys = [self.queue, bulk_queue(self.queue), self.inflight, deliveries_key(self.queue),
                 backlog_key(self.queue), cancel_key(self.queue), dead_key(self.queue)]
         args: list[str | bytes | int | float] = [
             policy.claim_texts, policy.claim_messages, policy.max_deliveries, time.time(),
             already, DEAD_MARK, TEXTS_HEADER, DEADLINE_HEADER, ENQUEUED_HEADER,
-            policy.lifo_after_s, _CLEAR_MOST, texts, RECORD_VERSION]
-        rows = self._claim(keys=keys, args=args)
+            policy.lifo_after_s, _CLEAR_MOST, texts, RECORD_VERSION, self._moved]
+        rows, more = self._claim(keys=keys, args=args)
+        self._moved = 0
+        self.drained = not more
         return [Claimed(bytes(raw), int(count), cast(State, state.decode()), int(texts),
                         bytes(mark), bool(bulk)) for raw, count, state, texts, mark, bulk in rows]
 

@@ -196,8 +196,8 @@ CLAIM_CHECKS: dict[str, tuple[ClaimCheck, tuple[str, str]]] = {
     "poison dead-lettered": (_poison_marked_dead,
                              ("if n < 0 or n > limit then", "if n < 0 then")),
     "a bulk suspect alone": (_bulk_suspect_claimed_alone,
-                             ("if suspect and (total > 0 or #held > 0) then break end",
-                              "if suspect then break end")),
+                             ("if suspect and (total > 0 or held > 0) then",
+                              "if suspect then")),
 }
 
 

@@ -9,8 +9,9 @@
 --       (texts, deadline, enqueued-at), then the age (s) of the oldest interactive message past
 --       which the newest is served first (0: never), then the most expired messages to clear
 --       per call, then the live texts earlier calls of this batch claimed, then the dead-letter
---       record version (tasks.wire.RECORD_VERSION: the record is DeadLetter's layout), then how
---       many messages blocking waits moved in flight since the last call (the newest ones).
+--       record version (tasks.wire.RECORD_VERSION: the record is DeadLetter's layout), then
+--       the messages blocking waits moved in flight since the last call, oldest first (BLMOVE
+--       answered them: passing them back saves reading the in-flight list).
 --
 -- Returns {rows, more}: a row {raw, deliveries, state, texts, cancel mark or '', 1 if from the
 -- bulk list else 0} per message moved in flight (the mark saves the consumer a round trip), and
@@ -22,9 +23,10 @@
 -- the caller only tells its producer. Texts are counted from the envelope's JSON headers
 -- (cjson), exactly as the Python side reads them.
 --
--- Every Redis command here is one the broker runs per claim (INFO commandstats counts them):
--- a message costs its LMOVE and one HINCRBY; a claim one LINDEX of the oldest message (expiry,
--- LIFO and emptiness in one look), one HMGET of the cancellation marks and one backlog write.
+-- Every Redis command here is one the broker runs (INFO commandstats counts them), so a claim
+-- costs a fixed few whatever its size: one LINDEX of the oldest message (expiry, LIFO and
+-- emptiness in one look), five per list it takes from (see `take`), one HMGET of the
+-- cancellation marks and one backlog write; a message a blocking wait moved costs one HINCRBY.
 local budget, most, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local now, already, dead_mark = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local TEXTS, DEADLINE, ENQUEUED = ARGV[7], ARGV[8], ARGV[9]
@@ -32,7 +34,7 @@ local lifo_after, clear_most = tonumber(ARGV[10]), tonumber(ARGV[11])
 local queue, bulk, inflight, deliveries, backlog = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local cancels, dead = KEYS[6], KEYS[7]
 local record_version = tonumber(ARGV[13])
-local moved = tonumber(ARGV[14]) or 0
+local new = {unpack(ARGV, 14)}
 
 local function headers(raw)
   local ok, envelope = pcall(cjson.decode, raw)
@@ -55,7 +57,7 @@ local function expired(h)
   return deadline ~= nil and deadline <= now
 end
 
-local held = already + moved
+local held = already + #new
 local out, total, count, alone, drained = {}, tonumber(ARGV[12]), held, false, 0
 local from_bulk = 0
 local marked = {}  -- {row, message id} of live rows: their cancel marks are read in one HMGET
@@ -67,14 +69,14 @@ local function delivery(id)
   if type(n) ~= 'number' then return -1 end
   return n
 end
-local function deliver(raw, n, n_texts, h)
+local function deliver(raw, n, n_texts, h, in_flight)
   if n < 0 or n > limit then
     local why = 'sent again after it was dead-lettered'
     if n > 0 then
       why = 'delivered ' .. (n - 1) .. ' times, and each delivery ended with the worker ' ..
         'process dead (killed, out of memory or crashed); a poison message?'
     end
-    redis.call('LREM', inflight, 1, raw)
+    if in_flight then redis.call('LREM', inflight, 1, raw) end
     redis.call('HSET', deliveries, redis.sha1hex(raw), dead_mark)
     redis.call('LPUSH', dead, cmsgpack.pack({record_version, why, queue, now, math.max(0, n - 1), raw}))
     out[#out + 1] = {raw, math.max(0, n - 1), n < 0 and 'redead' or 'dead', n_texts, '', from_bulk}
@@ -84,21 +86,18 @@ local function deliver(raw, n, n_texts, h)
   end
 end
 
--- What blocking waits moved in since the last call: the newest `moved` of the in-flight list.
-if moved > 0 then
-  local new = redis.call('LRANGE', inflight, 0, moved - 1)
-  for i = #new, 1, -1 do
-    local h = headers(new[i])
-    local n = texts(h)
-    drained = drained + n  -- a blocking wait takes from the interactive queue only
-    if expired(h) then
-      out[#out + 1] = {new[i], 0, 'expired', n, '', 0}
-    else
-      total = total + n
-      local d = delivery(redis.sha1hex(new[i]))
-      deliver(new[i], d, n, h)
-      if d > 1 then alone = true end
-    end
+-- What blocking waits moved in since the last call.
+for i = 1, #new do
+  local h = headers(new[i])
+  local n = texts(h)
+  drained = drained + n  -- a blocking wait takes from the interactive queue only
+  if expired(h) then
+    out[#out + 1] = {new[i], 0, 'expired', n, '', 0}
+  else
+    total = total + n
+    local d = delivery(redis.sha1hex(new[i]))
+    deliver(new[i], d, n, h, true)
+    if d > 1 then alone = true end
   end
 end
 
@@ -123,36 +122,66 @@ if lifo_after > 0 and oldest then
 end
 
 local empty = {[queue] = not oldest, [bulk] = false}
-for _, source in ipairs({{queue, side}, {bulk, 'RIGHT'}}) do
-  local list, from = source[1], source[2]
-  if list == bulk then from_bulk = 1 end
-  while not empty[list] and not alone and total < budget and count < most do
-    local raw = redis.call('LMOVE', list, inflight, from, 'LEFT')
-    if not raw then empty[list] = true break end
+
+-- Take messages from one end of a list, up to the budget, in a fixed few commands however many:
+-- one LRANGE to look, one HMGET of their delivery counts, then one LTRIM, one LPUSH into flight
+-- and one HSET of the new counts. A message delivered before (its worker process died on it) is
+-- a poison suspect: it is claimed alone, as the first of a claim of its own, else left where it
+-- is. A dead one goes from the list straight to the dead letters.
+local function take(list, from)
+  local room = most - count
+  if empty[list] or alone or total >= budget or room <= 0 then return end
+  local raws
+  if from == 'RIGHT' then
+    raws = redis.call('LRANGE', list, -room, -1)
+    for i = 1, math.floor(#raws / 2) do raws[i], raws[#raws + 1 - i] = raws[#raws + 1 - i], raws[i] end
+  else
+    raws = redis.call('LRANGE', list, 0, room - 1)
+  end
+  if #raws == 0 then empty[list] = true return end
+  local ids = {}
+  for i, raw in ipairs(raws) do ids[i] = redis.sha1hex(raw) end
+  local counts = redis.call('HMGET', deliveries, unpack(ids))
+  local taken, inflight_raws, bumps = 0, {}, {}
+  for i, raw in ipairs(raws) do
+    if alone or total >= budget then break end
     local h = headers(raw)
     local n = texts(h)
+    local seen = counts[i]
+    if not expired(h) and seen and (total > 0 or held > 0) then break end
+    taken = taken + 1
+    count = count + 1
     if list == queue then drained = drained + n end
     if expired(h) then
-      count = count + 1
+      inflight_raws[#inflight_raws + 1] = raw
       out[#out + 1] = {raw, 0, 'expired', n, '', from_bulk}
     else
-      -- A message delivered before (its worker process died on it) is a poison suspect: it is
-      -- claimed alone, as the first of a claim of its own; else it goes back where it was.
-      local d = delivery(redis.sha1hex(raw))
-      local suspect = d ~= 1
-      if suspect and (total > 0 or held > 0) then
-        redis.call('LMOVE', inflight, list, 'LEFT', from)
-        if d > 1 then redis.call('HINCRBY', deliveries, redis.sha1hex(raw), -1) end
-        if list == queue then drained = drained - n end
-        break
-      end
-      count = count + 1
+      local d = 1
+      if seen == dead_mark then d = -1 elseif seen then d = (tonumber(seen) or 0) + 1 end
       total = total + n
-      deliver(raw, d, n, h)
-      if suspect then alone = true end
+      if d >= 0 and d <= limit then
+        inflight_raws[#inflight_raws + 1] = raw
+        bumps[#bumps + 1] = ids[i]
+        bumps[#bumps + 1] = d
+      end
+      deliver(raw, d, n, h, false)
+      if seen then alone = true end
     end
   end
+  if taken == #raws and #raws < room then empty[list] = true end
+  if taken == 0 then return end
+  if from == 'RIGHT' then
+    redis.call('LTRIM', list, 0, -taken - 1)
+  else
+    redis.call('LTRIM', list, taken, -1)
+  end
+  if #inflight_raws > 0 then redis.call('LPUSH', inflight, unpack(inflight_raws)) end
+  if #bumps > 0 then redis.call('HSET', deliveries, unpack(bumps)) end
 end
+
+take(queue, side)
+from_bulk = 1
+take(bulk, 'RIGHT')
 
 if #marked > 0 then
   local ids = {}

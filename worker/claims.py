@@ -99,7 +99,7 @@ class QueueClaims:
         self.inflight = inflight_key(queue, consumer)
         self._claim = client.register_script(CLAIM_LUA)
         self._restore = client.register_script(RESTORE_LUA)
-        self._moved = 0  # messages blocking waits moved in flight that no claim has read yet
+        self._moved: list[bytes] = []  # what blocking waits moved in flight, not yet claimed
         #: True when the last claim saw the interactive and the bulk list empty: the consumer
         #: can block at once instead of claiming again first.
         self.drained = False
@@ -112,13 +112,13 @@ class QueueClaims:
                                    "RIGHT", "LEFT")  # redis-py says int; Redis takes seconds
         if moved is None:
             return False
-        self._moved += 1  # the next claim reads it (and counts its delivery)
+        self._moved.append(moved)  # the next claim counts its delivery
         return True
 
     def held(self) -> list[Claimed]:
         """What this consumer's in-flight list still holds (after an interrupted batch), with
         the delivery counts already recorded for it, oldest first."""
-        self._moved = 0  # all of the list is returned: nothing is left for a claim to read
+        self._moved = []  # all of the list is returned: nothing is left for a claim to read
         raws = blob_list(self.client.lrange(self.inflight, 0, -1))[::-1]
         if not raws:
             return []
@@ -139,9 +139,9 @@ class QueueClaims:
         args: list[str | bytes | int | float] = [
             policy.claim_texts, policy.claim_messages, policy.max_deliveries, time.time(),
             already, DEAD_MARK, TEXTS_HEADER, DEADLINE_HEADER, ENQUEUED_HEADER,
-            policy.lifo_after_s, _CLEAR_MOST, texts, RECORD_VERSION, self._moved]
+            policy.lifo_after_s, _CLEAR_MOST, texts, RECORD_VERSION, *self._moved]
         rows, more = self._claim(keys=keys, args=args)
-        self._moved = 0
+        self._moved = []
         self.drained = not more
         return [Claimed(bytes(raw), int(count), cast(State, state.decode()), int(texts),
                         bytes(mark), bool(bulk)) for raw, count, state, texts, mark, bulk in rows]

@@ -186,8 +186,9 @@ CLAIM_CHECKS: dict[str, tuple[ClaimCheck, tuple[str, str]]] = {
     # each check, and a deliberate break of the script that it must catch
     "budget counted in texts": (_budget_in_texts, ("total = total + n", "total = total + 1")),
     "interactive before bulk": (_interactive_before_bulk,
-                                ("{{queue, side}, {bulk, 'RIGHT'}}",
-                                 "{{bulk, 'RIGHT'}, {queue, side}}")),
+                                ("take(queue, side)\nfrom_bulk = 1\ntake(bulk, 'RIGHT')",
+                                 "from_bulk = 1\ntake(bulk, 'RIGHT')\nfrom_bulk = 0\n"
+                                 "take(queue, side)")),
     "adaptive LIFO": (_newest_first_once_the_oldest_waited_too_long,
                       ("then side = 'LEFT' end", "then side = 'RIGHT' end")),
     "expired cleared, backlog kept": (_expired_cleared_and_backlog_kept,
@@ -196,8 +197,8 @@ CLAIM_CHECKS: dict[str, tuple[ClaimCheck, tuple[str, str]]] = {
     "poison dead-lettered": (_poison_marked_dead,
                              ("if n < 0 or n > limit then", "if n < 0 then")),
     "a bulk suspect alone": (_bulk_suspect_claimed_alone,
-                             ("if suspect and (total > 0 or held > 0) then",
-                              "if suspect then")),
+                             ("and seen and (total > 0 or held > 0) then break end",
+                              "and seen then break end")),
 }
 
 

@@ -107,7 +107,7 @@ class RawHashing(RawModel):
         from embedq.worker.models.loading import load_encoder
 
         encoder = load_encoder(registry, model, Precision.FP32)
-        self.model = _EncodeAdapter(encoder.encode_batch)
+        self.model = _EncodeAdapter(encoder.encode_batch)  # type: ignore[assignment]  # duck
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ class _EncodeAdapter:
                                for start in range(0, len(texts), batch_size)])
 
 
-def raw_model(registry: Registry, model: str, model_cache_dir: Path | None) -> RawModel:
+def raw_model(registry: Registry, model: str, model_cache_dir: Path) -> RawModel:
     """The baseline for ``model``: sentence-transformers fp32, or the hashing model itself."""
     spec = registry.model(model)
     if isinstance(spec.source, HashingSource):

@@ -166,7 +166,7 @@ class Outbox:
                     pipe.delete(self.target.inflight)
                 else:
                     for raw in self._acked:
-                        pipe.lrem(self.target.inflight, 1, raw)
+                        pipe.lrem(self.target.inflight, 1, raw)  # type: ignore[arg-type]  # bytes
                 pipe.hdel(deliveries_key(self.target.queue),
                           *dict.fromkeys(message_id(raw) for raw in self._acked))
             if self._events:

@@ -124,19 +124,27 @@ end
 local empty = {[queue] = not oldest, [bulk] = false}
 
 -- Take messages from one end of a list, up to the budget, in a fixed few commands however many:
--- one LRANGE to look, one HMGET of their delivery counts, then one LTRIM, one LPUSH into flight
--- and one HSET of the new counts. A message delivered before (its worker process died on it) is
+-- one LRANGE to look (after one LINDEX where the list was not looked at yet), one HMGET of their
+-- delivery counts, then one LTRIM, one LPUSH into flight and one HSET of the new counts. A message delivered before (its worker process died on it) is
 -- a poison suspect: it is claimed alone, as the first of a claim of its own, else left where it
 -- is. A dead one goes from the list straight to the dead letters.
-local function take(list, from)
+local function take(list, from, sample_texts)
   local room = most - count
   if empty[list] or alone or total >= budget or room <= 0 then return end
+  if not sample_texts then
+    local sample = redis.call('LINDEX', list, from == 'RIGHT' and -1 or 0)
+    if not sample then empty[list] = true return end
+    sample_texts = texts(headers(sample))
+  end
+  -- A list's messages are alike in size (one producer's chunks): the first one's texts say how
+  -- many fit the budget, so a list of big bulk chunks is never read 64 at a time to take one.
+  local window = math.min(room, math.max(1, math.ceil((budget - total) / sample_texts)))
   local raws
   if from == 'RIGHT' then
-    raws = redis.call('LRANGE', list, -room, -1)
+    raws = redis.call('LRANGE', list, -window, -1)
     for i = 1, math.floor(#raws / 2) do raws[i], raws[#raws + 1 - i] = raws[#raws + 1 - i], raws[i] end
   else
-    raws = redis.call('LRANGE', list, 0, room - 1)
+    raws = redis.call('LRANGE', list, 0, window - 1)
   end
   if #raws == 0 then empty[list] = true return end
   local ids = {}
@@ -168,7 +176,7 @@ local function take(list, from)
       if seen then alone = true end
     end
   end
-  if taken == #raws and #raws < room then empty[list] = true end
+  if taken == #raws and #raws < window then empty[list] = true end
   if taken == 0 then return end
   if from == 'RIGHT' then
     redis.call('LTRIM', list, 0, -taken - 1)
@@ -179,9 +187,9 @@ local function take(list, from)
   if #bumps > 0 then redis.call('HSET', deliveries, unpack(bumps)) end
 end
 
-take(queue, side)
+take(queue, side, oldest and texts(oldest_h))
 from_bulk = 1
-take(bulk, 'RIGHT')
+take(bulk, 'RIGHT', nil)
 
 if #marked > 0 then
   local ids = {}

@@ -41,7 +41,7 @@ LONE_REQUEST = Counter({
     "lpush": 1, "incrby": 1, "publish": 2, "blpop": 1,
     # consumer: the blocking wait, then the claim script and what it runs (a delivery count,
     # a look at the oldest message and at the bulk list, the cancel marks, the backlog)
-    "blmove": 1, "evalsha": 1, "hincrby": 1, "lindex": 1, "lrange": 1, "hmget": 1, "set": 1,
+    "blmove": 1, "evalsha": 1, "hincrby": 1, "lindex": 2, "hmget": 1, "set": 1,
     # consumer: the batch's one MULTI (reply and its expiry, acknowledgement, task events)
     "multi": 1, "rpush": 1, "expire": 1, "del": 1, "hdel": 1, "exec": 1,
 })
@@ -51,7 +51,7 @@ LONE_REQUEST = Counter({
 # with one HMGET and one HSET of their delivery counts (HSET is a clocked name: not counted).
 SIXTEEN_IN_ONE_BATCH = Counter({
     "lpush": 2, "incrby": 1, "publish": 2, "blpop": 1, "lpop": 1,
-    "blmove": 1, "evalsha": 1, "hincrby": 1, "lindex": 1, "lrange": 2, "hmget": 2, "ltrim": 1,
+    "blmove": 1, "evalsha": 1, "hincrby": 1, "lindex": 2, "lrange": 1, "hmget": 2, "ltrim": 1,
     "set": 1,
     "multi": 1, "rpush": 1, "expire": 1, "del": 1, "hdel": 1, "exec": 1,
 })

@@ -151,12 +151,15 @@ class Consumer:
                 log.warning("messages_restored", queue=self.queue, count=restored,
                             note="claimed by a consumer that died; back at the head of the queue")
         self._busy_since = time.perf_counter()
-        bulk = time.monotonic() < self._bulk_until
-        # A busy queue is claimed from at once, without blocking first; one the last claim
-        # found empty is waited on at once (a message that came meanwhile is taken by the wait
-        # without blocking): no claim that finds nothing per request. While bulk work flows
-        # the claim comes first, as only a claim sees the bulk list.
-        claims = self._claim() if bulk or not self.claims.drained else []
+        now = time.monotonic()
+        bulk = now < self._bulk_until
+        # A busy queue is claimed from at once, without blocking first. Between lone requests
+        # (the last claim found both lists empty, the last batch one text) the consumer blocks
+        # at once instead: no claim that finds nothing per request. While traffic flows the
+        # claim comes first (measured: blocking first there cost throughput and p99 at 16
+        # threads), and while bulk work flows too, as only a claim sees the bulk list.
+        lone = self.claims.drained and now >= self._flowing_until
+        claims = self._claim() if bulk or not lone else []
         if not claims:
             if not self.claims.wait(_BULK_POLL_S if bulk else self.poll_s):
                 self.claims.drained = False  # idle: the next turn claims, finding bulk work

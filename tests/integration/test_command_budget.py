@@ -73,8 +73,9 @@ def _reply_reads(ran: Counter[str], *, at_least: int, at_most: int, expected: Co
                  times: int) -> None:
     """Check the reply listener's reads, then set them to what ``expected`` says. They follow
     thread scheduling, not the requests: the listener reads on (``LPOP``) when it sees more
-    messages unanswered, which a fast next request can make it do, and a wait that times out
-    (a second without a reply: a stalled machine) adds a ``BLPOP``."""
+    messages unanswered, which a fast next request can make it do; the broker counts a
+    ``BLPOP`` when it is sent, so the listener's next wait may fall on either side of a
+    reading; and a wait that times out (a second without a reply: a stalled machine) adds one."""
     reads = ran["blpop"] + ran["lpop"]
     assert at_least <= reads <= at_most, ran
     for name in ("blpop", "lpop"):
@@ -125,7 +126,7 @@ def test_a_lone_request_costs_the_broker_18_commands(redis_server, hashing_confi
     np.testing.assert_allclose(np.concatenate(vectors), expected_hashing(hashing_config,
                                                                          texts[3:]), atol=1e-6)
     requests = len(texts) - 3
-    _reply_reads(ran, at_least=requests, at_most=2 * requests + 2, expected=LONE_REQUEST,
+    _reply_reads(ran, at_least=requests - 1, at_most=2 * requests + 2, expected=LONE_REQUEST,
                  times=requests)
     assert ran == Counter({name: calls * requests for name, calls in LONE_REQUEST.items()})
     assert ran.total() / requests == LONE_REQUEST.total() == 18
@@ -142,6 +143,6 @@ def test_sixteen_messages_in_one_batch_cost_23_commands(redis_server, hashing_co
         vectors = _served(client, consumer, texts)
         ran = _counted(before, _calls(broker))  # before close: its last reply wait ends then
     np.testing.assert_allclose(vectors, expected_hashing(hashing_config, texts), atol=1e-6)
-    _reply_reads(ran, at_least=1, at_most=4, expected=SIXTEEN_IN_ONE_BATCH, times=1)
+    _reply_reads(ran, at_least=0, at_most=4, expected=SIXTEEN_IN_ONE_BATCH, times=1)
     assert ran == SIXTEEN_IN_ONE_BATCH
     assert ran.total() == 23  # under 1.5 per message (the per-message claim and ack of before: ~6)

@@ -25,11 +25,10 @@ from pathlib import Path
 from embedq.config.registry import load_registry
 from embedq.config.settings import load_settings
 from embedq.ops import bench_scenarios as scenarios
-from embedq.ops.bench_stack import Figure, RawModel, WorkerStack, bench_config, percentiles
+from embedq.ops.bench_stack import Figure, WorkerStack, bench_config, percentiles, raw_model
 from embedq.ops.bench_texts import generated, read_texts
 from embedq.producer.client import EmbeddingClient
 from embedq.worker.models.cpu import read_cpu_features
-from embedq.worker.models.sources import resolve_source
 
 ROUTE = "bench"  # the one route of the stack's config: the model and precision measured
 _SEQUENTIAL_MAX = 500  # one at a time is slow by nature; this many give a stable p99
@@ -161,10 +160,9 @@ def run_bench(*, model: str, precision: str, kinds: list[str], count: int,
     settings = load_settings()
     config = bench_config(Path(tempfile.mkdtemp(prefix="embedq-bench-config-")), model,
                           precision)
-    spec = load_registry(config).model(model)
     sets = {kind: _texts(kind, count, input_path) for kind in kinds}
-    raw = RawModel(resolve_source(spec, settings.model_cache_dir).location)
-    print(f"{model} {precision} worker against raw SentenceTransformer.encode fp32, "
+    raw = raw_model(load_registry(config), model, settings.model_cache_dir)
+    print(f"{model} {precision} worker against raw {raw.what}, "
           f"{read_cpu_features().describe()}, {time.strftime('%Y-%m-%d')}"
           f"{', Redis over TLS (verified, private CA)' if tls else ''}", flush=True)
     before = {kind: raw.measure(texts, 32, f", before ({kind})") for kind, texts in sets.items()}

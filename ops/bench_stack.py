@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -23,8 +24,9 @@ import numpy as np
 import psutil
 import redis
 
-from embedq.config.registry import load_registry
+from embedq.config.registry import Precision, Registry, load_registry
 from embedq.config.settings import Settings, load_settings
+from embedq.config.sources import HashingSource
 from embedq.ops.processes import stop_processes
 from embedq.ops.redis_server import RedisServer
 from embedq.ops.redis_tls import TlsRedisServer, make_certificates
@@ -61,6 +63,8 @@ def percentiles(seconds: list[float]) -> dict[str, float]:
 class RawModel:
     """Plain sentence-transformers ``encode`` with all cores, in this process: the baseline."""
 
+    what = "SentenceTransformer.encode fp32"
+
     def __init__(self, model_dir: str) -> None:
         import torch
         from sentence_transformers import SentenceTransformer
@@ -89,6 +93,42 @@ class RawModel:
         seconds = time.perf_counter() - started
         return Figure(f"raw one text a call{label}", len(texts), seconds,
                       len(texts) / seconds, latency_ms=percentiles(latencies))
+
+
+class RawHashing(RawModel):
+    """The deterministic hashing model in this process: the baseline of a queue-only bench.
+
+    Its "model" costs microseconds, so what a hashing-model run measures is the queue itself:
+    the per-request CPU of each side and the Redis commands, not a ratio worth reading."""
+
+    what = "the hashing encoder in this process"
+
+    def __init__(self, registry: Registry, model: str) -> None:  # no torch: no super()
+        from embedq.worker.models.loading import load_encoder
+
+        encoder = load_encoder(registry, model, Precision.FP32)
+        self.model = _EncodeAdapter(encoder.encode_batch)  # type: ignore[assignment]  # duck
+
+
+@dataclass(frozen=True)
+class _EncodeAdapter:
+    """``encode(texts, batch_size=n)`` over an embedq encoder's ``encode_batch``."""
+
+    encode_batch: Callable[[list[str]], np.ndarray]
+
+    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        return np.concatenate([self.encode_batch(texts[start:start + batch_size])
+                               for start in range(0, len(texts), batch_size)])
+
+
+def raw_model(registry: Registry, model: str, model_cache_dir: Path) -> RawModel:
+    """The baseline for ``model``: sentence-transformers fp32, or the hashing model itself."""
+    spec = registry.model(model)
+    if isinstance(spec.source, HashingSource):
+        return RawHashing(registry, model)
+    from embedq.worker.models.sources import resolve_source
+
+    return RawModel(resolve_source(spec, model_cache_dir).location)
 
 
 def bench_config(folder: Path, model: str, precision: str) -> Path:

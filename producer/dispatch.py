@@ -66,6 +66,14 @@ _MAX_LINGER_S = 0.02
 _LINGER_FROM_S = 0.05  # a shorter queue: send at once (below capacity nothing waits)
 
 
+def _by_key(messages: list[SentMessage]) -> dict[str, list[bytes]]:
+    """Messages' bytes grouped by the list they go to, each group in the order given."""
+    grouped: dict[str, list[bytes]] = defaultdict(list)
+    for message in messages:
+        grouped[message.key].append(message.raw)
+    return grouped
+
+
 @dataclass(frozen=True, slots=True)
 class Pending:
     """A job's rows waiting for the sender; ``alone`` keeps them out of shared messages."""
@@ -288,10 +296,11 @@ class Dispatcher:
         reads = [(queue, self.load.stale(queue)) for queue in sorted(set(added) | asked)]
         try:
             with self.client.pipeline(transaction=False) as pipe:
-                for message in messages:
-                    pipe.lpush(message.key, message.raw)
-                for message in retry:
-                    pipe.rpush(message.key, message.raw)
+                pushes = 0
+                for push, batch in ((pipe.lpush, messages), (pipe.rpush, retry)):
+                    for key, raws in _by_key(batch).items():
+                        push(key, *raws)  # one command per list, in the order sent
+                        pushes += 1
                 for message in cancels:
                     rows = [] if message.abandoned else sorted(message.cancelled)
                     pipe.hset(cancel_key(message.queue), message.task_id, msgpack.packb(rows))
@@ -302,7 +311,7 @@ class Dispatcher:
                         [task_event("task-sent", m.task_id, self._origin, name=EMBED_TASK,
                                     queue=m.queue) for m in todo], self._origin, self._db)
                     pipe.publish(channel, event)
-                answers = iter(pipe.execute()[len(todo) + 2 * len(cancels):])
+                answers = iter(pipe.execute()[pushes + 2 * len(cancels):])
         except BaseException:
             with self._wake:
                 self._unsent = todo + self._unsent

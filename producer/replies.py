@@ -1,10 +1,10 @@
 """The reply path of one producer process: a thread that reads its reply list and fills jobs.
 
 Workers push every reply for this process onto one Redis list (``RPUSH`` with an expiry, in the
-same transaction as the message's acknowledgement). This thread blocks on it (``BLPOP``) and
-takes whatever else is there in the same turn (``LPOP`` with a count), so a reply costs no
-polling, no per-task subscription and no result key left behind: a reply that has been read is
-gone, and a list nobody reads expires.
+same transaction as the message's acknowledgement). This thread blocks on it (``BLPOP``) and,
+while more are awaited, takes whatever else is there in the same turn (``LPOP`` with a count),
+so a reply costs no polling, no per-task subscription and no result key left behind: a reply
+that has been read is gone, and a list nobody reads expires.
 
 The same thread watches for lost messages. A message unanswered for ``EMBEDQ_RESEND_AFTER_S`` is
 looked for: still on its queue (waiting; with a FIFO queue nothing younger need be checked),
@@ -102,11 +102,14 @@ class ReplyListener:
         self._watch()
 
     def _take(self) -> None:
-        """Wait for a reply, deliver it at once, then whatever else came meanwhile."""
+        """Wait for a reply, deliver it at once, then whatever else came meanwhile (only while
+        other messages are unanswered: a lone request costs one read)."""
         first = blob_list(self.client.blpop([self.key], timeout=POLL_S))
         if not first:
             return
         self.deliver(first[1])
+        if not len(self.outstanding):
+            return  # a stray reply left behind is read by the next wait
         for blob in blob_list(self.client.lpop(self.key, _BATCH) or []):
             self.deliver(blob)
 

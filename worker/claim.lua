@@ -9,17 +9,24 @@
 --       (texts, deadline, enqueued-at), then the age (s) of the oldest interactive message past
 --       which the newest is served first (0: never), then the most expired messages to clear
 --       per call, then the live texts earlier calls of this batch claimed, then the dead-letter
---       record version (tasks.wire.RECORD_VERSION: the record is DeadLetter's layout).
+--       record version (tasks.wire.RECORD_VERSION: the record is DeadLetter's layout), then
+--       the messages blocking waits moved in flight since the last call, oldest first (BLMOVE
+--       answered them: passing them back saves reading the in-flight list).
 --
--- Returns {raw, deliveries, state, texts, cancel mark or '', 1 if from the bulk list else 0}
--- per message moved in flight
--- (the mark saves the consumer a round trip): state 'live' (serve it),
--- 'expired' (no caller waits: acknowledge without computing), 'dead' (delivered more than
--- allowed, each delivery ending with its worker process dead) or 'redead' (sent again after it
--- was dead-lettered). A dead message goes to the dead letters here, in the same atomic step as
--- its judgement: a worker process killed right after cannot bring it back; the caller only
--- tells its producer. Texts are counted from the envelope's
--- JSON headers (cjson), exactly as the Python side reads them.
+-- Returns {rows, more}: a row {raw, deliveries, state, texts, cancel mark or '', 1 if from the
+-- bulk list else 0} per message moved in flight (the mark saves the consumer a round trip), and
+-- more = 0 when both lists were seen empty (the consumer may then block at once), else 1.
+-- State 'live' (serve it), 'expired' (no caller waits: acknowledge without computing), 'dead'
+-- (delivered more than allowed, each delivery ending with its worker process dead) or 'redead'
+-- (sent again after it was dead-lettered). A dead message goes to the dead letters here, in the
+-- same atomic step as its judgement: a worker process killed right after cannot bring it back;
+-- the caller only tells its producer. Texts are counted from the envelope's JSON headers
+-- (cjson), exactly as the Python side reads them.
+--
+-- Every Redis command here is one the broker runs (INFO commandstats counts them), so a claim
+-- costs a fixed few whatever its size: one LINDEX of the oldest message (expiry, LIFO and
+-- emptiness in one look), five per list it takes from (see `take`), one HMGET of the
+-- cancellation marks and one backlog write; a message a blocking wait moved costs one HINCRBY.
 local budget, most, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local now, already, dead_mark = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local TEXTS, DEADLINE, ENQUEUED = ARGV[7], ARGV[8], ARGV[9]
@@ -27,6 +34,7 @@ local lifo_after, clear_most = tonumber(ARGV[10]), tonumber(ARGV[11])
 local queue, bulk, inflight, deliveries, backlog = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local cancels, dead = KEYS[6], KEYS[7]
 local record_version = tonumber(ARGV[13])
+local new = {unpack(ARGV, 14)}
 
 local function headers(raw)
   local ok, envelope = pcall(cjson.decode, raw)
@@ -49,91 +57,156 @@ local function expired(h)
   return deadline ~= nil and deadline <= now
 end
 
-local out, total, count, alone, drained = {}, tonumber(ARGV[12]), 0, false, 0
+local held = already + #new
+local out, total, count, alone, drained = {}, tonumber(ARGV[12]), held, false, 0
 local from_bulk = 0
-local function deliver(raw, id, n_texts, h)
-  local mark = type(h.id) == 'string' and redis.call('HGET', cancels, h.id) or ''
-  local n = -1
-  if redis.call('HGET', deliveries, id) ~= dead_mark then
-    n = redis.call('HINCRBY', deliveries, id, 1)
-  end
+local marked = {}  -- {row, message id} of live rows: their cancel marks are read in one HMGET
+
+-- One more delivery: the new count, or -1 for a message already dead-lettered (its entry holds
+-- the dead mark, which HINCRBY refuses).
+local function delivery(id)
+  local n = redis.pcall('HINCRBY', deliveries, id, 1)
+  if type(n) ~= 'number' then return -1 end
+  return n
+end
+local function deliver(raw, n, n_texts, h, in_flight)
   if n < 0 or n > limit then
     local why = 'sent again after it was dead-lettered'
     if n > 0 then
       why = 'delivered ' .. (n - 1) .. ' times, and each delivery ended with the worker ' ..
         'process dead (killed, out of memory or crashed); a poison message?'
     end
-    redis.call('LREM', inflight, 1, raw)
-    redis.call('HSET', deliveries, id, dead_mark)
+    if in_flight then redis.call('LREM', inflight, 1, raw) end
+    redis.call('HSET', deliveries, redis.sha1hex(raw), dead_mark)
     redis.call('LPUSH', dead, cmsgpack.pack({record_version, why, queue, now, math.max(0, n - 1), raw}))
     out[#out + 1] = {raw, math.max(0, n - 1), n < 0 and 'redead' or 'dead', n_texts, '', from_bulk}
   else
-    out[#out + 1] = {raw, n, 'live', n_texts, mark or '', from_bulk}
+    out[#out + 1] = {raw, n, 'live', n_texts, '', from_bulk}
+    if type(h.id) == 'string' then marked[#marked + 1] = {#out, h.id} end
   end
-  return n
 end
 
--- What this consumer already holds: earlier calls' messages (counted) and what a blocking wait
--- moved in since (the newest `#held - already`, not counted yet).
-local held = redis.call('LRANGE', inflight, 0, -1)
-count = #held
-for i = #held - already, 1, -1 do
-  local h = headers(held[i])
+-- What blocking waits moved in since the last call.
+for i = 1, #new do
+  local h = headers(new[i])
   local n = texts(h)
   drained = drained + n  -- a blocking wait takes from the interactive queue only
   if expired(h) then
-    out[#out + 1] = {held[i], 0, 'expired', n, '', 0}
+    out[#out + 1] = {new[i], 0, 'expired', n, '', 0}
   else
     total = total + n
-    if deliver(held[i], redis.sha1hex(held[i]), n, h) > 1 then alone = true end
+    local d = delivery(redis.sha1hex(new[i]))
+    deliver(new[i], d, n, h, true)
+    if d > 1 then alone = true end
   end
 end
 
 -- Messages nobody waits for any more are cleared from the oldest end, uncomputed.
+local oldest = redis.call('LINDEX', queue, -1)
+local oldest_h = oldest and headers(oldest)
 for _ = 1, clear_most do
-  local raw = redis.call('LINDEX', queue, -1)
-  if not raw then break end
-  local h = headers(raw)
-  if not expired(h) then break end
+  if not oldest or not expired(oldest_h) then break end
   redis.call('LMOVE', queue, inflight, 'RIGHT', 'LEFT')
-  out[#out + 1] = {raw, 0, 'expired', texts(h), '', 0}
-  drained = drained + texts(h)
+  out[#out + 1] = {oldest, 0, 'expired', texts(oldest_h), '', 0}
+  drained = drained + texts(oldest_h)
+  oldest = redis.call('LINDEX', queue, -1)
+  oldest_h = oldest and headers(oldest)
 end
 
 -- Adaptive LIFO: once the oldest waiting request has waited past the target, serve the newest
 -- first; those are the requests whose callers are still there.
 local side = 'RIGHT'
-if lifo_after > 0 then
-  local oldest = redis.call('LINDEX', queue, -1)
-  local enqueued = oldest and number(headers(oldest)[ENQUEUED])
+if lifo_after > 0 and oldest then
+  local enqueued = number(oldest_h[ENQUEUED])
   if enqueued and now - enqueued > lifo_after then side = 'LEFT' end
 end
 
-for _, source in ipairs({{queue, side}, {bulk, 'RIGHT'}}) do
-  local list, from = source[1], source[2]
-  if list == bulk then from_bulk = 1 end
-  while not alone and total < budget and count < most do
-    local raw = redis.call('LINDEX', list, from == 'RIGHT' and -1 or 0)
-    if not raw then break end
-    local id = redis.sha1hex(raw)
-    -- A message delivered before (its worker process died on it) is a poison suspect: it is
-    -- claimed alone, as the first of a claim of its own.
-    local suspect = redis.call('HEXISTS', deliveries, id) == 1
-    if suspect and (total > 0 or #held > 0) then break end
-    redis.call('LMOVE', list, inflight, from, 'LEFT')
-    count = count + 1
+local empty = {[queue] = not oldest, [bulk] = false}
+
+-- Take messages from one end of a list, up to the budget, in a fixed few commands however many:
+-- one LRANGE to look (after one LINDEX where the list was not looked at yet), one HMGET of their
+-- delivery counts, then one LTRIM, one LPUSH into flight and one HSET of the new counts. A message delivered before (its worker process died on it) is
+-- a poison suspect: it is claimed alone, as the first of a claim of its own, else left where it
+-- is. A dead one goes from the list straight to the dead letters.
+local function take(list, from, sample_texts)
+  local room = most - count
+  if empty[list] or alone or total >= budget or room <= 0 then return end
+  if not sample_texts then
+    local sample = redis.call('LINDEX', list, from == 'RIGHT' and -1 or 0)
+    if not sample then empty[list] = true return end
+    sample_texts = texts(headers(sample))
+  end
+  -- A list's messages are alike in size (one producer's chunks): the first one's texts say how
+  -- many fit the budget, so a list of big bulk chunks is never read 64 at a time to take one.
+  local window = math.min(room, math.max(1, math.ceil((budget - total) / sample_texts)))
+  local raws
+  if from == 'RIGHT' then
+    raws = redis.call('LRANGE', list, -window, -1)
+    for i = 1, math.floor(#raws / 2) do raws[i], raws[#raws + 1 - i] = raws[#raws + 1 - i], raws[i] end
+  else
+    raws = redis.call('LRANGE', list, 0, window - 1)
+  end
+  if #raws == 0 then empty[list] = true return end
+  local ids = {}
+  for i, raw in ipairs(raws) do ids[i] = redis.sha1hex(raw) end
+  local counts = redis.call('HMGET', deliveries, unpack(ids))
+  local taken, inflight_raws, bumps = 0, {}, {}
+  for i, raw in ipairs(raws) do
+    if alone or total >= budget then break end
     local h = headers(raw)
     local n = texts(h)
+    local seen = counts[i]
+    if not expired(h) and seen and (total > 0 or held > 0) then break end
+    taken = taken + 1
+    count = count + 1
     if list == queue then drained = drained + n end
     if expired(h) then
+      inflight_raws[#inflight_raws + 1] = raw
       out[#out + 1] = {raw, 0, 'expired', n, '', from_bulk}
     else
+      local d = 1
+      if seen == dead_mark then d = -1 elseif seen then d = (tonumber(seen) or 0) + 1 end
       total = total + n
-      if deliver(raw, id, n, h) > 1 or suspect then alone = true end
+      if d >= 0 and d <= limit then
+        inflight_raws[#inflight_raws + 1] = raw
+        bumps[#bumps + 1] = ids[i]
+        bumps[#bumps + 1] = d
+      end
+      deliver(raw, d, n, h, false)
+      if seen then alone = true end
     end
+  end
+  if taken == #raws and #raws < window then empty[list] = true end
+  if taken == 0 then return end
+  if from == 'RIGHT' then
+    redis.call('LTRIM', list, 0, -taken - 1)
+  else
+    redis.call('LTRIM', list, taken, -1)
+  end
+  if #inflight_raws > 0 then redis.call('LPUSH', inflight, unpack(inflight_raws)) end
+  if #bumps > 0 then redis.call('HSET', deliveries, unpack(bumps)) end
+end
+
+take(queue, side, oldest and texts(oldest_h))
+from_bulk = 1
+take(bulk, 'RIGHT', nil)
+
+if #marked > 0 then
+  local ids = {}
+  for i, row in ipairs(marked) do ids[i] = row[2] end
+  local marks = redis.call('HMGET', cancels, unpack(ids))
+  for i, row in ipairs(marked) do
+    if marks[i] then out[row[1]][5] = marks[i] end
   end
 end
 
-if drained > 0 and redis.call('DECRBY', backlog, drained) < 0 then redis.call('SET', backlog, 0) end
-if redis.call('LLEN', queue) == 0 then redis.call('SET', backlog, 0) end
-return out
+-- The backlog loses what was taken from the interactive queue; an empty queue resets it (a
+-- counter that drifted, after a lost message say, is corrected by the next claim).
+if drained > 0 then
+  if empty[queue] then
+    redis.call('SET', backlog, 0)
+  elseif redis.call('DECRBY', backlog, drained) < 0 then
+    redis.call('SET', backlog, 0)
+  end
+end
+return {out, (empty[queue] and empty[bulk]) and 0 or 1}

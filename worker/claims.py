@@ -11,9 +11,11 @@ registered once per connection, and takes every name it needs as an argument:
   on a queue or in exactly one in-flight list;
 * **claim** (``claim.lua``): moves more messages until a budget of texts is reached,
   interactive work first and bulk work after it, newest first once the oldest has waited too
-  long (adaptive LIFO); clears messages whose callers have all left; counts each message's
-  deliveries (keyed by the SHA-1 of its bytes) and marks one delivered more than
-  ``max_deliveries`` times (its processing killed the worker process each time) as dead;
+  long (adaptive LIFO), in a fixed few commands however many it takes; clears messages whose
+  callers have all left; counts each message's deliveries (keyed by the SHA-1 of its bytes) and
+  marks one delivered more than ``max_deliveries`` times (its processing killed the worker
+  process each time) as dead. A consumer whose last claim found both lists empty blocks at once
+  instead of claiming first, and passes what the wait moved to the next claim;
 * **ack**: the replies, the deliveries counter's removal and the message's removal from the
   in-flight list are one ``MULTI`` (see `worker.replies`);
 * **restore** (``restore.lua``): a dead consumer's in-flight messages go back to the head of
@@ -99,6 +101,10 @@ class QueueClaims:
         self.inflight = inflight_key(queue, consumer)
         self._claim = client.register_script(CLAIM_LUA)
         self._restore = client.register_script(RESTORE_LUA)
+        self._moved: list[bytes] = []  # what blocking waits moved in flight, not yet claimed
+        #: True when the last claim saw the interactive and the bulk list empty: the consumer
+        #: can block at once instead of claiming again first.
+        self.drained = False
 
     def wait(self, timeout_s: float) -> bool:
         """Block up to ``timeout_s`` for an interactive message and move it in flight; False if
@@ -106,11 +112,15 @@ class QueueClaims:
         work flows the consumer waits only briefly, see `Consumer`)."""
         moved = self.client.blmove(self.queue, self.inflight, timeout_s,  # type: ignore[arg-type]
                                    "RIGHT", "LEFT")  # redis-py says int; Redis takes seconds
-        return moved is not None
+        if moved is None:
+            return False
+        self._moved += blob_list([moved])  # the next claim counts its delivery
+        return True
 
     def held(self) -> list[Claimed]:
         """What this consumer's in-flight list still holds (after an interrupted batch), with
         the delivery counts already recorded for it, oldest first."""
+        self._moved = []  # all of the list is returned: nothing is left for a claim to read
         raws = blob_list(self.client.lrange(self.inflight, 0, -1))[::-1]
         if not raws:
             return []
@@ -124,14 +134,17 @@ class QueueClaims:
 
         ``already`` messages (holding ``texts`` live texts) were moved in flight by earlier
         calls for the same batch; what a blocking wait moved in since is claimed now.
+        Afterwards `drained` says whether both lists were seen empty.
         """
         keys = [self.queue, bulk_queue(self.queue), self.inflight, deliveries_key(self.queue),
                 backlog_key(self.queue), cancel_key(self.queue), dead_key(self.queue)]
         args: list[str | bytes | int | float] = [
             policy.claim_texts, policy.claim_messages, policy.max_deliveries, time.time(),
             already, DEAD_MARK, TEXTS_HEADER, DEADLINE_HEADER, ENQUEUED_HEADER,
-            policy.lifo_after_s, _CLEAR_MOST, texts, RECORD_VERSION]
-        rows = self._claim(keys=keys, args=args)
+            policy.lifo_after_s, _CLEAR_MOST, texts, RECORD_VERSION, *self._moved]
+        rows, more = self._claim(keys=keys, args=args)
+        self._moved = []
+        self.drained = not more
         return [Claimed(bytes(raw), int(count), cast(State, state.decode()), int(texts),
                         bytes(mark), bool(bulk)) for raw, count, state, texts, mark, bulk in rows]
 

@@ -55,6 +55,10 @@ _FLOWING_S = 1.0  # a batch of several texts within this long means traffic is f
 _BULK_POLL_S = 0.01
 _BULK_FLOWING_S = 2.0
 _RATE_WEIGHT = 0.3  # how much one batch moves the published service rate (an EWMA)
+# The rate is published when it moved by this share, else at most this often: producers read it
+# every `producer.load.STALE_S` at most, and one HSET per batch is a broker command per request.
+_RATE_MOVED = 0.2
+_RATE_EVERY_S = 0.25
 # The rate is texts per second of a whole serving cycle while busy (claim, linger, compute),
 # so that the live consumers' rates add up to what the pool really serves under load.
 
@@ -99,6 +103,8 @@ class Consumer:
     _flowing_until: float = field(default=0.0, init=False)
     _swept_at: float = field(default=0.0, init=False)
     _rate: float = field(default=0.0, init=False)
+    _rate_said: float = field(default=0.0, init=False)  # the rate last published
+    _rate_said_at: float = field(default=float("-inf"), init=False)  # monotonic
     _busy_since: float = field(default=0.0, init=False)  # perf_counter: this cycle's start
     _bulk_until: float = field(default=0.0, init=False)  # monotonic: bulk work seen lately
 
@@ -145,10 +151,18 @@ class Consumer:
                 log.warning("messages_restored", queue=self.queue, count=restored,
                             note="claimed by a consumer that died; back at the head of the queue")
         self._busy_since = time.perf_counter()
-        claims = self._claim()  # a busy queue is claimed from at once, without blocking first
+        now = time.monotonic()
+        bulk = now < self._bulk_until
+        # A busy queue is claimed from at once, without blocking first. Between lone requests
+        # (the last claim found both lists empty, the last batch one text) the consumer blocks
+        # at once instead: no claim that finds nothing per request. While traffic flows the
+        # claim comes first (measured: blocking first there cost throughput and p99 at 16
+        # threads), and while bulk work flows too, as only a claim sees the bulk list.
+        lone = self.claims.drained and now >= self._flowing_until
+        claims = self._claim() if bulk or not lone else []
         if not claims:
-            bulk = time.monotonic() < self._bulk_until
             if not self.claims.wait(_BULK_POLL_S if bulk else self.poll_s):
+                self.claims.drained = False  # idle: the next turn claims, finding bulk work
                 return
             self._busy_since = time.perf_counter()  # idle until now
             claims = self._claim()
@@ -173,10 +187,13 @@ class Consumer:
         fresh, suspects, expired = self._sort(claims, outbox, now)
         texts = sum(len(request.texts) for _, request in fresh)
         self._flowing_until = time.monotonic() + _FLOWING_S if texts > 1 else 0.0
-        for group in [fresh, *suspects]:
+        groups = [fresh, *suspects]
+        for index, group in enumerate(groups):
             if self.gate is not None and group:  # issue 20 hook
                 group = self.gate(group, outbox)
             facts = self._embed(group, outbox, expired) if group else None
+            # The last commit settles every claim in hand: the in-flight list goes in one DEL.
+            outbox.settles_all = index == len(groups) - 1
             self._unsent = outbox  # kept until written: a broker outage must not lose it
             outbox.commit(self.claims.client)
             self._unsent = None
@@ -286,7 +303,11 @@ class Consumer:
             rate = computed / cycle
             self._rate = rate if not self._rate else (
                 _RATE_WEIGHT * rate + (1 - _RATE_WEIGHT) * self._rate)
-            outbox.publish_rate(self.claims.consumer, self._rate)
+            now = time.monotonic()
+            if (now - self._rate_said_at >= _RATE_EVERY_S
+                    or abs(self._rate - self._rate_said) > _RATE_MOVED * self._rate_said):
+                outbox.publish_rate(self.claims.consumer, self._rate)
+                self._rate_said, self._rate_said_at = self._rate, now
         first = group[0][1]
         log.info("batch_embedded", queue=self.queue, route=first.route, model=first.model,
                  precision=first.precision, messages=len(group), batch_texts=computed,

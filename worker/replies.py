@@ -59,10 +59,19 @@ class ReplyTarget:
 
 @dataclass
 class Outbox:
-    """The writes of one batch, queued until `commit`."""
+    """The writes of one batch, queued until `commit`.
+
+    Writes of a kind are merged, so a batch costs the broker a fixed few commands whatever its
+    size: one ``RPUSH`` (and ``EXPIRE``) per producer's reply list, one ``HDEL`` of every
+    delivery count, and one ``DEL`` of the in-flight list when the batch settles everything the
+    consumer holds (``settles_all``; else one ``LREM`` per message).
+    """
 
     target: ReplyTarget
+    settles_all: bool = False  # set by the consumer for the last commit of a claimed batch
     _ops: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
+    _replies: dict[str, list[bytes]] = field(default_factory=dict)
+    _acked: list[bytes] = field(default_factory=list)
     _events: list[dict[str, Any]] = field(default_factory=list)
     _celery: list[Callable[[], None]] = field(default_factory=list)
     _contexts: dict[str, Context] = field(default_factory=dict)  # Celery messages' requests
@@ -128,8 +137,7 @@ class Outbox:
 
     def ack(self, raw: bytes) -> None:
         """Forget a message for good: off the in-flight list, its delivery count dropped."""
-        self._ops.append(("lrem", (self.target.inflight, 1, raw)))
-        self._ops.append(("hdel", (deliveries_key(self.target.queue), message_id(raw))))
+        self._acked.append(raw)
 
     def notify(self, envelope: Envelope, error: EmbedqError, runtime_s: float = 0.0) -> None:
         """Tell a message's producer about ``error``, leaving the message where it is (in
@@ -145,11 +153,22 @@ class Outbox:
         """Celery's finishing steps, then everything else in one ``MULTI``/``EXEC`` round trip
         (nothing if there is nothing). A broker error leaves what is not done for the retry."""
         self._run_celery()
-        if not self._ops and not self._events:
+        if not (self._ops or self._events or self._replies or self._acked):
             return
         with client.pipeline(transaction=True) as pipe:
+            for key, blobs in self._replies.items():
+                pipe.rpush(key, *blobs)
+                pipe.expire(key, self.target.reply_ttl_s)
             for name, args in self._ops:
                 getattr(pipe, name)(*args)
+            if self._acked:
+                if self.settles_all:
+                    pipe.delete(self.target.inflight)
+                else:
+                    for raw in self._acked:
+                        pipe.lrem(self.target.inflight, 1, raw)  # type: ignore[arg-type]  # bytes
+                pipe.hdel(deliveries_key(self.target.queue),
+                          *dict.fromkeys(message_id(raw) for raw in self._acked))
             if self._events:
                 channel, message = event_message(self._events, self.target.hostname,
                                                  self.target.db)
@@ -160,10 +179,11 @@ class Outbox:
             log.warning("outbox_writes_refused", count=len(failed), first=failed[0])
         self._ops.clear()
         self._events.clear()
+        self._replies.clear()
+        self._acked.clear()
 
     def _reply(self, key: str, reply: Reply) -> None:
-        self._ops.append(("rpush", (key, reply.to_wire())))
-        self._ops.append(("expire", (key, self.target.reply_ttl_s)))
+        self._replies.setdefault(key, []).append(reply.to_wire())
 
     def _finish_celery(self, envelope: Envelope, outcome: str, value: Any) -> None:
         """Queue Celery's finishing calls for a Celery producer's message (run at commit)."""

@@ -127,8 +127,9 @@ class EmbedService:
         cache = self.cache()
         encoder = embedder.encoder
         info = ModelInfo(encoder.revision, encoder.max_tokens, encoder.precision)
-        keys = [
+        keys = [  # no cache, no keys: hashing every text for nothing is a cost per request
             {i: cache_key(r.model, info.space(r), t) for i, t in enumerate(r.texts) if i not in bad}
+            if cache is not None else {}
             for r, bad in zip(requests, problems, strict=True)
         ]
         hits = self._lookup(cache, requests, keys)

@@ -115,9 +115,11 @@ ClaimCheck = Callable[[redis.Redis, str | None], bool]
 
 
 def _budget_in_texts(broker: redis.Redis, lua: str | None) -> bool:
-    broker.lpush(QUEUE, *[_message(20) for _ in range(5)])
+    """A one-text message first (the script sizes what it reads by it), then 20-text ones: the
+    budget of 64 is counted in texts, so the fourth of those is the last one taken."""
+    broker.lpush(QUEUE, _message(1), *[_message(20) for _ in range(5)])
     claimed = _claims(broker, lua).claim(POLICY)
-    return [c.texts for c in claimed] == [20, 20, 20, 20] and broker.llen(QUEUE) == 1
+    return [c.texts for c in claimed] == [1, 20, 20, 20, 20] and broker.llen(QUEUE) == 1
 
 
 def _interactive_before_bulk(broker: redis.Redis, lua: str | None) -> bool:
@@ -186,8 +188,10 @@ CLAIM_CHECKS: dict[str, tuple[ClaimCheck, tuple[str, str]]] = {
     # each check, and a deliberate break of the script that it must catch
     "budget counted in texts": (_budget_in_texts, ("total = total + n", "total = total + 1")),
     "interactive before bulk": (_interactive_before_bulk,
-                                ("{{queue, side}, {bulk, 'RIGHT'}}",
-                                 "{{bulk, 'RIGHT'}, {queue, side}}")),
+                                ("take(queue, side, oldest and texts(oldest_h))\n"
+                                 "from_bulk = 1\ntake(bulk, 'RIGHT', nil)",
+                                 "from_bulk = 1\ntake(bulk, 'RIGHT', nil)\nfrom_bulk = 0\n"
+                                 "take(queue, side, oldest and texts(oldest_h))")),
     "adaptive LIFO": (_newest_first_once_the_oldest_waited_too_long,
                       ("then side = 'LEFT' end", "then side = 'RIGHT' end")),
     "expired cleared, backlog kept": (_expired_cleared_and_backlog_kept,
@@ -196,8 +200,8 @@ CLAIM_CHECKS: dict[str, tuple[ClaimCheck, tuple[str, str]]] = {
     "poison dead-lettered": (_poison_marked_dead,
                              ("if n < 0 or n > limit then", "if n < 0 then")),
     "a bulk suspect alone": (_bulk_suspect_claimed_alone,
-                             ("if suspect and (total > 0 or #held > 0) then break end",
-                              "if suspect then break end")),
+                             ("and seen and (total > 0 or held > 0) then break end",
+                              "and seen then break end")),
 }
 
 

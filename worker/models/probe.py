@@ -46,17 +46,33 @@ class StsSample:
         return list(dict.fromkeys(self.first + self.second))
 
 
+def _sts_rows() -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """(the probe's rows, the others) of the bundled STS-B sample (``data/sts.csv``)."""
+    text = resources.files("embedq.worker.models").joinpath("data/sts.csv").read_text(
+        encoding="utf-8")
+    every = list(csv.DictReader(text.splitlines()))
+    images = [r for r in every if r["source"] == "images"]
+    probe = [r for r in every if r["source"] == "track5.en-en"] + images[::5]
+    return probe, [r for i, r in enumerate(images) if i % 5]
+
+
 def sts_sample() -> StsSample:
     """The probe's part of the bundled STS-B sample (``data/sts.csv``, CC BY-SA 4.0, see its
     README): all 125 ``track5.en-en`` pairs and every fifth of the 250 ``images`` pairs, 175 in
     all, enough for a stable difference between two precisions and quick at a worker's start."""
-    text = resources.files("embedq.worker.models").joinpath("data/sts.csv").read_text(
-        encoding="utf-8")
-    every = list(csv.DictReader(text.splitlines()))
-    images = [r for r in every if r["source"] == "images"][::5]
-    rows = [r for r in every if r["source"] == "track5.en-en"] + images
+    rows, _ = _sts_rows()
     return StsSample([r["sentence1"] for r in rows], [r["sentence2"] for r in rows],
                      np.array([float(r["score"]) for r in rows]))
+
+
+def calibration_texts(joined: int = 12) -> list[str]:
+    """Texts to calibrate static int8 activation ranges on: the bundled sample's sentences that
+    the probe does *not* use (so the probe judges a graph on texts it was not calibrated on),
+    each alone and, for the ranges of longer inputs, runs of ``joined`` of them as one text."""
+    _, rows = _sts_rows()
+    sentences = list(dict.fromkeys(t for r in rows for t in (r["sentence1"], r["sentence2"])))
+    runs = [" ".join(sentences[i:i + joined]) for i in range(0, len(sentences), joined)]
+    return sentences + runs
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,8 @@ fp32, and the same graph statically quantized to int8 by NNCF.
 OpenVINO reads the plain ``torch.onnx.export`` graph (not ONNX Runtime's fused one, whose
 contrib ops it does not know) and applies its own fusions when it compiles. The int8 variant is
 NNCF's post-training quantization with calibrated activation ranges (``ModelType.TRANSFORMER``:
-SmoothQuant, the attention's Q, K, V projections quantized, softmax and layer norms left fp32),
+SmoothQuant, the attention's Q, K, V projections quantized, softmax and layer norms left fp32,
+and the MatMul kinds ``models.json`` keeps in fp32 for int8 left there too),
 which OpenVINO's CPU plugin runs on AMX-INT8 / VNNI kernels where the CPU has them. Calibration
 uses the bundled STS sentences the probe does not judge (`probe.calibration_texts`), never an
 outside data set. Built once per model revision in the worker's parent, checked against PyTorch
@@ -25,6 +26,7 @@ from embedq.worker.models.onnx_export import (
     Run,
     artefact_dir,
     build_artefact,
+    classify_matmuls,
     export_raw,
     pooled_torch,
 )
@@ -68,8 +70,11 @@ def runner(xml: Path, threads: int, hint: str) -> tuple[Run, int]:
     return run, int(model.outputs[0].get_partial_shape()[-1].get_length())
 
 
-def _quantized(model: Any, work: Path, max_tokens: int) -> Any:
-    """``model`` statically quantized by NNCF, calibrated on `probe.calibration_texts`."""
+def _quantized(model: Any, raw: Path, work: Path, max_tokens: int,
+               keep: tuple[str, ...]) -> Any:
+    """``model`` statically quantized by NNCF, calibrated on `probe.calibration_texts`, the
+    MatMuls of the kinds in ``keep`` (``models.json`` ``int8.keep_fp32``, as for ONNX) left
+    in fp32: the raw graph's node names are OpenVINO's, so `classify_matmuls` finds them."""
     import nncf
 
     from embedq.worker.models.probe import calibration_texts
@@ -78,8 +83,11 @@ def _quantized(model: Any, work: Path, max_tokens: int) -> Any:
     loaded = tokenizer(work, max_tokens)
     batches = [features(loaded, texts[i:i + _CALIBRATION_BATCH])
                for i in range(0, len(texts), _CALIBRATION_BATCH)]
+    kept = [name for name, kind in classify_matmuls(raw).items()
+            if kind in keep or kind.split(":")[0] in keep]
     return nncf.quantize(model, nncf.Dataset(batches), model_type=nncf.ModelType.TRANSFORMER,
-                         subset_size=len(batches))
+                         subset_size=len(batches),
+                         ignored_scope=nncf.IgnoredScope(names=kept, validate=False))
 
 
 def exported_openvino(spec: ModelSpec, source: ResolvedSource, cache_dir: Path,
@@ -91,7 +99,9 @@ def exported_openvino(spec: ModelSpec, source: ResolvedSource, cache_dir: Path,
         raise ModelUnavailableError(
             f"model {spec.name!r}: openvino-{precision.value} needs the {library!r} package, "
             "which is not installed; fix: pip install 'embedq[worker]'")
-    name = "openvino-fp32" if variant is Precision.FP32 else f"openvino-int8-{INT8_RECIPE}"
+    keep = spec.int8.keep_fp32 if spec.int8 else ()
+    name = "openvino-fp32" if variant is Precision.FP32 else (
+        f"openvino-int8-{INT8_RECIPE}" + "".join(f"-keep-{k.replace(':', '')}" for k in keep))
     final = artefact_dir(spec, source, cache_dir) / name
 
     def make(model_dir: Path, work: Path, max_tokens: int) -> tuple[Any, dict[str, Any]]:
@@ -102,7 +112,7 @@ def exported_openvino(spec: ModelSpec, source: ResolvedSource, cache_dir: Path,
         export_raw(pooled, model_dir, raw, max_tokens)
         model = ov.Core().read_model(str(raw))
         if variant is Precision.INT8:
-            model = _quantized(model, work, max_tokens)
+            model = _quantized(model, raw, work, max_tokens, keep)
         # The default would store fp32 weights as fp16: this IR must be the fp32 model.
         ov.save_model(model, str(work / XML_FILE), compress_to_fp16=False)
         raw.unlink()

@@ -19,8 +19,9 @@ from structlog.testing import capture_logs
 
 from embedq.config.registry import Precision, load_registry
 from embedq.config.settings import Settings
-from embedq.worker.models.candidates import OPENVINO, OPENVINO_INT8, Candidate
+from embedq.worker.models.candidates import ONNX_INT8, OPENVINO, OPENVINO_INT8, Candidate
 from embedq.worker.models.cpu import read_cpu_features
+from embedq.worker.models.decision import DecisionFile, choose
 from embedq.worker.models.onnx_export import RECIPE
 from embedq.worker.models.openvino_export import INT8_RECIPE
 from embedq.worker.models.probe import sts_sample
@@ -119,10 +120,13 @@ def test_a_measured_int8_choice_includes_openvino_and_keeps_the_bar(model_cache)
     if OPENVINO_INT8 in skipped_candidates(cpu):
         assert str(chosen.candidate) == "onnx-int8"
         return
+    # Measured now or earlier in this session (auto measures both too): the file says what won.
+    measured = DecisionFile(model_cache, "minilm", source.revision, cpu).load()
+    both = [ONNX_INT8, OPENVINO_INT8]
+    assert set(both) <= set(measured)
+    assert chosen.candidate == choose(measured, both)[0]
     decided = next(e for e in logs if e["event"] == "precision_decided")
-    assert decided["asked"] == "int8"
-    assert {e["candidate"] for e in logs if e["event"] == "probe_measured"} >= {
-        "onnx-int8", "openvino-int8"}
+    assert (decided["asked"], decided["chosen"]) == ("int8", str(chosen.candidate))
 
 
 def test_a_real_worker_serves_openvino_int8_through_its_forked_pool(redis_server, start_worker,

@@ -112,7 +112,7 @@ def main() -> None:
     where = {text: i for i, text in enumerate(sentences)}
     cpu = read_cpu_features()
     rows: list[Row] = []
-    for candidate in allowed_candidates(spec, Precision.AUTO, "auto"):
+    for candidate in allowed_candidates(spec, Precision.AUTO, "auto", cpu):
         name, precision = str(candidate), candidate.precision
         encode = sorted_encode(build(spec, source, settings, candidate, args.threads))
         slow_half = candidate.on_pytorch and (
@@ -134,8 +134,8 @@ def main() -> None:
             sims = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
             return float(spearmanr(sims, gold).statistic)
 
-        os.environ["EMBEDQ_FP32_BACKEND"] = "torch" if candidate.on_pytorch else "onnx"
-        rss, _ = measure_rss(args.model, precision.value, args.threads)
+        os.environ["EMBEDQ_AUTO_CANDIDATES"] = json.dumps([name])  # auto limited to it
+        rss, _ = measure_rss(args.model, Precision.AUTO.value, args.threads)
         rows.append(Row(name, round(short_speed, 1), round(short_ratio, 3), round(long_speed, 1),
                         round(long_ratio, 3), round(float(cosine.mean()), 5),
                         round(float(cosine.min()), 5), round(rho(vectors), 4),

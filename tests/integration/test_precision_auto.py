@@ -60,7 +60,7 @@ def test_auto_measures_once_on_this_cpu_and_keeps_the_fastest_that_holds(model_c
         chosen = plan(spec, source, Precision.AUTO, settings)
     cpu = read_cpu_features()
     measured = DecisionFile(model_cache, "minilm", source.revision, cpu).load()
-    allowed = allowed_candidates(spec, Precision.AUTO, "auto")
+    allowed = allowed_candidates(spec, Precision.AUTO, "auto", cpu)
     assert set(measured) == set(allowed)
     assert chosen.candidate == choose(measured, allowed)[0]
     assert quality_miss(measured[chosen.candidate]) is None or str(chosen.candidate) == (

@@ -11,8 +11,11 @@ import pytest
 
 from embedq.config.errors import ModelUnavailableError
 from embedq.config.registry import ModelSpec, Precision
+from embedq.worker.models.cpu import CpuFeatures
 from embedq.worker.models.folder import inspect_folder
 from embedq.worker.models.selection import allowed_candidates
+
+XEON = CpuFeatures("Intel Xeon", frozenset({"avx512f", "avx512_bf16", "amx_bf16", "amx_int8"}))
 
 POOLING = "sentence_transformers.models.Pooling"
 TRANSFORMER = "sentence_transformers.models.Transformer"
@@ -80,6 +83,7 @@ def test_a_pooling_onnx_cannot_reproduce_is_served_by_pytorch_alone():
     spec = ModelSpec.model_validate({"name": "m", "source": {"kind": "path", "path": "/m"},
                                      "dim": 384, "max_tokens": 128, "pooling": "other",
                                      "precisions": ["fp32", "bf16"]})
-    assert [str(c) for c in allowed_candidates(spec, Precision.AUTO, "auto")] == [
+    assert [str(c) for c in allowed_candidates(spec, Precision.AUTO, "auto", XEON)] == [
         "torch-fp32", "torch-bf16", "autocast-bf16"]
-    assert [str(c) for c in allowed_candidates(spec, Precision.FP32, "onnx")] == ["torch-fp32"]
+    assert [str(c) for c in allowed_candidates(spec, Precision.FP32, "onnx", XEON)] == [
+        "torch-fp32"]

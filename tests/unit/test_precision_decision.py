@@ -121,16 +121,57 @@ def test_nothing_measured_falls_back_to_torch_fp32():
     assert str(choose(broken, names("torch-fp32", "onnx-int8"))[0]) == "torch-fp32"
 
 
-def test_allowed_candidates_follow_the_request_and_the_model():
+def test_allowed_candidates_follow_the_request_the_model_and_the_cpu(monkeypatch):
+    from embedq.worker.models import openvino_export
+
+    monkeypatch.setattr(openvino_export, "missing_library", lambda precision: None)
     registry = load_registry(None)
     minilm, gemma = registry.model("minilm"), registry.model("embeddinggemma")
-    assert allowed_candidates(minilm, Precision.AUTO, "auto") == names(
-        "torch-fp32", "onnx-fp32", "onnx-int8", "torch-fp16", "torch-bf16", "autocast-bf16")
-    assert allowed_candidates(gemma, Precision.AUTO, "torch") == names(
-        "torch-fp32", "torch-bf16", "autocast-bf16")
-    assert allowed_candidates(minilm, Precision.FP32, "auto") == names("torch-fp32", "onnx-fp32")
-    assert allowed_candidates(minilm, Precision.FP32, "torch") == names("torch-fp32")
-    assert allowed_candidates(minilm, Precision.INT8, "auto") == names("onnx-int8")
+    xeon, epyc = parse_cpuinfo(XEON), parse_cpuinfo(EPYC)
+    assert allowed_candidates(minilm, Precision.AUTO, "auto", xeon) == names(
+        "torch-fp32", "onnx-fp32", "openvino-fp32", "onnx-int8", "openvino-int8", "torch-fp16",
+        "torch-bf16", "autocast-bf16", "openvino-bf16")
+    # No bf16 units: OpenVINO would run "bf16" in fp32, so it is not a bf16 candidate there.
+    assert C("openvino-bf16") not in allowed_candidates(minilm, Precision.AUTO, "auto", epyc)
+    assert allowed_candidates(gemma, Precision.AUTO, "torch", xeon) == names(
+        "torch-fp32", "torch-bf16", "autocast-bf16", "openvino-bf16")
+    assert allowed_candidates(minilm, Precision.FP32, "auto", epyc) == names(
+        "torch-fp32", "onnx-fp32", "openvino-fp32")
+    assert allowed_candidates(minilm, Precision.FP32, "torch", xeon) == names("torch-fp32")
+    assert allowed_candidates(minilm, Precision.INT8, "auto", epyc) == names(
+        "onnx-int8", "openvino-int8")
+
+
+def test_openvino_candidates_are_skipped_with_the_reason_when_their_library_is_absent(
+        monkeypatch):
+    from embedq.worker.models import openvino_export
+    from embedq.worker.models.selection import skipped_candidates
+
+    absent = {"nncf"}  # OpenVINO present, NNCF (needed to quantize) not
+    monkeypatch.setattr(openvino_export.importlib.util, "find_spec",
+                        lambda name: None if name in absent else object())
+    minilm, xeon = load_registry(None).model("minilm"), parse_cpuinfo(XEON)
+    assert skipped_candidates(xeon) == {
+        C("openvino-int8"): "the 'nncf' package is not installed"}
+    assert allowed_candidates(minilm, Precision.INT8, "auto", xeon) == names("onnx-int8")
+    absent.add("openvino")
+    assert set(skipped_candidates(parse_cpuinfo(EPYC)).values()) == {
+        "the 'openvino' package is not installed"}
+    assert not [c for c in allowed_candidates(minilm, Precision.AUTO, "auto", xeon)
+                if c.runtime.value == "openvino"]
+
+
+def test_auto_picks_openvino_where_it_measures_fastest_and_holds_the_bar():
+    measured = table(row("torch-fp32", 1.0), row("onnx-int8", 2.2, 0.9926),
+                     row("openvino-int8", 3.6, 0.9976), row("openvino-bf16", 3.3, 0.99999),
+                     row("openvino-fp32", 1.1, 1.0, 0.99995))
+    assert str(choose(measured, list(measured))[0]) == "openvino-int8"
+    worse = {**measured, C("openvino-int8"): row("openvino-int8", 3.6, 0.985)}
+    chosen, reason = choose(worse, list(worse))
+    assert str(chosen) == "openvino-bf16"
+    assert "openvino-int8 3.60x (mean cosine 0.9850 < 0.99)" in reason
+    unequal = table(row("torch-fp32", 1.0), row("openvino-fp32", 1.1, 0.9999, 0.9995))
+    assert str(choose(unequal, list(unequal))[0]) == "torch-fp32"  # fp32 must be equal
 
 
 def test_candidates_are_typed_values_named_by_the_same_strings():

@@ -38,7 +38,8 @@ MAX_SPEARMAN_DROP = INT8_MAX_SPEARMAN_DROP
 #: An fp32 backend other than PyTorch must give the same vectors, not merely close ones.
 FP32_MIN_COSINE = 0.9999
 FORMAT = 1
-_LIBRARIES = ("torch", "onnxruntime", "onnx", "transformers", "sentence-transformers")
+_LIBRARIES = ("torch", "onnxruntime", "onnx", "transformers", "sentence-transformers", "openvino",
+              "nncf")
 
 
 def library_versions() -> dict[str, str]:

@@ -8,6 +8,7 @@ not normalised, like the torch encoder before its route's normalisation.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,10 @@ def session(model_file: Path, threads: int) -> Any:
 class OnnxEncoder:
     """An `onnx_export.exported` folder (fp32 or int8) as an `Encoder`."""
 
+    backend = "onnx"
+    #: The file of the folder whose size is reported as the weights' bytes.
+    weights_file = MODEL_FILE
+
     def __init__(self, spec: ModelSpec, source: ResolvedSource, folder: Path,
                  threads: int) -> None:
         meta = json.loads((folder / META_FILE).read_text())
@@ -80,16 +85,21 @@ class OnnxEncoder:
         # torch fp32 cache entries; int8 vectors are another space and name their recipe.
         self.revision = (source.revision if self.precision == "fp32"
                          else f"{source.revision}+{meta['recipe']}")
-        self.backend = "onnx"
-        self._session = session(folder / MODEL_FILE, threads)
-        self.weight_bytes = (folder / MODEL_FILE).stat().st_size
+        self._run, self.dim = self._open(folder, threads)
+        self.weight_bytes = (folder / self.weights_file).stat().st_size
         self._encode = tokenizer(folder, self.max_tokens)
         self._count = tokenizer(folder, None)
-        self.dim = int(self._session.get_outputs()[0].shape[-1])
         if self.dim != spec.dim:
             raise ModelUnavailableError(
                 f"model {spec.name!r} gives {self.dim}-d vectors but models.json says "
                 f"{spec.dim}; fix models.json")
+
+    def _open(self, folder: Path, threads: int) -> tuple[Callable[[dict[str, np.ndarray]],
+                                                                  np.ndarray], int]:
+        """(one forward pass over tokenized inputs, the output dimension)."""
+        opened = session(folder / MODEL_FILE, threads)
+        return (lambda inputs: opened.run(None, inputs)[0],
+                int(opened.get_outputs()[0].shape[-1]))
 
     def count_tokens(self, texts: list[str], prompt: str = "") -> list[int]:
         """Token counts before truncation, special tokens included."""
@@ -101,5 +111,5 @@ class OnnxEncoder:
         The graph pools every token, the prompt's included: a model whose pooling leaves the
         prompt out is not exported (`onnx_export`), so this is sentence-transformers' result.
         """
-        out = self._session.run(None, features(self._encode, _prompted(texts, prompt)))[0]
+        out = self._run(features(self._encode, _prompted(texts, prompt)))
         return np.ascontiguousarray(out, dtype=np.float32)

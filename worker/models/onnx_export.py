@@ -24,6 +24,7 @@ import json
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +69,7 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _pooled_torch(model_dir: Path, pooling: str = "mean") -> Any:
+def pooled_torch(model_dir: Path, pooling: str = "mean") -> Any:
     """The fp32 transformer with mean (or CLS) pooling, as one torch module (eager attention)."""
     import torch
     from transformers import AutoModel
@@ -91,12 +92,15 @@ def _pooled_torch(model_dir: Path, pooling: str = "mean") -> Any:
     return MeanPooled(model).eval()
 
 
-def _cosines(pooled: Any, model_file: Path, work: Path, max_tokens: int) -> np.ndarray:
-    """Per check text, the cosine of the ONNX model's vector to PyTorch's."""
+Run = Callable[[dict[str, np.ndarray]], np.ndarray]
+
+
+def _cosines(pooled: Any, run: Run, work: Path, max_tokens: int) -> np.ndarray:
+    """Per check text, the cosine of the exported model's vector (``run``) to PyTorch's."""
     import torch
 
     inputs = features(tokenizer(work, max_tokens), CHECK_TEXTS)
-    got = session(model_file, 1).run(None, inputs)[0]
+    got = run(inputs)
     with torch.inference_mode():
         want = pooled(*(torch.from_numpy(inputs[k]) for k in ("input_ids", "attention_mask")))
     want = want.numpy()
@@ -105,30 +109,35 @@ def _cosines(pooled: Any, model_file: Path, work: Path, max_tokens: int) -> np.n
     return cosines
 
 
-def export_fp32(model_dir: Path, work: Path, max_tokens: int, pooling: str, *,
-                fuse_biased: bool = True, name: str = MODEL_FILE) -> tuple[Any, dict[str, int]]:
-    """Export, fuse and write ``work/name``; the torch module and the fusion counts."""
+def export_raw(pooled: Any, model_dir: Path, target: Path, max_tokens: int) -> None:
+    """``torch.onnx.export`` of the pooled module to ``target``: the unfused graph."""
     import torch
 
-    from embedq.worker.models.onnx_fusion import optimize
-
-    pooled = _pooled_torch(model_dir, pooling)
-    config = pooled.model.config
     sample = features(tokenizer(model_dir, max_tokens), CHECK_TEXTS[:2])
-    raw = work / "raw.onnx"
     # The tracer warns about Python-level branches in transformers' masking code; they are
     # constant for these encoders, and the result is compared with PyTorch anyway.
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             pooled, (torch.from_numpy(sample["input_ids"]),
-                     torch.from_numpy(sample["attention_mask"])), str(raw),
+                     torch.from_numpy(sample["attention_mask"])), str(target),
             input_names=["input_ids", "attention_mask"], output_names=["sentence_embedding"],
             dynamic_axes={"input_ids": {0: "batch", 1: "seq"},
                           "attention_mask": {0: "batch", 1: "seq"},
                           "sentence_embedding": {0: "batch"}},
             opset_version=17, dynamo=False,
         )
+
+
+def export_fp32(model_dir: Path, work: Path, max_tokens: int, pooling: str, *,
+                fuse_biased: bool = True, name: str = MODEL_FILE) -> tuple[Any, dict[str, int]]:
+    """Export, fuse and write ``work/name``; the torch module and the fusion counts."""
+    from embedq.worker.models.onnx_fusion import optimize
+
+    pooled = pooled_torch(model_dir, pooling)
+    config = pooled.model.config
+    raw = work / "raw.onnx"
+    export_raw(pooled, model_dir, raw, max_tokens)
     counts = optimize(str(raw), str(work / name), config.num_attention_heads,
                       config.hidden_size, fuse_biased=fuse_biased)
     raw.unlink()
@@ -198,38 +207,51 @@ def quantize_int8(fp32_file: Path, work: Path, keep: tuple[str, ...], *,
     )
 
 
-def _artefact_dir(spec: ModelSpec, source: ResolvedSource, cache_dir: Path) -> Path:
+def artefact_dir(spec: ModelSpec, source: ResolvedSource, cache_dir: Path) -> Path:
+    """The folder holding every exported variant of this model revision."""
     return cache_dir / "onnx" / f"{spec.name}-{file_safe(source.revision)}-{RECIPE}"
 
 
-def _intact(folder: Path) -> bool:
-    """True if ``folder`` holds a finished artefact whose model file matches its hash."""
+def _digest(folder: Path, files: tuple[str, ...]) -> str:
+    """sha256 of ``files`` (one file: that file's own sha256)."""
+    if len(files) == 1:
+        return sha256_file(folder / files[0])
+    return hashlib.sha256("".join(sha256_file(folder / name) for name in files).encode()
+                          ).hexdigest()
+
+
+def _intact(folder: Path, files: tuple[str, ...]) -> bool:
+    """True if ``folder`` holds a finished artefact whose model files match their hash."""
     try:
         meta = json.loads((folder / META_FILE).read_text())
-        return bool(sha256_file(folder / MODEL_FILE) == meta["sha256"])
+        return bool(_digest(folder, files) == meta["sha256"])
     except (OSError, ValueError, KeyError):
         return False
 
 
-def _finish(work: Path, final: Path, meta: dict[str, Any]) -> None:
-    meta["sha256"] = sha256_file(work / MODEL_FILE)
+def _finish(work: Path, final: Path, meta: dict[str, Any], files: tuple[str, ...]) -> None:
+    meta["sha256"] = _digest(work, files)
     (work / META_FILE).write_text(json.dumps(meta, indent=1))
     try:
         work.rename(final)
     except OSError:  # another process finished first: keep theirs
-        if not _intact(final):
+        if not _intact(final, files):
             raise
 
 
-def exported(spec: ModelSpec, source: ResolvedSource, cache_dir: Path, variant: str) -> Path:
-    """The folder of this model's ``fp32`` or ``int8`` ONNX artefact, built now if missing or
-    corrupt. Raises `ModelUnavailableError` when it cannot be built or fails its check."""
-    base = _artefact_dir(spec, source, cache_dir)
-    keep = spec.int8.keep_fp32 if spec.int8 else ()
-    final = base / (variant if variant == "fp32" else f"int8-{INT8_RECIPE}" + "".join(
-        f"-keep-{kind.replace(':', '')}" for kind in keep))
+#: Builds one variant into a work folder: (model_dir, work, max_tokens) -> (the PyTorch module
+#: to check against, meta entries).
+Make = Callable[[Path, Path, int], tuple[Any, dict[str, Any]]]
+
+
+def build_artefact(spec: ModelSpec, source: ResolvedSource, final: Path, variant: str,
+                   make: Make, opener: Callable[[Path], Run], files: tuple[str, ...]) -> Path:
+    """``final``, built by ``make`` now if missing or corrupt, and accepted only if the graph
+    that ``opener`` runs from the work folder reaches the floor on the check texts (fp32: every
+    cosine >= `FP32_MIN_COSINE`; int8: the mean >= `INT8_MIN_EXPORT_COSINE`). Raises
+    `ModelUnavailableError` when it cannot be built or fails its check."""
     if (final / META_FILE).is_file():
-        if _intact(final):
+        if _intact(final, files):
             return final
         log.warning("onnx_artefact_corrupt", model=spec.name, folder=str(final),
                     action="rebuilding")
@@ -243,37 +265,56 @@ def exported(spec: ModelSpec, source: ResolvedSource, cache_dir: Path, variant: 
         raise ModelUnavailableError(
             f"model {spec.name!r}: ONNX needs local files with a tokenizer.json, {model_dir} "
             "has none; fix: point models.json at a local copy or use the torch backend")
-    fp32_dir = final if variant == "fp32" else exported(spec, source, cache_dir, "fp32")
     final.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"{final.name}.", dir=final.parent))
     work.chmod(0o755)
-    meta: dict[str, Any]
     try:
         max_tokens = _max_tokens(spec, model_dir)
         log.info("onnx_export_started", model=spec.name, variant=variant, into=str(final))
         for name in TOKENIZER_FILES:  # the check tokenizes from the work folder
             if (model_dir / name).exists():
                 shutil.copy2(model_dir / name, work / name)
-        if variant == "fp32":
-            pooled, counts = export_fp32(model_dir, work, max_tokens, spec.pooling)
-            floor, meta = FP32_MIN_COSINE, {"fusions": dict(counts)}
-        else:
-            pooled = _pooled_torch(model_dir, spec.pooling)
-            quantize_int8(fp32_dir / MODEL_FILE, work, keep)
-            floor, meta = INT8_MIN_EXPORT_COSINE, {"keep_fp32": list(keep)}
-        cosines = _cosines(pooled, work / MODEL_FILE, work, max_tokens)
-        worst = float(cosines.min()) if variant == "fp32" else float(cosines.mean())
+        pooled, meta = make(model_dir, work, max_tokens)
+        cosines = _cosines(pooled, opener(work), work, max_tokens)
+        fp32 = variant.endswith("fp32")
+        worst = float(cosines.min()) if fp32 else float(cosines.mean())
+        floor = FP32_MIN_COSINE if fp32 else INT8_MIN_EXPORT_COSINE
         if worst < floor:
             raise ModelUnavailableError(
-                f"model {spec.name!r}: the {variant} ONNX export reaches cosine {worst:.5f} to "
+                f"model {spec.name!r}: the {variant} export reaches cosine {worst:.5f} to "
                 f"PyTorch, below {floor}; fix: serve it with the torch backend")
         meta.update({"recipe": f"{RECIPE}+{final.name}", "revision": source.revision,
-                     "variant": variant, "max_tokens": max_tokens,
+                     "variant": variant.rsplit("-", 1)[-1], "max_tokens": max_tokens,
                      "check_min_cosine": float(cosines.min()),
                      "check_mean_cosine": float(cosines.mean())})
-        _finish(work, final, meta)
+        _finish(work, final, meta, files)
         log.info("onnx_exported", model=spec.name, variant=variant,
                  check_min_cosine=round(float(cosines.min()), 5), **meta.get("fusions", {}))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return final
+
+
+def _ort(work: Path) -> Run:
+    """The work folder's graph on a one-thread ONNX Runtime session."""
+    opened = session(work / MODEL_FILE, 1)
+    return lambda inputs: opened.run(None, inputs)[0]
+
+
+def exported(spec: ModelSpec, source: ResolvedSource, cache_dir: Path, variant: str) -> Path:
+    """The folder of this model's ``fp32`` or ``int8`` ONNX artefact, built now if missing or
+    corrupt (`build_artefact`)."""
+    keep = spec.int8.keep_fp32 if spec.int8 else ()
+    final = artefact_dir(spec, source, cache_dir) / (
+        variant if variant == "fp32" else f"int8-{INT8_RECIPE}" + "".join(
+            f"-keep-{kind.replace(':', '')}" for kind in keep))
+
+    def make(model_dir: Path, work: Path, max_tokens: int) -> tuple[Any, dict[str, Any]]:
+        if variant == "fp32":
+            pooled, counts = export_fp32(model_dir, work, max_tokens, spec.pooling)
+            return pooled, {"fusions": dict(counts)}
+        fp32_dir = exported(spec, source, cache_dir, "fp32")
+        quantize_int8(fp32_dir / MODEL_FILE, work, keep)
+        return pooled_torch(model_dir, spec.pooling), {"keep_fp32": list(keep)}
+
+    return build_artefact(spec, source, final, variant, make, _ort, (MODEL_FILE,))

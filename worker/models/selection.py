@@ -7,10 +7,15 @@ in-process memo, so they open finished files and never probe. On a CPU:
   signature, library versions) and the fastest that holds the quality bar serves (`decision`);
 * ``fp32``: the optimized ONNX graph where it measures faster than PyTorch and equal to it,
   else PyTorch (``EMBEDQ_FP32_BACKEND=torch|onnx`` forces one);
-* ``int8``: the ONNX int8 graph;
+* ``int8``: the ONNX int8 graph, or OpenVINO's statically quantized one where it measures
+  faster at the same bar (``EMBEDQ_AUTO_CANDIDATES`` limits every measured choice; one left
+  with none of its candidates listed serves its first: PyTorch fp32, or ONNX int8);
 * ``bf16`` / ``fp16``: PyTorch at that precision, refused on a CPU without the units, with the
   measured slow-down in the message (``auto`` also measures ``autocast-bf16``: fp32 weights
-  under ``torch.autocast``).
+  under ``torch.autocast``, and ``openvino-bf16`` on a CPU with bf16 units).
+
+OpenVINO candidates (fp32, bf16, int8) are optional: without the library they are left out
+with the reason logged (`skipped_candidates`).
 
 Anything that fails on the way (an export, a probe) falls back to PyTorch fp32 (`fallback`).
 """
@@ -31,6 +36,10 @@ from embedq.worker.models.candidates import (
     AUTOCAST_BF16,
     ONNX_FP32,
     ONNX_INT8,
+    OPENVINO,
+    OPENVINO_BF16,
+    OPENVINO_FP32,
+    OPENVINO_INT8,
     REFERENCE,
     Candidate,
     Runtime,
@@ -71,55 +80,84 @@ def reset_plans() -> None:
     _PLANS.clear()
 
 
-def allowed_candidates(spec: ModelSpec, precision: Precision,
-                       fp32_backend: str) -> list[Candidate]:
+def allowed_candidates(spec: ModelSpec, precision: Precision, fp32_backend: str,
+                       cpu: CpuFeatures) -> list[Candidate]:
     """The candidates a CPU worker may serve for this request, PyTorch fp32 first (PyTorch
-    alone for a model whose pooling the ONNX export does not reproduce)."""
+    alone for a model whose pooling the ONNX export does not reproduce); the ones that cannot
+    run here (`skipped_candidates`) left out."""
     found = _candidates(spec, precision, fp32_backend)
     if spec.pooling == "other":
-        found = [c for c in found if c.runtime is not Runtime.ONNX] or [REFERENCE]
-    return found
+        found = [c for c in found if not c.exported] or [REFERENCE]
+    skipped = skipped_candidates(cpu)
+    return [c for c in found if c not in skipped] or [REFERENCE]
+
+
+def skipped_candidates(cpu: CpuFeatures) -> dict[Candidate, str]:
+    """Candidates that cannot run on this machine, and why: an OpenVINO one without its library,
+    and ``openvino-bf16`` on a CPU without bf16 units (OpenVINO would quietly run it in fp32, so
+    it would be fp32 under the bf16 name, not a slow bf16 the probe could cut)."""
+    from embedq.worker.models.openvino_export import missing_library
+
+    skipped = {c: f"the {library!r} package is not installed" for c in OPENVINO
+               if (library := missing_library(c.precision)) is not None}
+    if not cpu.bf16_units:
+        skipped.setdefault(OPENVINO_BF16, "no bf16 units on this CPU")
+    return skipped
 
 
 def _candidates(spec: ModelSpec, precision: Precision, fp32_backend: str) -> list[Candidate]:
     if precision is Precision.FP32:
         return {"torch": [REFERENCE], "onnx": [ONNX_FP32]}.get(
-            fp32_backend, [REFERENCE, ONNX_FP32])
+            fp32_backend, [REFERENCE, ONNX_FP32, OPENVINO_FP32])
     if precision is Precision.INT8:
-        return [ONNX_INT8]
+        return [ONNX_INT8, OPENVINO_INT8]
     if precision in HALF:
         return [on_torch(precision)]
-    found = [REFERENCE, ONNX_FP32] if fp32_backend == "auto" else _candidates(
-        spec, Precision.FP32, fp32_backend)
+    found = _candidates(spec, Precision.FP32, fp32_backend)
     if Precision.INT8 in spec.precisions:
-        found.append(ONNX_INT8)
+        found += [ONNX_INT8, OPENVINO_INT8]
     found += [on_torch(p) for p in HALF if p in spec.precisions]
-    return found + ([AUTOCAST_BF16] if Precision.BF16 in spec.precisions else [])
+    return found + ([AUTOCAST_BF16, OPENVINO_BF16] if Precision.BF16 in spec.precisions
+                    else [])
 
 
 def build(spec: ModelSpec, source: ResolvedSource, settings: Settings, chosen: Candidate,
           threads: int, folder: Path | None = None) -> Encoder:
-    """Load one candidate (ONNX candidates are exported first when no folder is given)."""
+    """Load one candidate (exported candidates are exported first when no folder is given)."""
     if chosen.runtime is Runtime.AUTOCAST:
         from embedq.worker.models.torch_encoder import TorchEncoder
 
         return TorchEncoder(spec, source, Placement("cpu", Precision.FP32),
                             autocast=chosen.precision)
-    if chosen.runtime is Runtime.ONNX:
-        from embedq.worker.models.onnx_encoder import OnnxEncoder
-        from embedq.worker.models.onnx_export import exported
-
+    if chosen.exported:
         if folder is None:
             try:
-                folder = exported(spec, source, settings.model_cache_dir,
-                                  chosen.precision.value)
+                folder = export(spec, source, settings, chosen)
             except Exception as exc:
                 fall_back(spec.name, "export", str(chosen), exc)
                 raise
+        if chosen.runtime is Runtime.OPENVINO:
+            from embedq.worker.models.openvino_encoder import OpenVinoEncoder
+
+            return OpenVinoEncoder(spec, source, folder, threads, chosen.precision)
+        from embedq.worker.models.onnx_encoder import OnnxEncoder
+
         return OnnxEncoder(spec, source, folder, threads)
     from embedq.worker.models.torch_encoder import TorchEncoder
 
     return TorchEncoder(spec, source, Placement("cpu", chosen.precision))
+
+
+def export(spec: ModelSpec, source: ResolvedSource, settings: Settings,
+           chosen: Candidate) -> Path:
+    """The exported folder an ONNX or OpenVINO candidate runs from, built if missing."""
+    if chosen.runtime is Runtime.OPENVINO:
+        from embedq.worker.models.openvino_export import exported_openvino
+
+        return exported_openvino(spec, source, settings.model_cache_dir, chosen.precision)
+    from embedq.worker.models.onnx_export import exported
+
+    return exported(spec, source, settings.model_cache_dir, chosen.precision.value)
 
 
 def measure(spec: ModelSpec, source: ResolvedSource, settings: Settings, cpu: CpuFeatures,
@@ -173,10 +211,13 @@ def _decide(spec: ModelSpec, source: ResolvedSource, precision: Precision,
                               "on a GPU use --precision fp16, bf16 or auto")
         return Plan(on_torch(chosen[0]), "cuda", chosen[1] or "asked for")
     cpu = read_cpu_features()
-    allowed = allowed_candidates(spec, precision, settings.fp32_backend)
-    if precision is Precision.AUTO and settings.auto_candidates is not None:
+    allowed = allowed_candidates(spec, precision, settings.fp32_backend, cpu)
+    for name, why in skipped_candidates(cpu).items():
+        if name in _candidates(spec, precision, settings.fp32_backend):
+            log.info("candidate_skipped", model=spec.name, candidate=str(name), reason=why)
+    if settings.auto_candidates is not None:  # a measured choice tries the listed ones only
         listed = {Candidate.parse(name) for name in settings.auto_candidates}
-        allowed = [c for c in allowed if c in listed] or [REFERENCE]
+        allowed = [c for c in allowed if c in listed] or allowed[:1]
     if precision in HALF:
         _refuse_half(spec, precision, cpu, lambda: measure(
             spec, source, settings, cpu, [on_torch(precision)]))
@@ -202,11 +243,9 @@ def plan(spec: ModelSpec, source: ResolvedSource, precision: Precision,
     if key in _PLANS:
         return _PLANS[key]
     chosen = _decide(spec, source, precision, settings)
-    if chosen.candidate.runtime is Runtime.ONNX:
-        from embedq.worker.models.onnx_export import exported
-
+    if chosen.candidate.exported:
         try:
-            folder = exported(spec, source, settings.model_cache_dir, chosen.precision.value)
+            folder = export(spec, source, settings, chosen.candidate)
             chosen = Plan(chosen.candidate, "cpu", chosen.reason, folder)
         except Exception as exc:  # disk full, unsupported op, a kernel crash: serve fp32
             fall_back(spec.name, "export", str(chosen.candidate), exc)

@@ -76,8 +76,9 @@ class Settings(BaseSettings):
         default="auto", description="What serves fp32 on a CPU: auto = the optimized ONNX "
         "graph where it measured faster than PyTorch and equal to it.")
     auto_candidates: tuple[str, ...] | None = Field(
-        default=None, description="Limit what precision auto may measure and pick, e.g. "
-        '["torch-fp32", "onnx-int8"]; default: every candidate the model allows.')
+        default=None, description="Limit what the measured choices (auto, and the backend "
+        'of fp32 and int8) may measure and pick, e.g. ["torch-fp32", "onnx-int8"]; default: '
+        "every candidate the model allows.")
     liveness_interval_s: float = Field(
         default=5.0, gt=0, description="How often a worker says its queues have a consumer; "
         "an entry lives three intervals, so producers skip a dead worker's queue soon after.")

@@ -2,10 +2,10 @@
 
 One worker (default ``minilm`` fp32, cache off) behind a private Redis. Its capacity is measured
 in the same run (a saturated ``embed_many``, before and after); unique short texts are then
-offered at 0.7x, 2x and 5x that capacity with a 2 s deadline each, with adaptive LIFO (the
-default) and, for comparison, with FIFO (``EMBEDQ_LIFO_AFTER_S=0``); last, a 2x spike while an
-``embed_many`` of 20,000 texts runs on the same queue. See `embedq.ops.bench_overload` for what
-each column means.
+offered at 0.7x, 2x and 5x that capacity with a 2 s deadline each, with the default queueing
+(oldest first) and a 2x spike while an ``embed_many`` of 20,000 texts runs on the same queue;
+then, for comparison, the same spikes with adaptive LIFO (``EMBEDQ_LIFO_AFTER_S=0.5``). See
+`embedq.ops.bench_overload` for what each column means.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ def main() -> None:
                         help="texts of the saturated embed_many that measures capacity")
     parser.add_argument("--bulk", type=int, default=20_000)
     parser.add_argument("--factors", default="0.7,2,5")
-    parser.add_argument("--no-fifo", action="store_true", help="skip the FIFO comparison")
+    parser.add_argument("--no-lifo", action="store_true",
+                        help="skip the adaptive LIFO comparison")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     factors = [float(f) for f in args.factors.split(",")]
@@ -60,9 +61,10 @@ def main() -> None:
     texts = unique_texts(7)
     rows = []
     try:
-        for policy, env in [("adaptive LIFO", {}), ("FIFO", {"EMBEDQ_LIFO_AFTER_S": "0"})]:
+        policies = [("oldest first", {}), ("adaptive LIFO", {"EMBEDQ_LIFO_AFTER_S": "0.5"})]
+        for policy, env in policies:
             if env:
-                if args.no_fifo:
+                if args.no_lifo:
                     break
                 stack.restart({"HF_HUB_OFFLINE": "1", "EMBEDQ_CACHE_ENABLED": "false", **env})
             with stack.client(cache_enabled=False) as client:

@@ -9,13 +9,14 @@ registered once per connection, and takes every name it needs as an argument:
 * **wait**: ``BLMOVE queue inflight`` blocks until a message is there and moves it, in one
   atomic step, into this consumer's own in-flight list: at every instant a message is either
   on a queue or in exactly one in-flight list;
-* **claim** (``claim.lua``): moves more messages until a budget of texts is reached,
-  interactive work first and bulk work after it, newest first once the oldest has waited too
-  long (adaptive LIFO), in a fixed few commands however many it takes; clears messages whose
-  callers have all left; counts each message's deliveries (keyed by the SHA-1 of its bytes) and
-  marks one delivered more than ``max_deliveries`` times (its processing killed the worker
-  process each time) as dead. A consumer whose last claim found both lists empty blocks at once
-  instead of claiming first, and passes what the wait moved to the next claim;
+* **claim** (``claim.lua``): moves more messages until a budget of texts is reached, interactive
+  work first and bulk work after it, oldest first (or, with ``EMBEDQ_LIFO_AFTER_S`` set, newest
+  first once the oldest has waited that long: adaptive LIFO), in a fixed few commands however
+  many it takes; clears messages whose callers have all left; counts each message's deliveries
+  (keyed by the SHA-1 of its bytes) and marks one delivered more than ``max_deliveries`` times
+  (its processing killed the worker process each time) as dead. A consumer whose last claim
+  found both lists empty blocks at once instead of claiming first, and passes what the wait
+  moved to the next claim;
 * **ack**: the replies, the deliveries counter's removal and the message's removal from the
   in-flight list are one ``MULTI`` (see `worker.replies`);
 * **restore** (``restore.lua``): a dead consumer's in-flight messages go back to the head of

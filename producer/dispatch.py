@@ -176,12 +176,11 @@ class Dispatcher:
         unknown). Under load this costs a caller a few per cent of its queueing time and
         turns many small messages into few full ones, which the producer, Redis and the
         workers each handle at a fraction of the cost per text."""
-        try:
-            waits = [self.load.wait_s(route_queue(self.serving(spec.route)))
-                     for spec in {item.job.spec for item in taken}]
-        except Exception:  # a group that cannot be routed fails its own callers in _prepare
-            return 0.0
-        if not waits or None in waits:
+        routes = {item.job.spec.route for item in taken}
+        if not routes or any(route.fallback for route in routes):
+            return 0.0  # which queue serves a fallback chain costs a round trip: never here
+        waits = [self.load.wait_s(route_queue(route)) for route in routes]
+        if None in waits:
             return 0.0
         ahead = min(w for w in waits if w is not None)
         return min(_MAX_LINGER_S, _LINGER_SHARE * ahead) if ahead >= _LINGER_FROM_S else 0.0

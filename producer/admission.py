@@ -36,7 +36,7 @@ def admit(dispatcher: Dispatcher, use_case: str, queue: str, wait: float,
           headroom: float) -> None:
     """Refuse what cannot be answered in time (no Redis: the sender's last reading)."""
     load = dispatcher.load
-    ahead = load.wait_s(queue)
+    ahead = load.wait_s(queue, dispatcher.outstanding.texts(queue))
     retry = refuse_after(ahead, wait, headroom)
     if retry is None:
         return

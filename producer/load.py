@@ -8,6 +8,12 @@ when the last reading is stale, reads the consumers' published service rates (te
 while busy) and the live set in the same pipeline, and sums the rates of the live ones. Between
 readings the backlog is assumed to drain at that rate, so a refusal never outlives the overload
 it was made in.
+
+The queue's counter drops texts when a worker claims them, but a claimed batch is still ahead of
+the next request until it is computed (two pool processes holding a claim of 64 short texts each
+are a quarter of a second of work). So the work ahead is at least what this process itself
+still waits for (`embedq.producer.outstanding`); without it, a gateway admitted up to four times
+the queueing time it meant to, and its clients' connection pools ran dry.
 """
 
 from __future__ import annotations
@@ -59,12 +65,15 @@ class LoadBook:
         last = self.reading(queue)
         return last is None or time.monotonic() - last.at > STALE_S
 
-    def wait_s(self, queue: str) -> float | None:
-        """Seconds the queued interactive texts still need, or None while unknown."""
+    def wait_s(self, queue: str, own_texts: int = 0) -> float | None:
+        """Seconds the work ahead of a new request still needs, or None while unknown: the
+        queued interactive texts (drained at the measured rate since the reading), or the
+        texts this process itself still waits for (``own_texts``: queued or being computed),
+        whichever is more."""
         last = self.reading(queue)
         if last is None or last.rate <= 0:
             return None
-        left = last.backlog - last.rate * (time.monotonic() - last.at)
+        left = max(last.backlog - last.rate * (time.monotonic() - last.at), own_texts)
         return max(0.0, left) / last.rate
 
 

@@ -4,12 +4,17 @@ Shared by the dispatcher (which adds a message before pushing it, so even an ins
 it), the reply listener (which removes it when the reply comes) and the lost-message probe; every
 access holds one lock. A message's ``parts`` say, per waiting job, which of the job's rows are
 which of the message's texts: one message can serve many callers, one caller many messages.
+
+The table also counts, per queue, the interactive texts it waits for: work this process knows
+is ahead of its next request, whether still queued or already being computed (which the
+queue's own backlog counter no longer shows), for shedding (`embedq.producer.load`).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 from embedq.producer.jobs import Job
@@ -51,18 +56,32 @@ class Outstanding:
 
     def __init__(self) -> None:
         self._messages: dict[str, SentMessage] = {}
+        self._texts: Counter[str] = Counter()  # interactive texts waited for, by queue
         self._lock = threading.Lock()
 
     def add(self, messages: list[SentMessage]) -> None:
         """Remember messages that are about to be pushed."""
         with self._lock:
             for message in messages:
+                if message.task_id not in self._messages and not message.bulk:
+                    self._texts[message.queue] += message.texts
                 self._messages[message.task_id] = message
 
     def pop(self, task_id: str) -> SentMessage | None:
         """The message a reply answers (None for a duplicate or a forgotten one)."""
         with self._lock:
-            return self._messages.pop(task_id, None)
+            return self._forget(task_id)
+
+    def _forget(self, task_id: str) -> SentMessage | None:
+        message = self._messages.pop(task_id, None)
+        if message is not None and not message.bulk:
+            self._texts[message.queue] -= message.texts
+        return message
+
+    def texts(self, queue: str) -> int:
+        """Interactive texts of ``queue`` this process still waits for."""
+        with self._lock:
+            return self._texts[queue]
 
     def oldest(self, older_than_s: float, limit: int) -> list[SentMessage]:
         """Up to ``limit`` messages sent longer ago than ``older_than_s``, oldest first."""
@@ -79,7 +98,7 @@ class Outstanding:
         with self._lock:
             gone = [t for t, m in self._messages.items() if m.deadline <= now or m.abandoned]
             for task_id in gone:
-                del self._messages[task_id]
+                self._forget(task_id)
         return len(gone)
 
     def of_job(self, job: Job) -> list[SentMessage]:
@@ -93,6 +112,7 @@ class Outstanding:
         with self._lock:
             messages = list(self._messages.values())
             self._messages.clear()
+            self._texts.clear()
         return messages
 
     def __len__(self) -> int:

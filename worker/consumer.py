@@ -40,6 +40,7 @@ from embedq.worker.claims import Claimed, QueueClaims, cancelled_rows
 from embedq.worker.metrics import BatchFacts
 from embedq.worker.replies import Outbox, ReplyTarget
 from embedq.worker.service import Handled
+from embedq.worker.service_rate import ServiceRate
 
 log = structlog.get_logger(__name__)
 
@@ -54,7 +55,6 @@ _FLOWING_S = 1.0  # a batch of several texts within this long means traffic is f
 # two lists), so while bulk work flows an idle consumer waits this long at most, not poll_s.
 _BULK_POLL_S = 0.01
 _BULK_FLOWING_S = 2.0
-_RATE_WEIGHT = 0.3  # how much one batch moves the published service rate (an EWMA)
 # The rate is published when it moved by this share, else at most this often: producers read it
 # every `producer.load.STALE_S` at most, and one HSET per batch is a broker command per request.
 _RATE_MOVED = 0.2
@@ -102,7 +102,7 @@ class Consumer:
     _interrupted: bool = field(default=False, init=False)
     _flowing_until: float = field(default=0.0, init=False)
     _swept_at: float = field(default=0.0, init=False)
-    _rate: float = field(default=0.0, init=False)
+    _rate: ServiceRate = field(default_factory=ServiceRate, init=False)
     _rate_said: float = field(default=0.0, init=False)  # the rate last published
     _rate_said_at: float = field(default=float("-inf"), init=False)  # monotonic
     _busy_since: float = field(default=0.0, init=False)  # perf_counter: this cycle's start
@@ -300,14 +300,13 @@ class Consumer:
         computed = texts - dropped
         cycle = time.perf_counter() - self._busy_since  # claim, linger, compute: all it costs
         if computed > 0 and self._busy_since and cycle > 0:
-            rate = computed / cycle
-            self._rate = rate if not self._rate else (
-                _RATE_WEIGHT * rate + (1 - _RATE_WEIGHT) * self._rate)
+            self._rate.observe(computed / cycle, full=texts >= self.policy.claim_texts)
             now = time.monotonic()
+            rate = self._rate.value
             if (now - self._rate_said_at >= _RATE_EVERY_S
-                    or abs(self._rate - self._rate_said) > _RATE_MOVED * self._rate_said):
-                outbox.publish_rate(self.claims.consumer, self._rate)
-                self._rate_said, self._rate_said_at = self._rate, now
+                    or abs(rate - self._rate_said) > _RATE_MOVED * self._rate_said):
+                outbox.publish_rate(self.claims.consumer, rate)
+                self._rate_said, self._rate_said_at = rate, now
         first = group[0][1]
         log.info("batch_embedded", queue=self.queue, route=first.route, model=first.model,
                  precision=first.precision, messages=len(group), batch_texts=computed,

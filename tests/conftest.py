@@ -6,6 +6,7 @@ HF_HUB_OFFLINE=1 for itself and every process it starts, and models load from in
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import shutil
 import signal
@@ -24,8 +25,10 @@ from embedq.ops.redis_server import RedisServer, free_port
 from embedq.ops.redis_tls import Certificates, make_certificates
 from tests.support import (
     HASHING_MODEL,
+    Reaper,
     WorkerProcess,
     make_client,
+    stop_all,
     wait_for_consumers,
     wait_until,
     worker_env,
@@ -72,13 +75,23 @@ def hashing_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
+@pytest.fixture(scope="session")
+def reaper() -> Iterator[Reaper]:
+    """Module teardowns that only wait (processes shutting down, then their Redis), finished
+    in the background; the session ends once all of them have."""
+    reaping = Reaper()
+    yield reaping
+    reaping.close()
+
+
 @pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    """A private redis-server per test module."""
-    with RedisServer() as server:
-        yield server
+def redis_server(reaper: Reaper) -> Iterator[RedisServer]:
+    """A private redis-server per test module, stopped once the module's processes are gone."""
+    with contextlib.ExitStack() as stack:
+        yield stack.enter_context(RedisServer())
         # Celery's AsyncResult unsubscribes in __del__; collect them while Redis still answers.
         gc.collect()
+        reaper.later(stack.pop_all().close)
 
 
 @pytest.fixture
@@ -107,8 +120,9 @@ def service_maker(redis_server: RedisServer) -> Iterator[object]:
 
 
 @pytest.fixture(scope="module")
-def start_worker(redis_server: RedisServer) -> Iterator[object]:
-    """Start worker processes for the module; all are stopped at its end."""
+def start_worker(redis_server: RedisServer, reaper: Reaper) -> Iterator[object]:
+    """Start worker processes for the module; all are stopped at its end (waited for in the
+    background: they only talk to the module's Redis, which outlives them)."""
     started: list[WorkerProcess] = []
 
     def _start(model: str, precision: str, config_dir: Path | None, *extra_args: str,
@@ -120,8 +134,7 @@ def start_worker(redis_server: RedisServer) -> Iterator[object]:
         return worker
 
     yield _start
-    for worker in started:
-        worker.stop()
+    reaper.stop(started)
 
 
 def _answers(url: str) -> bool:
@@ -133,7 +146,7 @@ def _answers(url: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def start_gateway(redis_server: RedisServer) -> Iterator[object]:
+def start_gateway(redis_server: RedisServer, reaper: Reaper) -> Iterator[object]:
     """Start `embedq gateway` processes for the module (settings through the environment, as
     in production); each is returned once it listens, with its base URL. All stop at the end."""
     started: list[WorkerProcess] = []
@@ -152,8 +165,7 @@ def start_gateway(redis_server: RedisServer) -> Iterator[object]:
         return gateway, f"http://127.0.0.1:{port}"
 
     yield _start
-    for gateway in started:
-        gateway.stop()
+    reaper.stop(started)
 
 
 @pytest.fixture(scope="module")
@@ -167,8 +179,7 @@ def processes() -> Iterator[list[WorkerProcess]]:
     """Processes a module starts itself (dashboard, Flower, ...); all stopped at its end."""
     started: list[WorkerProcess] = []
     yield started
-    for process in started:
-        process.stop()
+    stop_all(started)
 
 
 @pytest.fixture(scope="module")

@@ -50,7 +50,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 @pytest.fixture(scope="module")
 def slow_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A hashing model whose forward pass takes as long as a real one's on a batch of short
-    texts, so a 3,000-text job lasts long enough for every fault to land mid-batch."""
+    texts, so a bulk job lasts long enough for every fault to land mid-batch."""
     slow = {**HASHING_MODEL, "source": {"kind": "hashing", "delay_ms": 150}}
     return write_config(tmp_path_factory.mktemp("slow-config"), {"slow": slow},
                         {"slow": {"model": "slow", "precision": "fp32"}}, default="slow")

@@ -12,7 +12,7 @@ import redis
 
 from embedq.ops.redis_server import RedisServer
 from tests.chaos.conftest import report, scale, worker_command
-from tests.chaos.test_kills import corpus, holders
+from tests.chaos.test_kills import BULK_TEXTS, corpus, holders
 from tests.support import WorkerProcess, expected_hashing, make_client, wait_until, worker_env
 
 
@@ -30,7 +30,7 @@ def _count_correct(config, texts: list[str], vectors: np.ndarray) -> int:
 def test_broker_restarted_under_load(broker, slow_config):
     worker = WorkerProcess(worker_command("slow", "-c", "2"), worker_env(
         broker.url, slow_config, EMBEDQ_CACHE_ENABLED="false", EMBEDQ_LIVENESS_INTERVAL_S="1"))
-    bulk, singles = corpus(3000), [f"web request {i}" for i in range(scale(100, 300))]
+    bulk, singles = corpus(BULK_TEXTS), [f"web request {i}" for i in range(scale(100, 300))]
     results: dict[str, object] = {}
     watch = redis.Redis.from_url(broker.url)
     with make_client(broker.url, slow_config, cache_enabled=False) as client:

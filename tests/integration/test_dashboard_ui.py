@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from embedq.ops.redis_server import free_port
-from tests.support import WorkerProcess, make_client, wait_until, worker_env
+from tests.support import WorkerProcess, make_client, stop_all, wait_until, worker_env
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -38,8 +38,7 @@ def browser() -> Iterator[Browser]:
 def started(redis_server, hashing_config) -> Iterator[list[WorkerProcess]]:
     processes: list[WorkerProcess] = []
     yield processes
-    for process in processes:
-        process.stop()
+    stop_all(processes)
 
 
 def start(started, redis_server, hashing_config, *command: str) -> WorkerProcess:

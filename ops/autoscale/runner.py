@@ -1,10 +1,10 @@
 """The autoscaler's loop: observe every queue, decide (`policy.decide`), start or stop workers.
 
 Each tick reads each broker (a route may name its own) in two round trips (`queue_stats` and
-`texts_waiting`) and each of its own workers' ``/metrics``; each change is logged as one
-``autoscale_decision`` JSON line (queue, from, to, reason) and the sizes are gauges
-(``embedq_autoscale_pool_size``, ``embedq_autoscale_texts_per_s_per_process``) on
-``--metrics-port``. It runs the workers of one host; on Kubernetes KEDA makes the same decision
+`texts_waiting`), and every `rates.READ_EVERY_S` each of its own workers' ``/metrics``; each
+change is logged as one ``autoscale_decision`` JSON line (queue, from, to, reason) and the
+sizes are gauges (``embedq_autoscale_pool_size``, ``embedq_autoscale_texts_per_s_per_process``)
+on ``--metrics-port``. It runs the workers of one host; on Kubernetes KEDA makes the same decision
 per queue (`embedq.ops.k8s`).
 """
 
@@ -98,7 +98,9 @@ class Autoscaler:
                 log.warning("autoscale_backoff", queue=stat.queue, wait_s=backoff.delay_s)
             elif stat.consumers:
                 backoff.delay_s = 0.0  # served again: the next failure waits two seconds
-            meter.update(now, pool.served(), pool.size, texts > 0)
+            meter.saw(texts > 0)
+            if meter.due(now):  # a reading scrapes every worker: not every tick (`rates`)
+                meter.update(now, pool.served(), pool.size, texts > 0)
             found.append(Observation(stat.queue, texts, stat.oldest_age_s, stat.unacked,
                                      pool.size, stat.consumers, meter.rate_per_process,
                                      meter.utilisation))

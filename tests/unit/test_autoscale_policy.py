@@ -121,3 +121,21 @@ def test_a_busy_pool_with_work_does_not_shrink():
     memory = {"q": PoolMemory(last_change_at=0)}
     assert sizes(100, [seen(texts=100, processes=2, util=0.8)], memory) == {"q": 2}
     assert sizes(100, [seen(texts=100, processes=2, util=0.2)], memory) == {"q": 1}
+
+
+def test_the_counters_are_read_every_few_seconds_and_a_pause_in_the_backlog_is_not_learnt():
+    meter = RateMeter(rate_per_process=100.0, every_s=2.0)
+    assert meter.due(0.0)  # the first reading at once
+    meter.update(0.0, {"w1": 0.0}, processes=1, backlogged=True)
+    assert not meter.due(1.0)
+    assert meter.due(2.0)
+    # Texts waited at both readings, but not at a look between: the worker may have idled.
+    meter.saw(True)
+    meter.saw(False)
+    meter.update(2.0, {"w1": 800.0}, processes=1, backlogged=True)
+    assert meter.rate_per_process == 100.0
+    assert meter.utilisation == 1.0
+    # Waiting at every look: learnt.
+    meter.saw(True)
+    meter.update(4.0, {"w1": 1600.0}, processes=1, backlogged=True)
+    assert meter.rate_per_process > 100.0

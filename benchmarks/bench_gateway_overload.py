@@ -20,6 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import psutil
 from bench_gateway import Connection, Gateway, short_sentences
 from shared_data import data_dir
 
@@ -130,9 +131,13 @@ def main() -> None:
                        for clients in (64, 256))  # the more that fill the batches
         print(f"gateway capacity (the better of 64 and 256 closed-loop clients): "
               f"{capacity:.1f} texts/s", flush=True)
+        serving = psutil.Process(gateway.process.pid)
+        gateway_cpu, client_cpu = sum(serving.cpu_times()[:2]), time.process_time()
         outcomes, good, refused = asyncio.run(spike(
             gateway.port, texts[4064:], capacity * args.factor, args.seconds, args.deadline,
             args.clients))
+        gateway_cpu = sum(serving.cpu_times()[:2]) - gateway_cpu
+        client_cpu = time.process_time() - client_cpu
     finally:
         gateway.stop()
         stack.stop()
@@ -145,6 +150,9 @@ def main() -> None:
         "ok_p99_ms": round(float(np.percentile(good, 99)) * 1e3, 1) if good else None,
         "429_p50_ms": round(float(np.percentile(refused, 50)) * 1e3, 1) if refused else None,
         "429_p99_ms": round(float(np.percentile(refused, 99)) * 1e3, 1) if refused else None,
+        # CPU per request offered during the spike (all outcomes): what the edge costs
+        "gateway_cpu_us_per_request": round(gateway_cpu / sum(outcomes.values()) * 1e6),
+        "client_cpu_us_per_request": round(client_cpu / sum(outcomes.values()) * 1e6),
     }
     print(json.dumps(figures, indent=2))
 

@@ -50,7 +50,7 @@ class Settings(BaseSettings):
                                   "message is looked for and, if lost, sent again.")
     max_resends: int = Field(default=3, ge=0, description="Times a lost message is sent again.")
     shed_headroom: float = Field(
-        default=0.25, gt=0, le=1, description="Refuse an interactive request at once "
+        default=0.5, gt=0, le=1, description="Refuse an interactive request at once "
         "(OverloadedError) when the work queued ahead of it would take more than this share of "
         "its remaining time; routes with \"shed\": false never refuse.")
     bulk_timeout_s: float = Field(default=600.0, gt=0, description="Default wait for each "
@@ -139,7 +139,7 @@ class Settings(BaseSettings):
     gateway_timeout_s: float = Field(default=30.0, gt=0,
                                      description="Longest wait for a request's vectors.")
     gateway_shed_headroom: float = Field(
-        default=0.1, gt=0, le=1, description="EMBEDQ_SHED_HEADROOM for requests over HTTP: "
+        default=0.2, gt=0, le=1, description="EMBEDQ_SHED_HEADROOM for requests over HTTP: "
         "an HTTP request holds a connection of its client's bounded pool while it waits, so the "
         "gateway queues less of a request's time than a library caller and answers 429 sooner.")
 

@@ -99,10 +99,12 @@ def test_the_weights_recipe_keeps_every_text_close_where_static_int8_lost_long_o
     from sentence_transformers import SentenceTransformer
 
     mpnet = load_registry().model("mpnet")
-    assert mpnet.int8 is not None and mpnet.int8.openvino == "weights"
+    assert mpnet.int8 is not None
+    assert mpnet.int8.openvino == "weights"
     assert int8_folder_name(mpnet) == f"openvino-int8-{WEIGHTS_RECIPE}"
     minilm = load_registry().model("minilm")
-    assert minilm.int8 is not None and minilm.int8.openvino == "static"
+    assert minilm.int8 is not None
+    assert minilm.int8.openvino == "static"
     spec = minilm.model_copy(update={"int8": minilm.int8.model_copy(
         update={"openvino": "weights"})})
     skipped = skipped_candidates(read_cpu_features())

@@ -19,21 +19,13 @@ from structlog.testing import capture_logs
 
 from embedq.config.registry import Precision, load_registry
 from embedq.config.settings import Settings
-from embedq.worker.models.candidates import (
-    ONNX_INT8,
-    OPENVINO,
-    OPENVINO_FP32,
-    OPENVINO_INT8,
-    Candidate,
-)
+from embedq.worker.models.candidates import ONNX_INT8, OPENVINO, OPENVINO_INT8, Candidate
 from embedq.worker.models.cpu import read_cpu_features
 from embedq.worker.models.decision import DecisionFile, choose
 from embedq.worker.models.onnx_export import CHECK_TEXTS, RECIPE
 from embedq.worker.models.openvino_export import (
-    BIN_FILE,
     INT8_RECIPE,
     WEIGHTS_RECIPE,
-    exported_openvino,
     int8_folder_name,
 )
 from embedq.worker.models.probe import sts_sample
@@ -134,34 +126,6 @@ def test_the_weights_recipe_keeps_every_text_close_where_static_int8_lost_long_o
     assert (encoder.backend, encoder.precision) == ("openvino", "int8")
     assert encoder.revision == f"{source.revision}+{RECIPE}+openvino-int8-{WEIGHTS_RECIPE}"
     assert encoder.weight_bytes < 30e6  # int8 weights, embedding table included: fp32's 90 MB / 4
-
-
-def _resident_bytes(path) -> int:
-    """Resident bytes of this process's mappings of ``path`` (``/proc/self/smaps``)."""
-    target, inside, total = str(path.resolve()), False, 0
-    with open("/proc/self/smaps", encoding="utf-8") as smaps:
-        for line in smaps:
-            fields = line.split()
-            if not fields[0].endswith(":"):  # a mapping's header: address range ... path
-                inside = len(fields) == 6 and fields[5] == target
-            elif inside and fields[0] == "Rss:":
-                total += int(fields[1]) * 1024
-    return total
-
-
-def test_an_openvino_process_does_not_keep_the_irs_mapped_weights_resident(model_cache):
-    """After the first inference the plugin has repacked the weights: the mapped copy is
-    dropped from RSS (`release_mapped`), and what is read again comes back unchanged."""
-    if OPENVINO_FP32 in skipped_candidates(read_cpu_features()):
-        return  # no openvino package: nothing is mapped
-    spec = load_registry().model("minilm")
-    source = resolve_source(spec, model_cache)
-    encoder = build(spec, source, Settings(model_cache_dir=model_cache), OPENVINO_FP32, 1)
-    first = encoder.encode_batch(TEXTS)
-    weights = exported_openvino(spec, source, model_cache, Precision.FP32) / BIN_FILE
-    assert _resident_bytes(weights) < 0.1 * weights.stat().st_size  # 90 MB file
-    again = encoder.encode_batch(TEXTS * 3)  # another shape, the embedding rows read again
-    np.testing.assert_allclose(again[:len(TEXTS)], first, rtol=0, atol=1e-5)
 
 
 def test_an_openvino_worker_process_never_imports_torch(model_cache):

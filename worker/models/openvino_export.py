@@ -26,9 +26,7 @@ ONNX artefacts (`onnx_export.build_artefact`); pool processes only open the fini
 
 from __future__ import annotations
 
-import ctypes
 import importlib.util
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +52,6 @@ WEIGHTS_RECIPE = "nncf-weights-int8-asym-v1"
 #: default in 2026.4, pinned so a changed library default cannot change the vectors unnoticed;
 #: 0 would keep those activations fp32, which measured half the speed at no gain in cosine).
 DYNAMIC_GROUP = 32
-_MADV_DONTNEED = 4
 _CALIBRATION_BATCH = 16
 #: The libraries each OpenVINO precision needs: NNCF only to build the int8 graph.
 _NEEDS = {Precision.FP32: ("openvino",), Precision.BF16: ("openvino",),
@@ -84,43 +81,11 @@ def runner(xml: Path, threads: int, hint: str) -> tuple[Run, int]:
         # Only weight-compressed layers (the ``weights`` int8 recipe) are affected.
         "DYNAMIC_QUANTIZATION_GROUP_SIZE": DYNAMIC_GROUP})
     request = model.create_infer_request()
-    first = True
 
     def run(inputs: dict[str, Any]) -> Any:
-        nonlocal first
-        out = request.infer(inputs)[0].copy()  # the request reuses its output buffer
-        if first:  # the plugin has repacked the weights now: see `release_mapped`
-            first = False
-            release_mapped(xml.with_suffix(".bin"))
-        return out
+        return request.infer(inputs)[0].copy()  # the request reuses its output buffer
 
     return run, int(model.outputs[0].get_partial_shape()[-1].get_length())
-
-
-def release_mapped(path: Path) -> int:
-    """Drop this process's resident pages of ``path``'s read-only mappings; the bytes unmapped.
-
-    OpenVINO maps an IR's weights file (read-only, shared) and its CPU plugin repacks every
-    FullyConnected weight into its own memory at the first inference; after that it reads the
-    mapping only for the embedding rows a batch looks up and a few small constants. Left
-    resident, the mapped copy counts in the process's RSS beside the repacked one (mpnet: 87 of
-    349 MiB for the int8 IR, 415 of 919 MiB for the fp32 one). ``MADV_DONTNEED`` on a read-only
-    file mapping only unmaps the pages from this process: the page cache keeps them and a later
-    read faults them back in, so the vectors cannot change. Linux only; elsewhere a no-op.
-    """
-    if not sys.platform.startswith("linux"):
-        return 0
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    target, released = str(path.resolve()), 0
-    with open("/proc/self/maps", encoding="utf-8") as maps:
-        for line in maps:
-            fields = line.split(maxsplit=5)
-            if len(fields) == 6 and fields[5].rstrip("\n") == target and "w" not in fields[1]:
-                start, end = (int(x, 16) for x in fields[0].split("-"))
-                if libc.madvise(start, end - start, _MADV_DONTNEED) == 0:
-                    released += end - start
-    return released
 
 
 def _quantized(model: Any, raw: Path, work: Path, max_tokens: int,

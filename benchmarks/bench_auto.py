@@ -27,7 +27,8 @@ from shared_data import data_dir
 
 from embedq.config.registry import Precision, load_registry
 from embedq.config.settings import Settings, load_settings
-from embedq.ops.precision_eval import measure_rss, stsb_pairs
+from embedq.ops.memory_probe import measure_rss
+from embedq.ops.precision_eval import stsb_pairs
 from embedq.worker.models.cpu import read_cpu_features
 from embedq.worker.models.encoder import Encoder
 from embedq.worker.models.probe import BATCH

@@ -10,8 +10,9 @@ minimum cosine on the probe's STS sentences (the 0.99 bar `auto` applies), mean 
 export check texts (the 0.98 floor an int8 export must reach, a 384-token repetition among
 them), texts/s at one thread relative to fp32 (best of three passes), the peak RSS of a fresh
 process that opens the graph and embeds one batch, and the file size. Where OpenVINO is
-installed it also measures its fp32 IR and NNCF's static int8 (calibrated activations, Q, K, V
-quantized: `openvino_export`), the candidates ``int8`` and ``auto`` measure.
+installed it also measures its fp32 IR and the int8 IR of mpnet's recipe (``models.json``
+``int8.openvino``: ``weights``, NNCF's int8 weight compression; ``static``, calibrated activations
+with Q, K, V quantized: `openvino_export`), the candidates ``int8`` and ``auto`` measure.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from embedq.worker.models.openvino_export import (
     exported_openvino,
     missing_library,
     runner,
+    weights_recipe,
 )
 from embedq.worker.models.probe import sts_sample
 from embedq.worker.models.sources import resolve_source
@@ -110,9 +112,11 @@ def main() -> None:
     if missing_library(Precision.INT8) is None:
         for precision in (Precision.FP32, Precision.INT8):
             folder = exported_openvino(spec, source, cache, precision)
+            recipe = (" (NNCF int8 weights, activations quantized per group at run time)"
+                      if weights_recipe(spec) else
+                      " (NNCF static: calibrated, QKV int8, keep ffn_out)")
             files[f"OpenVINO {precision.value}" + (
-                " (NNCF static: calibrated, QKV int8, keep ffn_out)" if precision is Precision.INT8
-                else " IR")] = folder / XML_FILE
+                recipe if precision is Precision.INT8 else " IR")] = folder / XML_FILE
     sentences = sts_sample().sentences
     tok = tokenizer(fp32, 384)
     batches = [features(tok, sentences[i:i + 32]) for i in range(0, len(sentences), 32)]

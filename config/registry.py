@@ -60,7 +60,14 @@ class Int8Quality(Frozen):
     spearman_drop: float = Field(description="STS-B dev Spearman of fp32 minus that of int8.")
     keep_fp32: tuple[str, ...] = Field(
         default=(), description="Node kinds left unquantized, chosen by measured loss: "
-        "qkv, attn_out, ffn_in, ffn_out, or one layer's as 'ffn_out:11'.")
+        "qkv, attn_out, ffn_in, ffn_out, or one layer's as 'ffn_out:11' (ONNX Runtime's "
+        "dynamic int8 and OpenVINO's static int8; the 'weights' recipe compresses every layer).")
+    openvino: Literal["static", "weights"] = Field(
+        default="static", description="How OpenVINO's int8 IR is built: 'static' (NNCF "
+        "post-training quantization, activation ranges calibrated once) or 'weights' (NNCF "
+        "int8 weight compression; OpenVINO's CPU plugin quantizes activations per group of "
+        "32 channels at run time, so ranges follow every input: for models whose activations "
+        "a calibration cannot cover, as mpnet's on long repetitive texts).")
 
 
 class ModelSpec(Frozen):

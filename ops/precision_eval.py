@@ -12,9 +12,6 @@ are comparable; absolute figures on shared machines are noisy, ratios less so.
 from __future__ import annotations
 
 import gc
-import json
-import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass
 from importlib import resources
@@ -27,12 +24,10 @@ from embedq.config.registry import Precision, Registry
 from embedq.config.settings import Settings
 from embedq.ops.evaluation.datasets import read_pairs
 from embedq.ops.evaluation.samples import STS_SAMPLE
+from embedq.ops.memory_probe import BATCH, measure_rss
 from embedq.tasks.vectors import l2_normalize
 from embedq.worker.models.encoder import Encoder
 from embedq.worker.models.loading import check_model, load_encoder
-
-BATCH = 32
-_MIB = 2**20
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,22 +63,6 @@ def encode(encoder: Encoder, texts: list[str]) -> np.ndarray:
     """Raw batches of `BATCH` in input order, float32."""
     return np.concatenate([encoder.encode_batch(texts[i : i + BATCH])
                            for i in range(0, len(texts), BATCH)])
-
-
-def _rss_mib() -> float:
-    import psutil
-
-    return float(psutil.Process().memory_info().rss / _MIB)
-
-
-def measure_rss(model: str, precision: str, threads: int) -> tuple[float, float]:
-    """(RSS after load and one batch, growth over a bare embedq process) in a fresh process."""
-    out = subprocess.run(
-        [sys.executable, "-m", "embedq.ops.precision_eval", model, precision, str(threads)],
-        check=True, capture_output=True, text=True,
-    ).stdout
-    figures = json.loads(out.strip().splitlines()[-1])
-    return figures["rss_mib"], figures["model_rss_mib"]
 
 
 def runnable(registry: Registry, model: str, settings: Settings) -> tuple[list[Precision],
@@ -153,25 +132,3 @@ def table(rows: list[PrecisionFigures]) -> str:
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True))
                      for line in lines)
-
-
-def _rss_probe(model: str, precision: str, threads: int) -> None:
-    """Child side of `measure_rss`: check and load as a worker does, embed one batch, report."""
-    from embedq.config.registry import load_registry
-    from embedq.config.settings import load_settings
-
-    settings = load_settings()
-    registry = load_registry(settings.config_dir)
-    before = _rss_mib()
-    check_model(registry, model, precision, settings)
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.set_num_threads(threads)
-    encoder = load_encoder(registry, model, Precision(precision), settings, threads)
-    encoder.encode_batch(["a first batch maps the weights that are read lazily"] * BATCH)
-    after = _rss_mib()
-    print(json.dumps({"rss_mib": after, "model_rss_mib": after - before}))
-
-
-if __name__ == "__main__":
-    _rss_probe(sys.argv[1], sys.argv[2], int(sys.argv[3]))

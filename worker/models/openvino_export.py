@@ -1,16 +1,27 @@
 """OpenVINO artefacts of a model (optional backend): the unfused exported graph as OpenVINO IR,
-fp32, and the same graph statically quantized to int8 by NNCF.
+fp32, and the same graph quantized to int8 by NNCF, by one of two recipes (``models.json``
+``int8.openvino``).
 
 OpenVINO reads the plain ``torch.onnx.export`` graph (not ONNX Runtime's fused one, whose
-contrib ops it does not know) and applies its own fusions when it compiles. The int8 variant is
-NNCF's post-training quantization with calibrated activation ranges (``ModelType.TRANSFORMER``:
-SmoothQuant, the attention's Q, K, V projections quantized, softmax and layer norms left fp32,
-and the MatMul kinds ``models.json`` keeps in fp32 for int8 left there too),
-which OpenVINO's CPU plugin runs on AMX-INT8 / VNNI kernels where the CPU has them. Calibration
-uses the bundled STS sentences the probe does not judge (`probe.calibration_texts`), never an
-outside data set. Built once per model revision in the worker's parent, checked against PyTorch
-and hashed like the ONNX artefacts (`onnx_export.build_artefact`); pool processes only open the
-finished IR (openvino, tokenizers and numpy: no torch).
+contrib ops it does not know) and applies its own fusions when it compiles. The int8 recipes:
+
+* ``static`` (the default): NNCF's post-training quantization with calibrated activation ranges
+  (``ModelType.TRANSFORMER``: SmoothQuant, the attention's Q, K, V projections quantized,
+  softmax and layer norms left fp32, and the MatMul kinds ``models.json`` keeps in fp32 for
+  int8 left there too), which OpenVINO's CPU plugin runs on AMX-INT8 / VNNI kernels where the
+  CPU has them. Calibration uses the bundled STS sentences the probe does not judge
+  (`probe.calibration_texts`), never an outside data set.
+* ``weights``: NNCF's int8 weight compression (per output channel, asymmetric; embedding tables
+  included), no calibration. The CPU plugin keeps the weights int8 and quantizes each
+  FullyConnected layer's activations at run time per group of `DYNAMIC_GROUP` input channels,
+  so the ranges follow every input. mpnet needs it: its static int8 met the STS bar but a
+  384-token repetition fell to cosine 0.28 (activations far outside anything calibrated),
+  while this recipe kept every check text at cosine >= 0.997, in about a quarter of fp32's
+  weight bytes (README, "mpnet int8").
+
+Built once per model revision in the worker's parent, checked against PyTorch and hashed like the
+ONNX artefacts (`onnx_export.build_artefact`); pool processes only open the finished IR
+(openvino, tokenizers and numpy: no torch).
 """
 
 from __future__ import annotations
@@ -36,6 +47,11 @@ XML_FILE = "model.xml"
 BIN_FILE = "model.bin"
 FILES = (XML_FILE, BIN_FILE)
 INT8_RECIPE = "nncf-static-transformer-v1"
+WEIGHTS_RECIPE = "nncf-weights-int8-asym-v1"
+#: Input channels per run-time activation scale of a weight-compressed layer (OpenVINO's CPU
+#: default in 2026.4, pinned so a changed library default cannot change the vectors unnoticed;
+#: 0 would keep those activations fp32, which measured half the speed at no gain in cosine).
+DYNAMIC_GROUP = 32
 _CALIBRATION_BATCH = 16
 #: The libraries each OpenVINO precision needs: NNCF only to build the int8 graph.
 _NEEDS = {Precision.FP32: ("openvino",), Precision.BF16: ("openvino",),
@@ -61,7 +77,9 @@ def runner(xml: Path, threads: int, hint: str) -> tuple[Run, int]:
 
     model = ov.Core().compile_model(str(xml), "CPU", {
         "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
-        "INFERENCE_PRECISION_HINT": hint, "ENABLE_CPU_PINNING": False})
+        "INFERENCE_PRECISION_HINT": hint, "ENABLE_CPU_PINNING": False,
+        # Only weight-compressed layers (the ``weights`` int8 recipe) are affected.
+        "DYNAMIC_QUANTIZATION_GROUP_SIZE": DYNAMIC_GROUP})
     request = model.create_infer_request()
 
     def run(inputs: dict[str, Any]) -> Any:
@@ -90,18 +108,42 @@ def _quantized(model: Any, raw: Path, work: Path, max_tokens: int,
                          ignored_scope=nncf.IgnoredScope(names=kept, validate=False))
 
 
+def _compressed(model: Any) -> Any:
+    """``model`` with every weight (MatMuls and embedding tables) compressed to int8 by NNCF,
+    per output channel and asymmetric (symmetric measured worse on mpnet: a check text's cosine
+    fell to 0.77)."""
+    import nncf
+
+    return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
+
+
+def weights_recipe(spec: ModelSpec) -> bool:
+    """Whether the model's OpenVINO int8 is the ``weights`` recipe (else ``static``)."""
+    return spec.int8 is not None and spec.int8.openvino == "weights"
+
+
+def int8_folder_name(spec: ModelSpec) -> str:
+    """The int8 IR's folder name: its recipe (and, for ``static``, the kinds kept in fp32),
+    which the vectors' revision carries, so two recipes never share a cache entry."""
+    if weights_recipe(spec):
+        return f"openvino-int8-{WEIGHTS_RECIPE}"
+    keep = spec.int8.keep_fp32 if spec.int8 else ()
+    return f"openvino-int8-{INT8_RECIPE}" + "".join(f"-keep-{k.replace(':', '')}" for k in keep)
+
+
 def exported_openvino(spec: ModelSpec, source: ResolvedSource, cache_dir: Path,
                       precision: Precision) -> Path:
-    """The folder of this model's OpenVINO IR at ``precision`` (fp32, or int8), built now if
-    missing or corrupt. bf16 is the fp32 IR compiled with the bf16 hint (`OpenVinoEncoder`)."""
+    """The folder of this model's OpenVINO IR at ``precision`` (fp32, or int8 by the model's
+    recipe), built now if missing or corrupt. bf16 is the fp32 IR compiled with the bf16 hint
+    (`OpenVinoEncoder`)."""
     variant = Precision.INT8 if precision is Precision.INT8 else Precision.FP32
     if (library := missing_library(precision)) is not None:
         raise ModelUnavailableError(
             f"model {spec.name!r}: openvino-{precision.value} needs the {library!r} package, "
             "which is not installed; fix: pip install 'embedq[worker]'")
     keep = spec.int8.keep_fp32 if spec.int8 else ()
-    name = "openvino-fp32" if variant is Precision.FP32 else (
-        f"openvino-int8-{INT8_RECIPE}" + "".join(f"-keep-{k.replace(':', '')}" for k in keep))
+    weights = weights_recipe(spec)
+    name = "openvino-fp32" if variant is Precision.FP32 else int8_folder_name(spec)
     final = artefact_dir(spec, source, cache_dir) / name
 
     def make(model_dir: Path, work: Path, max_tokens: int) -> tuple[Any, dict[str, Any]]:
@@ -112,11 +154,15 @@ def exported_openvino(spec: ModelSpec, source: ResolvedSource, cache_dir: Path,
         export_raw(pooled, model_dir, raw, max_tokens)
         model = ov.Core().read_model(str(raw))
         if variant is Precision.INT8:
-            model = _quantized(model, raw, work, max_tokens, keep)
+            model = (_compressed(model) if weights
+                     else _quantized(model, raw, work, max_tokens, keep))
         # The default would store fp32 weights as fp16: this IR must be the fp32 model.
         ov.save_model(model, str(work / XML_FILE), compress_to_fp16=False)
         raw.unlink()
-        return pooled, {"backend": "openvino", "openvino": ov.get_version()}
+        recipe = {} if variant is Precision.FP32 else {
+            "int8_recipe": "weights" if weights else "static",
+            **({"dynamic_quantization_group_size": DYNAMIC_GROUP} if weights else {})}
+        return pooled, {"backend": "openvino", "openvino": ov.get_version(), **recipe}
 
     return build_artefact(spec, source, final, f"openvino-{variant.value}", make,
                           lambda work: runner(work / XML_FILE, 1, "f32")[0], FILES)

@@ -194,14 +194,18 @@ class Gateway:
     def _log_refusal(self, request: Request, exchange: Exchange, exc: Exception, status: int,
                      started: float) -> None:
         refusal = refusal_of(exc)
-        fields = self._fields(request, exchange, status, started)
         if refusal is INTERNAL:
-            log.error("request failed", **fields, exc_info=exc)
+            log.error("request failed", **self._fields(request, exchange, status, started),
+                      exc_info=exc)
             return
+        refused = 0
         if status in (429, 503):  # come back later: a spike's worth are one line a second
-            fields["refused"] = self._refusals.take(exchange.use_case, refusal.code)
-            if not fields["refused"]:
-                return
+            refused = self._refusals.take(exchange.use_case, refusal.code)
+            if not refused:
+                return  # counted only: nothing of the line is built
+        fields = self._fields(request, exchange, status, started)
+        if refused:
+            fields["refused"] = refused
         if status >= 500:
             log.warning("request failed", **fields, error=str(exc))
         else:

@@ -60,10 +60,11 @@ def redis_client(url: str, *, master_name: str = "mymaster", **options: Any) -> 
             db = int(parsed.path.strip("/"))
     tls = sentinel_tls(url)  # TLS to the sentinels and to the master alike
     asked = {"password": password} if password else {}
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+    # redis-py before 8.2 leaves Sentinel unannotated; 8.2 annotates it (either passes)
+    sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
         hosts, sentinel_kwargs={**asked, **tls} or None,
         socket_timeout=options.get("socket_timeout"))
-    client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+    client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call, unused-ignore]
         sentinel_master(url, master_name), password=password, db=db, **tls, **options)
     return client
 

@@ -13,7 +13,6 @@ with the request id the client sees in ``x-request-id``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import secrets
@@ -101,6 +100,36 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
+class _ClientWatch:
+    """Cancels the request's task if its client disconnects while the task waits."""
+
+    __slots__ = ("_task", "_waiting", "handler")
+
+    def __init__(self, request: Request) -> None:
+        handler = asyncio.current_task()
+        assert handler is not None  # an ASGI app runs in a task
+        self.handler = handler
+        self._waiting = True
+        self._task = asyncio.ensure_future(_disconnected(request))
+        self._task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Future[None]) -> None:
+        if task.cancelled():
+            return
+        task.exception()  # read: a failed receive means the client is gone too, not a log line
+        if self._waiting:  # not once the answer is on its way
+            self.handler.cancel()
+
+    def left(self) -> bool:
+        """Did the client disconnect?"""
+        return self._task.done() and not self._task.cancelled()
+
+    def stop(self) -> None:
+        """The wait is over: stop watching."""
+        self._waiting = False
+        self._task.cancel()
+
+
 class Gateway:
     """The endpoints, over one producer client, one key check and one set of metrics."""
 
@@ -147,16 +176,19 @@ class Gateway:
         submitted = self.client.submit(texts, use_case, dim=dim,  # refusals raise here, at once
                                        timeout=self.deadline_s(request),
                                        prompt_name=prompt_name, prompt=prompt)
-        work = asyncio.ensure_future(self.client.awaited(submitted))
-        gone = asyncio.ensure_future(_disconnected(request))
-        await asyncio.wait((work, gone), return_when=asyncio.FIRST_COMPLETED)
-        if work.done():
-            gone.cancel()
-            return work.result()
-        work.cancel()  # aembed cancels the request's texts on its way out
-        with contextlib.suppress(asyncio.CancelledError):
-            await work
-        return None
+        # Awaited in this task, with one watcher task that cancels it if the client leaves
+        # (`awaited` then cancels the texts): a second task and `asyncio.wait` cost CPU on
+        # every request, which under a spike is taken from the workers.
+        watch = _ClientWatch(request)
+        try:
+            return await self.client.awaited(submitted)
+        except asyncio.CancelledError:
+            if watch.left():  # the watcher's cancel, not the server's
+                watch.handler.uncancel()
+                return None
+            raise
+        finally:
+            watch.stop()
 
     def endpoint(self, handler: Handler, *, metered: bool = False
                  ) -> Callable[[Request], Awaitable[Response]]:

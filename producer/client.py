@@ -34,6 +34,7 @@ from embedq.producer.diagnosis import broker_down, why_not_done
 from embedq.producer.handle import EmbedJob
 from embedq.producer.inputs import check_texts, positive
 from embedq.producer.jobs import Embeddings, Job
+from embedq.producer.loop_wakeups import until_done
 from embedq.producer.streaming import check_stream, stream_jobs
 from embedq.tasks.brokers import queue_settings, route_settings
 from embedq.tasks.liveness import live_consumers
@@ -219,15 +220,18 @@ class EmbeddingClient:
         """Wait for a submitted request without blocking the event loop, until its deadline;
         cancelling the awaiting task cancels the request's texts."""
         wait = submitted.remaining()
-        outcome = asyncio.wrap_future(submitted.job.future)
-        outcome.add_done_callback(_retrieved)  # a late failure after a timeout is nobody's news
         try:
-            await asyncio.wait_for(asyncio.shield(outcome), wait)
-        except TimeoutError:
-            raise self.timeout_error(submitted, wait) from None
+            done = await until_done(submitted.job.future, wait)
         except asyncio.CancelledError:
             submitted.cancel()
             raise
+        if not done:
+            raise self.timeout_error(submitted, wait)
+        if submitted.job.cancelled:  # `cancel` on the handle: as for a cancelled task
+            raise asyncio.CancelledError
+        failed = submitted.job.future.exception()  # done: never waits
+        if failed is not None:
+            raise failed
         return submitted.job.result(raise_on_errors=True)
 
     def embed_many(self, texts: Iterable[str], use_case: str | None = None, *,
@@ -277,11 +281,6 @@ class EmbeddingClient:
         """Why a job is not done after ``waited`` seconds (see `diagnosis.why_not_done`)."""
         job = submitted.job
         return why_not_done(self, self._connected().link(job.spec.route), job, waited)
-
-
-def _retrieved(outcome: asyncio.Future[None]) -> None:
-    if not outcome.cancelled():
-        outcome.exception()
 
 
 def _forget_after_fork(reference: weakref.ref[EmbeddingClient]) -> None:

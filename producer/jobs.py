@@ -5,7 +5,7 @@ by one message, or by several messages shared with other callers (the dispatcher
 each delivery fills the job's own rows, and the job completes when every row has a vector or an
 error. Failures stay with the job they belong to: another caller's bad item, timeout or failed
 message never touches it. Completion is a `concurrent.futures.Future`, so a thread waits on it
-and an event loop awaits it (`asyncio.wrap_future`) without blocking.
+and an event loop awaits it (`embedq.producer.loop_wakeups`) without blocking.
 """
 
 from __future__ import annotations

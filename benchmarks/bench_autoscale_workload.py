@@ -39,32 +39,46 @@ class BusySampler(threading.Thread):
         super().__init__(daemon=True)
         self.root = psutil.Process(up.pid)
         self.counts: Counter[int] = Counter()
+        self.over: list[str] = []  # which processes were busy when more than the cores were
         self.stopping = threading.Event()
+        self.started = time.monotonic()
 
-    def _cpu(self) -> dict[int, float]:
+    def _cpu(self) -> dict[int, tuple[float, str]]:
         found = {}
         for process in self.root.children(recursive=True):
             with contextlib.suppress(psutil.Error):
-                if "worker" in process.cmdline():
+                command = process.cmdline()
+                if "worker" in command:
                     times = process.cpu_times()
-                    found[process.pid] = times.user + times.system
+                    options = command[command.index("worker"):]
+                    queue = ".".join(options[options.index(flag) + 1] for flag in ("-m", "-p")
+                                     if flag in options)
+                    role = "pool" if "worker" in process.parent().cmdline() else "main"
+                    found[process.pid] = (times.user + times.system,
+                                          f"{queue} {role} {process.pid}")
         return found
 
     def run(self) -> None:
         before, at = self._cpu(), time.monotonic()
+        cores = os.cpu_count() or 1
         while not self.stopping.wait(0.5):
             now, seen = time.monotonic(), self._cpu()
-            busy = sum((seen[pid] - before.get(pid, seen[pid])) / (now - at) >= 0.5
-                       for pid in seen)
-            self.counts[busy] += 1
+            busy = {name: (used - before.get(pid, (used, ""))[0]) / (now - at)
+                    for pid, (used, name) in seen.items()}
+            busy = {name: share for name, share in busy.items() if share >= 0.5}
+            self.counts[len(busy)] += 1
+            if len(busy) > cores:
+                self.over.append(f"  {now - self.started:6.1f} s: " + ", ".join(
+                    f"{name} {share:.0%}" for name, share in busy.items()))
             before, at = seen, now
 
     def summary(self) -> str:
-        """The most busy at once, and how often more than the cores were."""
+        """The most busy at once, how often more than the cores were, and which they were."""
         cores = os.cpu_count() or 1
         over = sum(n for busy, n in self.counts.items() if busy > cores)
         return (f"busy worker processes: at most {max(self.counts, default=0)}, more than "
-                f"{cores} in {over} of {sum(self.counts.values())} samples")
+                f"{cores} in {over} of {sum(self.counts.values())} samples"
+                + "".join(f"\n{line}" for line in self.over))
 
 
 def _decisions(log: list[tuple[float, str]], since: float) -> list[str]:
@@ -99,6 +113,7 @@ def run(extra: list[str], etl: int, clustering: int, burst_after_s: float, tag: 
     sampler.start()
     searcher.start()
     started, since = time.perf_counter(), time.monotonic()
+    sampler.started = since
     etl_job = client.submit([f"{tag} {t}" for t in generated("short", etl, seed=1)], "etl")
     time.sleep(burst_after_s)
     burst = client.submit([f"{tag} {t}" for t in generated("short", clustering, seed=2)],

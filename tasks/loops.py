@@ -23,6 +23,10 @@ import structlog
 
 log = structlog.get_logger(__name__)
 OUTAGES: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+# The jitter's own generator: a background thread drawing from the module-level one would move
+# the state of an application that seeded `random` for reproducible runs (and Hypothesis tells
+# such a test that its strategy used `random`).
+_jitter = random.Random()
 
 
 @dataclass
@@ -36,7 +40,7 @@ class Backoff:
     def next(self) -> float:
         """The next wait, in seconds (jittered down to half, so peers do not retry in step)."""
         self.current_s = min(self.max_s, max(self.first_s, self.current_s * 2))
-        return self.current_s * random.uniform(0.5, 1.0)
+        return self.current_s * _jitter.uniform(0.5, 1.0)
 
     def reset(self) -> None:
         """Back to the first wait."""

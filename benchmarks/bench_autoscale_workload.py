@@ -40,6 +40,8 @@ class BusySampler(threading.Thread):
         self.root = psutil.Process(up.pid)
         self.counts: Counter[int] = Counter()
         self.over: list[str] = []  # which processes were busy when more than the cores were
+        self.by_queue: Counter[str] = Counter()  # CPU seconds of each queue's workers
+        self.cores_used: list[float] = []  # per sample
         self.stopping = threading.Event()
         self.started = time.monotonic()
 
@@ -65,6 +67,9 @@ class BusySampler(threading.Thread):
             now, seen = time.monotonic(), self._cpu()
             busy = {name: (used - before.get(pid, (used, ""))[0]) / (now - at)
                     for pid, (used, name) in seen.items()}
+            for name, share in busy.items():
+                self.by_queue[name.split()[0]] += share * (now - at)
+            self.cores_used.append(sum(busy.values()))
             busy = {name: share for name, share in busy.items() if share >= 0.5}
             self.counts[len(busy)] += 1
             if len(busy) > cores:
@@ -76,9 +81,15 @@ class BusySampler(threading.Thread):
         """The most busy at once, how often more than the cores were, and which they were."""
         cores = os.cpu_count() or 1
         over = sum(n for busy, n in self.counts.items() if busy > cores)
-        return (f"busy worker processes: at most {max(self.counts, default=0)}, more than "
+        idle = sum(cores - min(used, cores) for used in self.cores_used) * 0.5
+        return (f"worker CPU-seconds { {q: round(s) for q, s in self.by_queue.most_common()} }, "
+                f"{idle:.0f} core-seconds unused; busy worker processes: at most "
+                f"{max(self.counts, default=0)}, more than "
                 f"{cores} in {over} of {sum(self.counts.values())} samples"
-                + "".join(f"\n{line}" for line in self.over))
+                + "".join(f"\n{line}" for line in self.over)
+                + "\n  worker cores in use, 5 s means: " + " ".join(
+                    f"{sum(self.cores_used[i:i + 10]) / len(self.cores_used[i:i + 10]):.1f}"
+                    for i in range(0, len(self.cores_used), 10)))
 
 
 def _decisions(log: list[tuple[float, str]], since: float) -> list[str]:

@@ -17,10 +17,12 @@ import json
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import psutil
+import redis
 from bench_gateway import Connection, Gateway, short_sentences
 from shared_data import data_dir
 
@@ -107,6 +109,41 @@ async def spike(port: int, texts: list[str], rate: float, seconds: float, deadli
     return outcomes, good, refused
 
 
+class CpuSplit:
+    """Cores used by each part of the stack between two readings: the worker (all its
+    processes), Redis, the gateway and this load generator. On a 2-core box they share the
+    cores, so the edge's cost is CPU the worker no longer has."""
+
+    def __init__(self, stack: WorkerStack, gateway: Gateway) -> None:
+        self.parts = {"worker": stack.cpu_seconds,
+                      "redis": _redis_cpu(redis.Redis.from_url(stack.redis.url)),
+                      "gateway": _cpu_of(psutil.Process(gateway.process.pid)),
+                      "client": time.process_time}
+        self._at, self._seen = time.perf_counter(), self._read()
+
+    def _read(self) -> dict[str, float]:
+        return {name: read() for name, read in self.parts.items()}
+
+    def cores(self) -> dict[str, float]:
+        """Cores used by each part since the last call."""
+        now, seen = time.perf_counter(), self._read()
+        used = {name: round((seen[name] - self._seen[name]) / (now - self._at), 2)
+                for name in seen}
+        self._at, self._seen = now, seen
+        return used
+
+
+def _cpu_of(process: psutil.Process) -> Callable[[], float]:
+    return lambda: sum(process.cpu_times()[:2])
+
+
+def _redis_cpu(client: redis.Redis) -> Callable[[], float]:
+    def read() -> float:
+        cpu = client.info("cpu")
+        return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+    return read
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0)
@@ -127,8 +164,13 @@ def main() -> None:
     gateway = Gateway(env, None)
     try:
         asyncio.run(closed_loop(gateway.port, texts[:64], 4))  # the model in both processes
-        capacity = max(asyncio.run(closed_loop(gateway.port, texts[64:4064], clients))
-                       for clients in (64, 256))  # the more that fill the batches
+        split = CpuSplit(stack, gateway)
+        capacities = {}
+        for clients in (64, 256):
+            capacities[clients] = asyncio.run(closed_loop(gateway.port, texts[64:4064], clients))
+            print(f"{clients} closed-loop clients: {capacities[clients]:.1f} texts/s; cores "
+                  f"used: {split.cores()}", flush=True)
+        capacity = max(capacities.values())  # the more that fill the batches
         print(f"gateway capacity (the better of 64 and 256 closed-loop clients): "
               f"{capacity:.1f} texts/s", flush=True)
         serving = psutil.Process(gateway.process.pid)
@@ -136,6 +178,7 @@ def main() -> None:
         outcomes, good, refused = asyncio.run(spike(
             gateway.port, texts[4064:], capacity * args.factor, args.seconds, args.deadline,
             args.clients))
+        print(f"spike: cores used: {split.cores()}", flush=True)
         gateway_cpu = sum(serving.cpu_times()[:2]) - gateway_cpu
         client_cpu = time.process_time() - client_cpu
     finally:

@@ -1,6 +1,7 @@
 """Every candidate backend x precision of a model on the CPU at hand, and what ``auto`` picks.
 
     HF_HUB_OFFLINE=1 python benchmarks/bench_auto.py --model minilm [--texts 256] [--threads 1]
+        [--candidates torch-fp32,onnx-int8]   # a subset, to split a long run
 
 Speed: raw PyTorch fp32 (``SentenceTransformer.encode(batch_size=32)``, the baseline) and each
 candidate (length-sorted batches of 32, as the worker runs them) take turns for ``--rounds``
@@ -88,6 +89,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--data", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--candidates", default=None,
+                        help="comma-separated candidate names to measure (default: every one "
+                             "auto allows here), to split a long run")
     args = parser.parse_args()
     import torch
     from scipy.stats import spearmanr
@@ -113,7 +117,10 @@ def main() -> None:
     where = {text: i for i, text in enumerate(sentences)}
     cpu = read_cpu_features()
     rows: list[Row] = []
+    wanted = set(args.candidates.split(",")) if args.candidates else None
     for candidate in allowed_candidates(spec, Precision.AUTO, "auto", cpu):
+        if wanted is not None and str(candidate) not in wanted:
+            continue
         name, precision = str(candidate), candidate.precision
         encode = sorted_encode(build(spec, source, settings, candidate, args.threads))
         slow_half = candidate.on_pytorch and (

@@ -23,7 +23,7 @@ from langchain_openai import OpenAIEmbeddings
 
 from embedq.gateway.app import CLIENT_TIMEOUT_HEADER
 from embedq.ops.redis_server import free_port
-from embedq.tasks.names import backlog_key, live_key, rate_key
+from embedq.tasks.names import backlog_key, cancel_key, live_key, rate_key
 from embedq.tasks.wire import open_envelope
 from tests.support import (
     HASHING_MODEL,
@@ -41,16 +41,17 @@ KEYS = {"EMBEDQ_GATEWAY_API_KEYS": "k-one,k-two"}
 
 @pytest.fixture(scope="module")
 def config(tmp_path_factory):
-    """``fast`` and ``bits`` have a worker; ``cold``, ``deep`` and ``stalled`` never get one
-    (``stalled``'s is frozen), so what reaches their queues stays there to be counted."""
+    """``fast`` and ``bits`` have a worker; ``cold``, ``deep``, ``stalled`` and ``left`` never
+    get one (``stalled``'s is frozen), so what reaches their queues stays there to be counted."""
     model = {**HASHING_MODEL, "matryoshka_dims": [32, 16]}
     return write_config(
         tmp_path_factory.mktemp("gateway-config"),
         {"hashing": model, "cold": HASHING_MODEL, "deep": HASHING_MODEL,
-         "stalled": HASHING_MODEL},
+         "stalled": HASHING_MODEL, "left": HASHING_MODEL},
         {"fast": {"model": "hashing", "description": "tests"},
          "bits": {"model": "hashing", "output_dtype": "binary"},
-         "cold": {"model": "cold"}, "deep": {"model": "deep"}, "stalled": {"model": "stalled"}},
+         "cold": {"model": "cold"}, "deep": {"model": "deep"}, "stalled": {"model": "stalled"},
+         "left": {"model": "left"}},
         default="fast",
     )
 
@@ -138,7 +139,7 @@ def test_binary_routes_answer_plus_minus_one_floats(sdk):
 
 def test_models_are_the_use_cases(sdk):
     assert [model.id for model in sdk.models.list()] == ["fast", "bits", "cold", "deep",
-                                                          "stalled"]
+                                                          "stalled", "left"]
     assert sdk.models.retrieve("fast").owned_by == "embedq"
     with pytest.raises(openai.NotFoundError, match="not an embedq use case"):
         sdk.models.retrieve("text-embedding-3-small")
@@ -152,7 +153,7 @@ def test_models_are_the_use_cases(sdk):
      "unknown field"),
     ({"input": ["a"] * 5}, openai.APIStatusError, "input", "EMBEDQ_GATEWAY_MAX_INPUTS"),
     ({"input": "x", "model": "text-embedding-ada-002"}, openai.NotFoundError, "model",
-     "known: bits, cold, deep, fast"),
+     "known: bits, cold, deep, fast, left"),
 ])
 def test_the_sdk_raises_its_own_errors_with_our_messages(sdk, arguments, kind, param, message):
     arguments = {"model": "cold", **arguments}
@@ -230,6 +231,30 @@ def test_no_live_worker_is_503_and_a_frozen_one_is_504(url, sdk, start_worker, c
 def _signal_tree(pid: int, signum: int) -> None:
     subprocess.run(["pkill", f"-{signum}", "-P", str(pid)], check=False)
     os.kill(pid, signum)
+
+
+def test_a_client_that_disconnects_cancels_its_texts(url, redis_server):
+    """A live consumer of ``left`` (as a worker publishes it) that never claims: the request
+    waits on the queue; its client closes the connection; the gateway marks the message's texts
+    cancelled, so no worker computes them."""
+    queue = "embed.left.fp32"
+    parts = urlsplit(url)
+    with redis.Redis.from_url(redis_server.url) as broker:
+        broker.hset(rate_key(queue), "a-consumer", "1000")
+        broker.zadd(live_key(queue), {"a-consumer": time.time() + 60})
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        try:
+            connection.request("POST", "/v1/embeddings", headers={
+                "Content-Type": "application/json"}, body=json.dumps(
+                    {"model": "left", "input": "a caller who leaves early"}).encode())
+            wait_until(lambda: broker.llen(queue) == 1)  # enqueued: the gateway waits for it
+            task_id = open_envelope(broker.lindex(queue, 0)).task_id
+            connection.close()
+            wait_until(lambda: broker.hexists(cancel_key(queue), task_id))
+        finally:
+            connection.close()
+            broker.delete(queue, rate_key(queue), live_key(queue), backlog_key(queue),
+                          cancel_key(queue))
 
 
 def test_what_cannot_be_answered_in_time_is_429_at_once_with_retry_after(sdk, redis_server):

@@ -124,13 +124,16 @@ class CpuSplit:
     def _read(self) -> dict[str, float]:
         return {name: read() for name, read in self.parts.items()}
 
-    def cores(self) -> dict[str, float]:
-        """Cores used by each part since the last call."""
+    def since(self) -> tuple[dict[str, float], float]:
+        """CPU-seconds of each part since the last call, and the seconds that passed."""
         now, seen = time.perf_counter(), self._read()
-        used = {name: round((seen[name] - self._seen[name]) / (now - self._at), 2)
-                for name in seen}
-        self._at, self._seen = now, seen
-        return used
+        used = {name: seen[name] - self._seen[name] for name in seen}
+        elapsed, self._at, self._seen = now - self._at, now, seen
+        return used, elapsed
+
+
+def _cores(used: dict[str, float], elapsed: float) -> dict[str, float]:
+    return {name: round(seconds / elapsed, 2) for name, seconds in used.items()}
 
 
 def _cpu_of(process: psutil.Process) -> Callable[[], float]:
@@ -169,18 +172,16 @@ def main() -> None:
         for clients in (64, 256):
             capacities[clients] = asyncio.run(closed_loop(gateway.port, texts[64:4064], clients))
             print(f"{clients} closed-loop clients: {capacities[clients]:.1f} texts/s; cores "
-                  f"used: {split.cores()}", flush=True)
+                  f"used: {_cores(*split.since())}", flush=True)
         capacity = max(capacities.values())  # the more that fill the batches
         print(f"gateway capacity (the better of 64 and 256 closed-loop clients): "
               f"{capacity:.1f} texts/s", flush=True)
-        serving = psutil.Process(gateway.process.pid)
-        gateway_cpu, client_cpu = sum(serving.cpu_times()[:2]), time.process_time()
+        split.since()  # the spike's reading starts here
         outcomes, good, refused = asyncio.run(spike(
             gateway.port, texts[4064:], capacity * args.factor, args.seconds, args.deadline,
             args.clients))
-        print(f"spike: cores used: {split.cores()}", flush=True)
-        gateway_cpu = sum(serving.cpu_times()[:2]) - gateway_cpu
-        client_cpu = time.process_time() - client_cpu
+        used, elapsed = split.since()
+        print(f"spike: cores used: {_cores(used, elapsed)}", flush=True)
     finally:
         gateway.stop()
         stack.stop()
@@ -194,8 +195,8 @@ def main() -> None:
         "429_p50_ms": round(float(np.percentile(refused, 50)) * 1e3, 1) if refused else None,
         "429_p99_ms": round(float(np.percentile(refused, 99)) * 1e3, 1) if refused else None,
         # CPU per request offered during the spike (all outcomes): what the edge costs
-        "gateway_cpu_us_per_request": round(gateway_cpu / sum(outcomes.values()) * 1e6),
-        "client_cpu_us_per_request": round(client_cpu / sum(outcomes.values()) * 1e6),
+        "gateway_cpu_us_per_request": round(used["gateway"] / sum(outcomes.values()) * 1e6),
+        "client_cpu_us_per_request": round(used["client"] / sum(outcomes.values()) * 1e6),
     }
     print(json.dumps(figures, indent=2))
 

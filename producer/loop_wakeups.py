@@ -3,10 +3,10 @@
 A job completes on the reply listener's thread, which answers a whole batch of a worker's
 replies at once. ``asyncio.wrap_future`` would schedule one thread-safe callback per request
 (each writes to the loop's self-pipe, a system call) and chain two futures, and a deadline by
-``asyncio.wait_for(asyncio.shield(...))`` two more: about 50 µs of CPU per awaited request,
-measured with 20,000 requests answered 32 at a time, against 45 µs for all of this module's
-path (one loop future, one timer). Under a spike that CPU is taken from the workers on the same
-cores (issue 19: the gateway's cost per request decides its goodput).
+``asyncio.wait_for(asyncio.shield(...))`` two more: 94-105 µs of CPU per awaited request
+(both threads), measured with 20,000 requests answered 32 at a time, against 44-45 µs for this
+module's path (one loop future, one timer). Under a spike that CPU is taken from the workers
+on the same cores (issue 19: the gateway's cost per request decides its goodput).
 
 So each loop gets a `Wakeups`: the reply thread appends finished waiters to a deque and asks
 the loop to run `Wakeups.drain` only when none is pending; the loop resolves every waiter

@@ -136,6 +136,18 @@ def _cores(used: dict[str, float], elapsed: float) -> dict[str, float]:
     return {name: round(seconds / elapsed, 2) for name, seconds in used.items()}
 
 
+def _batches(stack: WorkerStack, since_line: int) -> str:
+    """The worker's batches since ``since_line`` of its log: how many, their mean size, and the
+    model's milliseconds per text (a spike that shrinks the batches or preempts the forward
+    passes shows here, apart from the edge's CPU)."""
+    batches = stack.batches(since_line)
+    texts = sum(t for t, _ in batches)
+    if not texts:
+        return "no batches"
+    return (f"{len(batches)} batches, mean {texts / len(batches):.1f} texts, model "
+            f"{sum(s for _, s in batches) / texts * 1e3:.2f} ms per text")
+
+
 def _cpu_of(process: psutil.Process) -> Callable[[], float]:
     return lambda: sum(process.cpu_times()[:2])
 
@@ -170,18 +182,21 @@ def main() -> None:
         split = CpuSplit(stack, gateway)
         capacities = {}
         for clients in (64, 256):
+            first = stack.log_lines()
             capacities[clients] = asyncio.run(closed_loop(gateway.port, texts[64:4064], clients))
             print(f"{clients} closed-loop clients: {capacities[clients]:.1f} texts/s; cores "
-                  f"used: {_cores(*split.since())}", flush=True)
+                  f"used: {_cores(*split.since())}; {_batches(stack, first)}", flush=True)
         capacity = max(capacities.values())  # the more that fill the batches
         print(f"gateway capacity (the better of 64 and 256 closed-loop clients): "
               f"{capacity:.1f} texts/s", flush=True)
         split.since()  # the spike's reading starts here
+        first = stack.log_lines()
         outcomes, good, refused = asyncio.run(spike(
             gateway.port, texts[4064:], capacity * args.factor, args.seconds, args.deadline,
             args.clients))
         used, elapsed = split.since()
-        print(f"spike: cores used: {_cores(used, elapsed)}", flush=True)
+        print(f"spike: cores used: {_cores(used, elapsed)}; {_batches(stack, first)}",
+              flush=True)
     finally:
         gateway.stop()
         stack.stop()

@@ -2,10 +2,11 @@
 
 A consumer claims everything waiting up to a budget of texts (so batches grow with load by
 themselves), lingers a few milliseconds for more only while traffic is flowing (a lone request
-never waits), and the embedder cuts what was claimed into forward passes by a padded-token
-budget as well as by count, as TEI's ``max-batch-tokens`` does: a pass of short queries can be
-large, a pass of long passages stays small, and padding waste stays low. The claim script
-(``claim.lua``) receives its numbers from here.
+never waits), and the embedder cuts what was claimed into forward passes of texts of like
+length, weighing the padding a longer pass carries against the fixed cost of one pass more
+(measured as the worker runs), within a padded-token budget and a count, as TEI's
+``max-batch-tokens`` does: a pass of short queries can be large, a pass of long passages stays
+small. The claim script (``claim.lua``) receives its numbers from here.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from embedq.config.settings import Settings
+from embedq.worker.pass_cost import PRIOR_TOKENS
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,29 +24,37 @@ class PassPolicy:
     max_tokens: int  # padded tokens per pass: texts x the longest of them
     max_texts: int
 
-    def plan(self, token_counts: list[int], *, truncate_at: int) -> list[list[int]]:
-        """Indices of the texts grouped into passes, longest first.
+    def plan(self, token_counts: list[int], *, truncate_at: int,
+             overhead_tokens: float = PRIOR_TOKENS) -> list[list[int]]:
+        """Indices of the texts grouped into passes, longest first, at the least cost.
 
-        A pass costs ``len(pass) * its longest text`` padded tokens (each capped at
-        ``truncate_at``, the model's limit); a new pass starts when adding a text would pass
-        the budget or the count limit.
+        A pass costs ``overhead_tokens`` (its fixed part, `embedq.worker.pass_cost`) plus
+        ``len(pass) * its longest text`` padded tokens (each capped at ``truncate_at``, the
+        model's limit), within ``max_texts`` and ``max_tokens`` (a text over the budget runs
+        alone). Sorted by length, an optimal cut is one of the contiguous ones, which dynamic
+        programming finds in ``len x max_texts`` steps. Why not a greedy fill: a batch of 48
+        short texts of 8 to 25 tokens cut into 32 + 16 pads the first pass to 25 tokens,
+        half of it padding; measured on MiniLM (OpenVINO fp32, Zen 4) that cost 4.8 ms a text
+        against 3.7 for a batch of 128, whose passes happened to be even.
         """
         order = sorted(range(len(token_counts)), key=lambda i: -token_counts[i])
+        lengths = [min(token_counts[i], truncate_at) for i in order]  # non-increasing
+        best = [0.0] + [float("inf")] * len(order)  # best[j]: the cost of the first j texts
+        start = [0] * (len(order) + 1)  # where the last pass of that best cut starts
+        for end in range(1, len(order) + 1):
+            for first in range(end - 1, max(end - self.max_texts, 0) - 1, -1):
+                padded = (end - first) * lengths[first]  # grows as ``first`` moves back
+                if end - first > 1 and padded > self.max_tokens:
+                    break
+                cost = best[first] + overhead_tokens + padded
+                if cost < best[end]:
+                    best[end], start[end] = cost, first
         passes: list[list[int]] = []
-        current: list[int] = []
-        longest = 0
-        for index in order:
-            length = min(token_counts[index], truncate_at)
-            if current and (len(current) >= self.max_texts
-                            or (len(current) + 1) * longest > self.max_tokens):
-                passes.append(current)
-                current = []
-            if not current:
-                longest = length  # sorted longest first: the first text sets the padded length
-            current.append(index)
-        if current:
-            passes.append(current)
-        return passes
+        end = len(order)
+        while end:
+            passes.append(order[start[end]:end])
+            end = start[end]
+        return passes[::-1]
 
 
 @dataclass(frozen=True, slots=True)

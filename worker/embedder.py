@@ -1,6 +1,9 @@
 """The three-stage model step: prepare (count, sort, cut into passes), core (forward passes),
 post (dimension, normalisation, dtype).
 
+Every pass's time is fed to `PassCost`, whose fit decides how the next batch is cut (padding
+against one pass more) and how long a pass will take (which texts can still meet their deadline).
+
 How passes are cut is the batching policy's (`embedq.worker.batching.PassPolicy`). Before each
 pass the caller may drop texts nobody waits for any more (their callers' deadlines passed): work
 for a caller that has left is never done. The input order is restored at the end.
@@ -21,6 +24,7 @@ from embedq.tasks.vectors import l2_normalize
 from embedq.worker.batching import PassPolicy
 from embedq.worker.models.encoder import Encoder
 from embedq.worker.models.quantize import calibration_vectors, int8_ranges, to_binary, to_int8
+from embedq.worker.pass_cost import PassCost
 
 
 def postprocess(vectors: np.ndarray, *, dim: int, normalize: bool, output_dtype: OutputDtype,
@@ -66,7 +70,7 @@ class Embedder:
                  calibration_file: Path | None = None) -> None:
         self.encoder = encoder
         self.passes = passes
-        self.seconds_per_text = 0.0  # measured, an EWMA over passes: what a pass will take
+        self.cost = PassCost()  # measured over the passes run: what the next one will take
         self._calibration = _Calibration(calibration_file) if calibration_file else None
 
     def int8_ranges(self, dim: int, normalize: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -96,20 +100,24 @@ class Embedder:
         in ``dropped``). Token counts and truncation include the prompt's tokens, as
         sentence-transformers'."""
         tokens = self.encoder.count_tokens(texts, prompt)
-        passes = self.passes.plan(tokens, truncate_at=self.encoder.max_tokens)
+        limit = self.encoder.max_tokens
+        passes = self.passes.plan(tokens, truncate_at=limit,
+                                  overhead_tokens=self.cost.overhead_tokens)
+
+        def padded(rows: list[int]) -> int:
+            return len(rows) * min(max(tokens[i] for i in rows), limit)
+
         vectors = np.full((len(texts), self.encoder.dim), np.nan, dtype=np.float32)
         dropped: set[int] = set()
         sizes: list[int] = []
         for planned in passes:
             run = planned if wanted is None else wanted(
-                planned, len(planned) * self.seconds_per_text)
+                planned, self.cost.seconds(padded(planned)))
             dropped.update(set(planned) - set(run))
             if run:
                 started = time.perf_counter()
                 vectors[run] = self.encoder.encode_batch([texts[i] for i in run], prompt)
-                per_text = (time.perf_counter() - started) / len(run)
-                self.seconds_per_text = per_text if not self.seconds_per_text else (
-                    0.3 * per_text + 0.7 * self.seconds_per_text)
+                self.cost.observe(padded(run), time.perf_counter() - started)
                 sizes.append(len(run))
         truncated = [count > self.encoder.max_tokens for count in tokens]
         return Encoded(vectors, tokens, truncated, sizes, frozenset(dropped))

@@ -95,8 +95,11 @@ def test_every_encoder_embeds_a_prompt_as_sentence_transformers(config, referenc
     assert got.tokens == _tokens(reference[model], prompt, TEXTS)
     assert got.truncated == [False, False, False, True]
     if candidate == "onnx-int8":  # int8 is its own space: the prompt goes in the same way
-        np.testing.assert_allclose(got.vectors, encoder.encode_batch(
-            [prompt + t for t in TEXTS]), atol=1e-5)
+        # (dynamic int8 scales each pass's activations by that pass: compare pass by pass)
+        alone = np.empty_like(got.vectors)
+        for rows in PassPolicy(4096, 32).plan(got.tokens, truncate_at=encoder.max_tokens):
+            alone[rows] = encoder.encode_batch([prompt + TEXTS[i] for i in rows])
+        np.testing.assert_allclose(got.vectors, alone, atol=1e-5)
         assert _cosines(got.vectors, want).mean() >= 0.98
     else:
         assert _cosines(got.vectors, want).min() >= 0.9999

@@ -109,6 +109,10 @@ class WorkerRuntime:
         self.celery: Celery | None = None  # the worker's app: Celery producers' results
         # Set by the parent when the whole worker is ready; shared with the pool processes.
         self.ready = multiprocessing.get_context("fork").Event()
+        # Set by the parent the moment its shutdown begins (SIGTERM): the pool processes' consumers
+        # start no further forward pass from then on, instead of from when Celery's shutdown
+        # reaches the pool (`halt`).
+        self.halting = multiprocessing.get_context("fork").Event()
         self._running: _Running | None = None
 
     def plan(self, queues: list[str], hostname: str, processes: int, app: Celery) -> None:
@@ -192,7 +196,7 @@ class WorkerRuntime:
         killed finishes its batch and exits instead of serving on, unsupervised.
         """
         while not self.ready.wait(POLL_S):
-            if self._orphaned() or running.stopping.is_set():
+            if self._orphaned() or running.stopping.is_set() or self.halting.is_set():
                 return
         assert running.heartbeat is not None
         running.heartbeat.start()
@@ -201,11 +205,21 @@ class WorkerRuntime:
                                       name=f"embedq-consumer-{consumer.queue}", daemon=True)
             thread.start()
             running.threads.append(thread)
-        while not running.stopping.wait(POLL_S):
+        while not running.stopping.is_set():
+            if self.halting.wait(POLL_S):  # the worker's shutdown began: halt the consumers
+                running.stopping.set()  # (`stop`, at the end of Celery's, joins them)
+                return
             if self._orphaned():
                 log.warning("worker_parent_gone", action="finishing the batch in hand, exiting")
                 self.stop()
                 os._exit(0)
+
+    def halt(self, *_: object, **__: object) -> None:
+        """In the parent, as its shutdown begins (a signal handler: only sets an event): every
+        process's consumers finish the forward pass in progress, answer what it completed and
+        hand the rest of their claimed batch back to the queue, without waiting for Celery's
+        shutdown to reach the pool (it takes a while)."""
+        self.halting.set()
 
     def _orphaned(self) -> bool:
         return os.getpid() != self.main_pid and os.getppid() != self.main_pid

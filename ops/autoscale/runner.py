@@ -1,7 +1,9 @@
 """The autoscaler's loop: observe every queue, decide (`policy.decide`), start or stop workers.
 
 Each tick reads each broker (a route may name its own) in two round trips (`queue_stats` and
-`texts_waiting`), and every `rates.READ_EVERY_S` each of its own workers' ``/metrics``; each
+`texts_waiting`), and every `rates.READ_EVERY_S` each of its own workers' ``/metrics``; between
+ticks, queues that had nothing waiting are looked at every `QUICK_LOOK_S` (work there starts the
+next tick at once); each
 change is logged as one ``autoscale_decision`` JSON line (queue, from, to, reason) and the
 sizes are gauges (``embedq_autoscale_pool_size``, ``embedq_autoscale_texts_per_s_per_process``)
 on ``--metrics-port``. It runs the workers of one host; on Kubernetes KEDA makes the same decision

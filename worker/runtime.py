@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -57,7 +58,8 @@ _IDLE_POLL_S = 0.25
 class _Running:
     """The threads of this process while it serves."""
 
-    stopping: threading.Event = field(default_factory=threading.Event)
+    stopping: threading.Event = field(default_factory=threading.Event)  # consumers: halt
+    stopped: threading.Event = field(default_factory=threading.Event)  # `stop` has begun
     threads: list[threading.Thread] = field(default_factory=list)
     consumers: list[Consumer] = field(default_factory=list)
     heartbeat: Heartbeat | None = None
@@ -205,12 +207,14 @@ class WorkerRuntime:
                                       name=f"embedq-consumer-{consumer.queue}", daemon=True)
             thread.start()
             running.threads.append(thread)
-        while not running.stopping.is_set():
-            if self.halting.wait(POLL_S):  # the worker's shutdown began: halt the consumers
+        while not running.stopped.is_set():  # until `stop` (Celery's shutdown reached us)
+            if self.halting.is_set():  # the worker's shutdown began: halt the consumers
                 running.stopping.set()  # (`stop`, at the end of Celery's, joins them)
-                return
+                time.sleep(POLL_S)
+            elif self.halting.wait(POLL_S):
+                continue
             if self._orphaned():
-                log.warning("worker_parent_gone", action="finishing the batch in hand, exiting")
+                log.warning("worker_parent_gone", action="finishing the pass in hand, exiting")
                 self.stop()
                 os._exit(0)
 
@@ -229,6 +233,7 @@ class WorkerRuntime:
         running, self._running = self._running, None
         if running is None:
             return
+        running.stopped.set()
         running.stopping.set()
         for thread in running.threads:
             thread.join(timeout=_STOP_GRACE_S)

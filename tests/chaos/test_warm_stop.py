@@ -89,9 +89,11 @@ def test_a_stopping_worker_hands_back_what_it_has_not_started(broker, tmp_path):
         assert all(json.loads(raw)["properties"]["priority"] for raw in waiting_bulk)
         assert int(client_broker.get(backlog_key(QUEUE)) or 0) == CHUNK * len(waiting)
         assert client_broker.hlen(deliveries_key(QUEUE)) == 0
-        # About one pass, not the 12 s batch (Celery's own warm shutdown adds its seconds).
+        # About one pass, not the 16 s batch; at most the pass in progress was answered.
+        # (The exit itself adds Celery's warm shutdown: 2.5 s on a quiet machine, far more for a
+        # process at nice 19 beside a benchmark, so only the hand-back is timed.)
         assert handed_back_s < PASS_S * 3, handed_back_s
-        assert exited_s < CLAIM / PER_PASS * PASS_S / 2, exited_s
+        assert _served(output) <= 2 * PER_PASS
 
         second = WorkerProcess(worker_command("slow", "-c", "1"), env)
         try:

@@ -284,7 +284,7 @@ class Consumer:
                    ) -> None:
         """Hand messages this stopping consumer did not complete back to their queue (at the
         outbox's commit, atomically with the batch's replies); nobody gets a reply for them."""
-        for envelope, _ in group:
+        for envelope, _ in reversed(group):  # each pushed to the head: the oldest ends first
             claim = claimed.get(envelope.raw)
             outbox.give_back(envelope, bulk=claim is not None and claim.bulk,
                              deliveries=claim.deliveries if claim is not None else 1)

@@ -65,6 +65,7 @@ def create_worker_app(settings: Settings, registry: Registry) -> Celery:
     install_revoke_recorder(lambda: _broker(settings))
     install_active(_served, lambda: _broker(settings))
     runtime = WorkerRuntime(registry, settings)
+    signals.worker_shutting_down.connect(runtime.halt, weak=False)  # at SIGTERM, in the parent
     forks: list[bool] = []
     exporters: list[metrics.Exporter] = []  # the parent's /metrics, advertised for the dashboard
 

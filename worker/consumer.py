@@ -45,7 +45,7 @@ from embedq.worker.service_rate import ServiceRate
 log = structlog.get_logger(__name__)
 
 Outcome = EmbedResult | EmbedqError
-Handler = Callable[[list[EmbedRequest]], Handled]
+Handler = Callable[[list[EmbedRequest], Callable[[], bool]], Handled]  # requests, halt
 Guard = Callable[[EmbedRequest], str | None]  # why a request does not belong on this queue
 Parsed = tuple[Envelope, EmbedRequest]
 Reader = Callable[[Envelope], EmbedRequest]  # issue 20: a Celery short call or a full request
@@ -107,6 +107,7 @@ class Consumer:
     _rate_said_at: float = field(default=float("-inf"), init=False)  # monotonic
     _busy_since: float = field(default=0.0, init=False)  # perf_counter: this cycle's start
     _bulk_until: float = field(default=0.0, init=False)  # monotonic: bulk work seen lately
+    _stopping: threading.Event | None = field(default=None, init=False)  # `run`'s
 
     @property
     def clean(self) -> bool:
@@ -119,7 +120,10 @@ class Consumer:
         return self.claims.queue
 
     def run(self, stopping: threading.Event) -> None:
-        """The consumer loop; returns once ``stopping`` is set and the batch in hand is done."""
+        """The consumer loop; returns once ``stopping`` is set and the batch in hand is settled:
+        the forward pass in progress finishes, what it completed is answered, and the claimed
+        messages it did not complete go back to the head of their queue (`_give_back`)."""
+        self._stopping = stopping
         loop = Loop("broker", context={"queue": self.queue})
         while not loop.turn(self._start, stopping) and not stopping.is_set():
             pass
@@ -188,10 +192,14 @@ class Consumer:
         texts = sum(len(request.texts) for _, request in fresh)
         self._flowing_until = time.monotonic() + _FLOWING_S if texts > 1 else 0.0
         groups = [fresh, *suspects]
+        claimed = {claim.raw: claim for claim in claims}
         for index, group in enumerate(groups):
             if self.gate is not None and group:  # issue 20 hook
                 group = self.gate(group, outbox)
-            facts = self._embed(group, outbox, expired) if group else None
+            if group and self._halting():  # stopping: none of it started, all of it goes back
+                self._give_back(group, outbox, claimed)
+                group = []
+            facts = self._embed(group, outbox, expired, claimed) if group else None
             # The last commit settles every claim in hand: the in-flight list goes in one DEL.
             outbox.settles_all = index == len(groups) - 1
             self._unsent = outbox  # kept until written: a broker outage must not lose it
@@ -268,19 +276,45 @@ class Consumer:
             outbox.notify(envelope, exc)
             return None
 
-    def _embed(self, group: list[Parsed], outbox: Outbox, expired: int) -> BatchFacts:
-        """One run of the model over a group; every message gets its result or its error.
-        ``expired`` texts of the batch were dropped before it (counted with it)."""
+    def _halting(self) -> bool:
+        """Is this consumer stopping (no further forward pass may start)?"""
+        return self._stopping is not None and self._stopping.is_set()
+
+    def _give_back(self, group: list[Parsed], outbox: Outbox, claimed: dict[bytes, Claimed]
+                   ) -> None:
+        """Hand messages this stopping consumer did not complete back to their queue (at the
+        outbox's commit, atomically with the batch's replies); nobody gets a reply for them."""
+        for envelope, _ in reversed(group):  # each pushed to the head: the oldest ends first
+            claim = claimed.get(envelope.raw)
+            outbox.give_back(envelope, bulk=claim is not None and claim.bulk,
+                             deliveries=claim.deliveries if claim is not None else 1)
+        log.info("batch_handed_back", queue=self.queue, messages=len(group),
+                 texts=sum(len(request.texts) for _, request in group),
+                 note="the worker is stopping: back at the head of the queue, uncomputed")
+
+    def _embed(self, group: list[Parsed], outbox: Outbox, expired: int,
+               claimed: dict[bytes, Claimed]) -> BatchFacts | None:
+        """One run of the model over a group; every message gets its result or its error, or,
+        when the worker stops meanwhile, goes back to its queue if its texts were not all
+        computed. ``expired`` texts of the batch were dropped before it (counted with it).
+        None when nothing was answered (everything went back)."""
         claimed_at = time.time()
         started = time.perf_counter()
+        unfinished: frozenset[int] = frozenset()
         try:
             with self.compute:
-                handled = self.handle([request for _, request in group])
-            outcomes, dropped = handled.outcomes, handled.dropped
+                handled = self.handle([request for _, request in group], self._halting)
+            outcomes, dropped, unfinished = handled
         except Exception as exc:  # a bug or out of memory: fail these messages, keep serving
             log.exception("batch_failed", queue=self.queue, messages=len(group))
             outcomes, dropped = [EmbedqError(f"worker error: {exc!r}")] * len(group), 0
         runtime = time.perf_counter() - started
+        if unfinished:
+            self._give_back([group[i] for i in sorted(unfinished)], outbox, claimed)
+            kept = [i for i in range(len(group)) if i not in unfinished]
+            group, outcomes = [group[i] for i in kept], [outcomes[i] for i in kept]
+            if not group:
+                return None
         texts = sum(len(request.texts) for _, request in group)
         answered = time.time()
         late = 0
@@ -299,7 +333,7 @@ class Consumer:
                 outbox.fail(envelope, outcome, runtime)
         computed = texts - dropped
         cycle = time.perf_counter() - self._busy_since  # claim, linger, compute: all it costs
-        if computed > 0 and self._busy_since and cycle > 0:
+        if computed > 0 and self._busy_since and cycle > 0 and not unfinished:
             self._rate.observe(computed / cycle, full=texts >= self.policy.claim_texts)
             now = time.monotonic()
             rate = self._rate.value

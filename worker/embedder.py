@@ -52,6 +52,7 @@ class Encoded:
     truncated: list[bool]
     batch_sizes: list[int]
     dropped: frozenset[int] = frozenset()  # texts skipped because nobody waited for them
+    halted: frozenset[int] = frozenset()  # texts not started because the worker is stopping
 
 
 @dataclass
@@ -93,11 +94,14 @@ class Embedder:
 
     def encode(self, texts: list[str],
                wanted: Callable[[list[int], float], list[int]] | None = None, *,
-               prompt: str = "") -> Encoded:
+               prompt: str = "", halt: Callable[[], bool] | None = None) -> Encoded:
         """Embed ``texts`` (each after ``prompt``) pass by pass and return them in input order.
         ``wanted`` (if given) is asked before each pass, with the seconds the pass is expected
         to take, which of its texts are still wanted; the others are dropped (NaN rows, listed
-        in ``dropped``). Token counts and truncation include the prompt's tokens, as
+        in ``dropped``). ``halt`` (if given) is asked before each pass too: once it says the
+        worker is stopping, no further pass starts (the pass in progress has finished) and the
+        texts of the passes not run are listed in ``halted`` (NaN rows), for the caller to hand
+        back to the queue. Token counts and truncation include the prompt's tokens, as
         sentence-transformers'."""
         tokens = self.encoder.count_tokens(texts, prompt)
         limit = self.encoder.max_tokens
@@ -109,8 +113,12 @@ class Embedder:
 
         vectors = np.full((len(texts), self.encoder.dim), np.nan, dtype=np.float32)
         dropped: set[int] = set()
+        halted: list[int] = []
         sizes: list[int] = []
         for planned in passes:
+            if halted or (halt is not None and halt()):
+                halted.extend(planned)
+                continue
             run = planned if wanted is None else wanted(
                 planned, self.cost.seconds(padded(planned)))
             dropped.update(set(planned) - set(run))
@@ -120,4 +128,4 @@ class Embedder:
                 self.cost.observe(padded(run), time.perf_counter() - started)
                 sizes.append(len(run))
         truncated = [count > self.encoder.max_tokens for count in tokens]
-        return Encoded(vectors, tokens, truncated, sizes, frozenset(dropped))
+        return Encoded(vectors, tokens, truncated, sizes, frozenset(dropped), frozenset(halted))

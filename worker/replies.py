@@ -29,7 +29,15 @@ from kombu.exceptions import OperationalError
 from embedq.config.errors import EmbeddingFailedError, EmbedqError
 from embedq.tasks.celery_results import result_value
 from embedq.tasks.events import event_message, task_event
-from embedq.tasks.names import EMBED_TASK, cancel_key, dead_key, deliveries_key, rate_key
+from embedq.tasks.names import (
+    EMBED_TASK,
+    backlog_key,
+    bulk_queue,
+    cancel_key,
+    dead_key,
+    deliveries_key,
+    rate_key,
+)
 from embedq.tasks.schema import EmbedResult
 from embedq.tasks.wire import DEAD_MARK, DROPPED_ROW, DeadLetter, Envelope, Reply, message_id
 from embedq.worker.celery_canvas import (
@@ -75,6 +83,7 @@ class Outbox:
     _events: list[dict[str, Any]] = field(default_factory=list)
     _celery: list[Callable[[], None]] = field(default_factory=list)
     _contexts: dict[str, Context] = field(default_factory=dict)  # Celery messages' requests
+    _forget: dict[str, None] = field(default_factory=dict)  # task ids whose cancel marks go
 
     def succeed(self, envelope: Envelope, result: EmbedResult, runtime_s: float) -> None:
         """Reply with ``result`` and acknowledge the message.
@@ -114,8 +123,28 @@ class Outbox:
         self.ack(envelope.raw)
 
     def forget_cancels(self, task_ids: list[str]) -> None:
-        """Drop the cancellation marks of messages this batch settles."""
-        self._ops.append(("hdel", (cancel_key(self.target.queue), *task_ids)))
+        """Drop the cancellation marks of messages this batch settles (at its last `commit`;
+        not those of a message handed back meanwhile)."""
+        self._forget.update(dict.fromkeys(task_ids))
+
+    def give_back(self, envelope: Envelope, *, bulk: bool, deliveries: int) -> None:
+        """Return a claimed message uncomputed (its worker is stopping) to the head of the list
+        it came from, as `restore` does for a dead consumer's, in the same ``MULTI`` as the
+        batch's replies: it is on its queue or in flight at every instant, and it is never
+        replied to here, so its caller gets exactly the one reply of whoever serves it next.
+        This delivery is refunded (it did not end with a dead process: not a poison suspect)
+        and its cancellation marks stay for the next consumer."""
+        queue = self.target.queue
+        raw = envelope.raw
+        self._forget.pop(envelope.task_id, None)
+        self._ops.append(("lrem", (self.target.inflight, 1, raw)))
+        self._ops.append(("rpush", (bulk_queue(queue) if bulk else queue, raw)))
+        if not bulk:  # the interactive list's texts are counted (claims subtract them)
+            self._ops.append(("incrby", (backlog_key(queue), envelope.texts)))
+        if deliveries > 1:
+            self._ops.append(("hset", (deliveries_key(queue), message_id(raw), deliveries - 1)))
+        else:
+            self._ops.append(("hdel", (deliveries_key(queue), message_id(raw))))
 
     def publish_rate(self, consumer: str, texts_per_s: float) -> None:
         """Say how fast this consumer serves while busy: producers add the live consumers'
@@ -153,6 +182,9 @@ class Outbox:
         """Celery's finishing steps, then everything else in one ``MULTI``/``EXEC`` round trip
         (nothing if there is nothing). A broker error leaves what is not done for the retry."""
         self._run_celery()
+        if self._forget and self.settles_all:  # the batch's last commit
+            self._ops.append(("hdel", (cancel_key(self.target.queue), *self._forget)))
+            self._forget.clear()
         if not (self._ops or self._events or self._replies or self._acked):
             return
         with client.pipeline(transaction=True) as pipe:

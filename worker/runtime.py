@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -57,7 +58,8 @@ _IDLE_POLL_S = 0.25
 class _Running:
     """The threads of this process while it serves."""
 
-    stopping: threading.Event = field(default_factory=threading.Event)
+    stopping: threading.Event = field(default_factory=threading.Event)  # consumers: halt
+    stopped: threading.Event = field(default_factory=threading.Event)  # `stop` has begun
     threads: list[threading.Thread] = field(default_factory=list)
     consumers: list[Consumer] = field(default_factory=list)
     heartbeat: Heartbeat | None = None
@@ -109,6 +111,10 @@ class WorkerRuntime:
         self.celery: Celery | None = None  # the worker's app: Celery producers' results
         # Set by the parent when the whole worker is ready; shared with the pool processes.
         self.ready = multiprocessing.get_context("fork").Event()
+        # Set by the parent the moment its shutdown begins (SIGTERM): the pool processes' consumers
+        # start no further forward pass from then on, instead of from when Celery's shutdown
+        # reaches the pool (`halt`).
+        self.halting = multiprocessing.get_context("fork").Event()
         self._running: _Running | None = None
 
     def plan(self, queues: list[str], hostname: str, processes: int, app: Celery) -> None:
@@ -192,7 +198,7 @@ class WorkerRuntime:
         killed finishes its batch and exits instead of serving on, unsupervised.
         """
         while not self.ready.wait(POLL_S):
-            if self._orphaned() or running.stopping.is_set():
+            if self._orphaned() or running.stopping.is_set() or self.halting.is_set():
                 return
         assert running.heartbeat is not None
         running.heartbeat.start()
@@ -201,11 +207,23 @@ class WorkerRuntime:
                                       name=f"embedq-consumer-{consumer.queue}", daemon=True)
             thread.start()
             running.threads.append(thread)
-        while not running.stopping.wait(POLL_S):
+        while not running.stopped.is_set():  # until `stop` (Celery's shutdown reached us)
+            if self.halting.is_set():  # the worker's shutdown began: halt the consumers
+                running.stopping.set()  # (`stop`, at the end of Celery's, joins them)
+                time.sleep(POLL_S)
+            elif self.halting.wait(POLL_S):
+                continue
             if self._orphaned():
-                log.warning("worker_parent_gone", action="finishing the batch in hand, exiting")
+                log.warning("worker_parent_gone", action="finishing the pass in hand, exiting")
                 self.stop()
                 os._exit(0)
+
+    def halt(self, *_: object, **__: object) -> None:
+        """In the parent, as its shutdown begins (a signal handler: only sets an event): every
+        process's consumers finish the forward pass in progress, answer what it completed and
+        hand the rest of their claimed batch back to the queue, without waiting for Celery's
+        shutdown to reach the pool (it takes a while)."""
+        self.halting.set()
 
     def _orphaned(self) -> bool:
         return os.getpid() != self.main_pid and os.getppid() != self.main_pid
@@ -215,6 +233,7 @@ class WorkerRuntime:
         running, self._running = self._running, None
         if running is None:
             return
+        running.stopped.set()
         running.stopping.set()
         for thread in running.threads:
             thread.join(timeout=_STOP_GRACE_S)

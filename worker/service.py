@@ -36,15 +36,23 @@ from embedq.worker.embedder import Embedder, Encoded, postprocess
 from embedq.worker.loaded_models import LoadedModels
 
 log = structlog.get_logger(__name__)
+#: The error of a row a stopping worker did not compute (never replied: its message goes back).
+HALTED_ROW = "not computed: the worker is stopping"
 
 Outcome = EmbedResult | EmbedqError
 
 
 class Handled(NamedTuple):
-    """One outcome per request, in order, and how many texts were dropped uncomputed."""
+    """One outcome per request, in order, and how many texts were dropped uncomputed.
+
+    ``unfinished`` are the positions of requests some of whose texts were not computed because
+    the worker is stopping (``halt``): their outcomes are incomplete and must not be replied;
+    the caller hands those messages back to their queue.
+    """
 
     outcomes: list[Outcome]
     dropped: int
+    unfinished: frozenset[int] = frozenset()
 
 
 def _wanted(deadlines: list[float | None]) -> Callable[[list[int], float], list[int]]:
@@ -93,8 +101,13 @@ class EmbedService:
             )
         return precision
 
-    def handle(self, requests: list[EmbedRequest]) -> Handled:
-        """One outcome per request, in order; never raises for a request's own problems."""
+    def handle(self, requests: list[EmbedRequest],
+               halt: Callable[[], bool] | None = None) -> Handled:
+        """One outcome per request, in order; never raises for a request's own problems.
+
+        ``halt`` is asked before each forward pass: once it holds, no further pass starts and
+        the requests left incomplete are listed in ``unfinished`` (the vectors already computed
+        still go to the cache, so whoever serves them next reads them there)."""
         outcomes: list[Outcome | None] = [None] * len(requests)
         groups: dict[tuple[str, Precision], list[int]] = defaultdict(list)
         for position, request in enumerate(requests):
@@ -103,6 +116,7 @@ class EmbedService:
             except EmbedqError as exc:
                 outcomes[position] = exc
         dropped = 0
+        unfinished: set[int] = set()
         for (model, precision), members in groups.items():
             try:
                 embedder = self.models.get(model, precision)
@@ -110,14 +124,18 @@ class EmbedService:
                 for position in members:
                     outcomes[position] = exc
                 continue
-            results, skipped = self._embed_group(embedder, [requests[p] for p in members])
+            results, skipped, halted = self._embed_group(embedder, [requests[p] for p in members],
+                                                         halt)
             dropped += skipped
+            unfinished.update(members[i] for i in halted)
             for position, result in zip(members, results, strict=True):
                 outcomes[position] = result
-        return Handled([outcome for outcome in outcomes if outcome is not None], dropped)
+        return Handled([outcome for outcome in outcomes if outcome is not None], dropped,
+                       frozenset(unfinished))
 
-    def _embed_group(self, embedder: Embedder, requests: list[EmbedRequest]
-                     ) -> tuple[list[EmbedResult], int]:
+    def _embed_group(self, embedder: Embedder, requests: list[EmbedRequest],
+                     halt: Callable[[], bool] | None = None
+                     ) -> tuple[list[EmbedResult], int, set[int]]:
         started = time.perf_counter()
         limit = self.settings.max_text_chars
         problems = [
@@ -150,7 +168,7 @@ class EmbedService:
                         late[row] = None if own is None else max(own, late[row] or 0)
         encoded = {
             prompt: embedder.encode(list(texts), _wanted_or_none(deadlines[prompt]),
-                                    prompt=prompt)
+                                    prompt=prompt, halt=halt)
             for prompt, texts in unique.items() if texts
         }
         timings = {
@@ -167,7 +185,9 @@ class EmbedService:
             self._write_back(cache, results, keys, hits)
             cache.announce(requests[0].model, requests[0].precision, info)
             cache.report()
-        return results, sum(len(e.dropped) for e in encoded.values())
+        halted = {i for i, result in enumerate(results)
+                  if any(why == HALTED_ROW for _, why in result.errors)}
+        return results, sum(len(e.dropped) for e in encoded.values()), halted
 
     @staticmethod
     def _lookup(
@@ -226,6 +246,10 @@ class EmbedService:
             skipped = {i for i, row in rows.items() if row in encoded.dropped}
             rows = {i: row for i, row in rows.items() if i not in skipped}
             bad = {**bad, **dict.fromkeys(skipped, DROPPED_ROW)}
+        if encoded is not None and encoded.halted:  # not computed: the request goes back
+            halted = {i for i, row in rows.items() if row in encoded.halted}
+            rows = {i: row for i, row in rows.items() if i not in halted}
+            bad = {**bad, **dict.fromkeys(halted, HALTED_ROW)}
         output_dtype = OutputDtype(request.output_dtype)  # checked by `check`
         vectors = empty_vectors(len(request.texts), request.dim, output_dtype)
         ranges = (embedder.int8_ranges(request.dim, request.normalize)

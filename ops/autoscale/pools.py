@@ -1,12 +1,14 @@
 """A queue's pool of worker processes: start one, stop one, notice one that died.
 
 Each member is a whole ``embedq worker -c 1 --threads 1``, so a pool of n is n cores and a
-shrink is Celery's warm shutdown of one worker (SIGTERM): its batch in hand finishes and is
-answered, its claims are never orphaned, and its model's memory goes back to the host when it
-exits. (Growing a single worker's prefork pool would keep the model loaded in one parent, but
-billiard stops a pool process with SIGTERM's default action, which would leave its claimed
-messages to be restored as a poison suspect's.) Each member serves its own ``/metrics`` on a
-free loopback port, which the autoscaler reads for the texts it served.
+shrink is Celery's warm shutdown of one worker (SIGTERM): the forward pass in progress finishes
+and what it completed is answered, the rest of its claimed batch goes back to the head of the
+queue at once (`worker.consumer`), so the core is free within about one pass; its claims are
+never orphaned, and its model's memory goes back to the host when it exits. (Growing a
+single worker's prefork pool would keep the model loaded in one parent, but billiard stops a
+pool process with SIGTERM's default action, which would leave its claimed messages to be
+restored as a poison suspect's.) Each member serves its own ``/metrics`` on a free loopback
+port, which the autoscaler reads for the texts it served.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """The autoscaler's loop: observe every queue, decide (`policy.decide`), start or stop workers.
 
 Each tick reads each broker (a route may name its own) in two round trips (`queue_stats` and
-`texts_waiting`), and every `rates.READ_EVERY_S` each of its own workers' ``/metrics``; each
+`texts_waiting`), and every `rates.READ_EVERY_S` each of its own workers' ``/metrics``; between
+ticks, queues that had nothing waiting are looked at every `QUICK_LOOK_S` (work there starts the
+next tick at once); each
 change is logged as one ``autoscale_decision`` JSON line (queue, from, to, reason) and the
 sizes are gauges (``embedq_autoscale_pool_size``, ``embedq_autoscale_texts_per_s_per_process``)
 on ``--metrics-port``. It runs the workers of one host; on Kubernetes KEDA makes the same decision
@@ -25,12 +27,16 @@ from embedq.ops.autoscale.pools import Pool
 from embedq.ops.autoscale.rates import RateMeter
 from embedq.ops.k8s.sizing import footprint
 from embedq.tasks.brokers import broker_clients, read_all
-from embedq.tasks.names import parse_queue
+from embedq.tasks.names import bulk_queue, parse_queue
 from embedq.tasks.queue_stats import queue_stats
 from embedq.tasks.queue_texts import texts_waiting
 
 log = structlog.get_logger(__name__)
 TICK_S = 0.5
+# Between ticks, a queue seen without texts at the last tick is looked at this often (one LLEN
+# of each of its lists, pipelined per broker): work arriving there (a burst on a warm or idle
+# pool) brings the next tick forward, so the pools it squeezes shrink sooner.
+QUICK_LOOK_S = 0.1
 
 
 @dataclass
@@ -69,6 +75,7 @@ class Autoscaler:
         self.memory = {q: PoolMemory(min_size=1 if q in keep else 0) for q in self.queues}
         self.meters = {q: RateMeter(_prior(q)) for q in self.queues}
         self.backoff = {q: Backoff() for q in self.queues}
+        self.quiet: set[str] = set()  # queues without texts waiting at the last tick
         self.registry = CollectorRegistry()
         self.size_gauge = Gauge("embedq_autoscale_pool_size", "Worker processes of the queue "
                                 "(one core each) the autoscaler keeps.", ["queue"],
@@ -101,6 +108,10 @@ class Autoscaler:
             meter.saw(texts > 0)
             if meter.due(now):  # a reading scrapes every worker: not every tick (`rates`)
                 meter.update(now, pool.served(), pool.size, texts > 0)
+            if texts > 0:
+                self.quiet.discard(stat.queue)
+            else:
+                self.quiet.add(stat.queue)
             found.append(Observation(stat.queue, texts, stat.oldest_age_s, stat.unacked,
                                      pool.size, stat.consumers, meter.rate_per_process,
                                      meter.utilisation))
@@ -140,6 +151,23 @@ class Autoscaler:
         self.apply(decisions, now)
         return decisions
 
+    def work_arrived(self) -> bool:
+        """Has a queue that had no texts waiting at the last tick got some since?"""
+        def read(client: redis.Redis, names: list[str]) -> list[bool]:
+            watched = [name for name in names if name in self.quiet]
+            if not watched:
+                return []
+            with client.pipeline(transaction=False) as pipe:
+                for name in watched:
+                    pipe.llen(name)
+                    pipe.llen(bulk_queue(name))
+                return [bool(length) for length in pipe.execute()]
+        try:
+            arrived: list[bool] = read_all(self.brokers, read)
+        except (redis.RedisError, OSError):
+            return False  # the tick says so
+        return any(arrived)
+
     def run(self, stopping: Callable[[], bool]) -> None:
         """Tick until ``stopping()``, then warm-stop every worker."""
         log.info("autoscale_started", queues=self.queues, cores=self.policy.cores,
@@ -148,7 +176,12 @@ class Autoscaler:
         try:
             while not stopping():
                 self.tick()
-                time.sleep(TICK_S)  # a polling period, not a wait for an event
+                # A polling period, not a wait for an event; cut short by work on a quiet queue.
+                due = time.monotonic() + TICK_S
+                while (left := due - time.monotonic()) > 0 and not stopping():
+                    time.sleep(min(QUICK_LOOK_S, left))
+                    if self.work_arrived():
+                        break
         finally:
             self.stop()
 

@@ -20,6 +20,7 @@ from embedq.config.settings import Settings
 from embedq.ops.autoscale.policy import Policy
 from embedq.ops.autoscale.runner import Autoscaler
 from embedq.tasks.liveness import live_consumers
+from embedq.tasks.names import bulk_queue
 from embedq.tasks.queue_texts import texts_waiting
 from tests.support import (
     HASHING_MODEL,
@@ -120,3 +121,21 @@ def test_a_queue_whose_worker_cannot_start_backs_off(redis_server, tmp_path):
         finally:
             scaler.stop()
     assert [e["wait_s"] for e in logs if e["event"] == "autoscale_backoff"] == [2.0]
+
+
+def test_work_on_a_quiet_queue_brings_the_next_tick_forward(redis_server, config):
+    """Between half-second ticks the runner looks at the queues that had nothing waiting: a
+    burst there (interactive or bulk) is seen within `QUICK_LOOK_S`, not at the next tick."""
+    settings = Settings(redis_url=redis_server.url, config_dir=config)
+    broker = redis.Redis.from_url(redis_server.url)
+    scaler = Autoscaler(settings, [QUEUE], POLICY, worker_env(redis_server.url, config))
+    try:
+        scaler.tick()
+        assert scaler.quiet == {QUEUE}
+        assert not scaler.work_arrived()
+        for name in (QUEUE, bulk_queue(QUEUE)):
+            broker.lpush(name, b"a message")
+            assert scaler.work_arrived()
+            broker.delete(name)
+    finally:
+        scaler.stop()

@@ -102,3 +102,25 @@ def test_unloadable_model_fails_every_request_for_it(tmp_path):
     outcomes = service.handle([_request(["a"], model="ghost", dim=64)] * 2).outcomes
     assert all(isinstance(o, ModelUnavailableError) for o in outcomes)
     assert "pip install no-such-pkg" in str(outcomes[0])
+
+
+def test_a_halt_stops_before_the_next_pass_and_names_the_unfinished(hashing_config):
+    registry = load_registry(hashing_config)
+    settings = Settings(config_dir=hashing_config, max_text_chars=1000, max_batch_size=2)
+    service = EmbedService(registry, settings, LoadedModels(registry, settings))
+    requests = [_request(["one two"]), _request(["three four", "five six"]),
+                _request(["seven eight"])]
+    whole = service.handle(requests)
+    assert whole.unfinished == frozenset()
+    asked: list[int] = []
+
+    def after_one_pass() -> bool:  # asked before each pass
+        asked.append(1)
+        return len(asked) > 1
+
+    halted = service.handle(requests, after_one_pass)
+    assert len(asked) == 2  # no third question: once halted, no pass starts
+    # Pass one held "one two" and "three four": only the first request is complete.
+    assert halted.unfinished == frozenset({1, 2})
+    np.testing.assert_array_equal(halted.outcomes[0].vectors, whole.outcomes[0].vectors)
+    assert service.handle(requests, lambda: True).unfinished == frozenset({0, 1, 2})

@@ -4,7 +4,8 @@ token, so the pass planner can weigh padding against one pass more.
 A pass over ``n`` texts padded to ``L`` tokens takes about ``fixed + per_token * n * L``
 seconds. Measured on a 2-vCPU AMD EPYC (Zen 4) with MiniLM's OpenVINO fp32 graph on one thread,
 texts of 10 to 30 tokens, 1 to 64 per pass: ``fixed`` 1.6 ms, ``per_token`` 0.22 ms, so the
-fixed part weighs as much as 7 padded tokens. The ratio depends on the backend, the model and
+fixed part weighs as much as 7 padded tokens (the fit below, over mixed batches and with
+tokenising inside the pass, came to 12-18 there). The ratio depends on the backend, the model and
 the CPU (a faster core shrinks the part per token, not the interpreter's part per call), so it
 is fitted here, by least squares over the recent passes, never assumed; until the passes seen
 differ enough in size to tell the two parts apart, `PRIOR_TOKENS` stands in.

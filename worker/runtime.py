@@ -9,13 +9,13 @@ and consumes none of the embed queues (see `worker.app`).
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import multiprocessing
 import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -52,6 +52,7 @@ POLL_S = 1.0
 # An idle consumer blocks on its interactive list this long before it claims again: the claim
 # is also what finds bulk work, which a blocking wait cannot see (see `worker.consumer`).
 _IDLE_POLL_S = 0.25
+_HALT_POLL_S = 0.05  # how often a pool process looks at its parent's halt flag
 
 
 @dataclass
@@ -113,8 +114,11 @@ class WorkerRuntime:
         self.ready = multiprocessing.get_context("fork").Event()
         # Set by the parent the moment its shutdown begins (SIGTERM): the pool processes' consumers
         # start no further forward pass from then on, instead of from when Celery's shutdown
-        # reaches the pool (`halt`).
-        self.halting = multiprocessing.get_context("fork").Event()
+        # reaches the pool (`halt`). A lock-free shared flag, not a multiprocessing Event: it is
+        # set from a signal handler, and an Event's lock is not re-entrant (a second SIGTERM
+        # arriving inside the first handler's `set` hung the worker for good: the autoscaler's
+        # stop sends two) nor safe against a pool process killed while holding it.
+        self.halting = multiprocessing.get_context("fork").RawValue(ctypes.c_bool, False)
         self._running: _Running | None = None
 
     def plan(self, queues: list[str], hostname: str, processes: int, app: Celery) -> None:
@@ -198,7 +202,7 @@ class WorkerRuntime:
         killed finishes its batch and exits instead of serving on, unsupervised.
         """
         while not self.ready.wait(POLL_S):
-            if self._orphaned() or running.stopping.is_set() or self.halting.is_set():
+            if self._orphaned() or running.stopping.is_set() or self.halting.value:
                 return
         assert running.heartbeat is not None
         running.heartbeat.start()
@@ -207,23 +211,20 @@ class WorkerRuntime:
                                       name=f"embedq-consumer-{consumer.queue}", daemon=True)
             thread.start()
             running.threads.append(thread)
-        while not running.stopped.is_set():  # until `stop` (Celery's shutdown reached us)
-            if self.halting.is_set():  # the worker's shutdown began: halt the consumers
-                running.stopping.set()  # (`stop`, at the end of Celery's, joins them)
-                time.sleep(POLL_S)
-            elif self.halting.wait(POLL_S):
-                continue
+        while not running.stopped.wait(_HALT_POLL_S):  # until `stop` (Celery's shutdown)
+            if self.halting.value and not running.stopping.is_set():
+                running.stopping.set()  # the worker's shutdown began: halt the consumers
             if self._orphaned():
                 log.warning("worker_parent_gone", action="finishing the pass in hand, exiting")
                 self.stop()
                 os._exit(0)
 
     def halt(self, *_: object, **__: object) -> None:
-        """In the parent, as its shutdown begins (a signal handler: only sets an event): every
+        """In the parent, as its shutdown begins (a signal handler: only sets a flag): every
         process's consumers finish the forward pass in progress, answer what it completed and
         hand the rest of their claimed batch back to the queue, without waiting for Celery's
         shutdown to reach the pool (it takes a while)."""
-        self.halting.set()
+        self.halting.value = True  # a plain store: safe in a signal handler, and re-entrant
 
     def _orphaned(self) -> bool:
         return os.getpid() != self.main_pid and os.getppid() != self.main_pid

@@ -1,6 +1,7 @@
 """Serving the gateway app with uvicorn, in this process.
 
-uvicorn picks uvloop and httptools when the ``gateway`` extra installed them. Its access log is
+uvicorn picks uvloop when the ``gateway`` extra installed it, and parses with httptools through
+`CoalescingHttpToolsProtocol` (one write per response). Its access log is
 off: the app logs each refusal once, in embedq's own format, with the request id. To use more
 cores, run more gateway processes (on other ports, hosts or containers) behind a load balancer;
 they share nothing but Redis.
@@ -15,6 +16,7 @@ import uvicorn
 from embedq.config.logs import configure_logging
 from embedq.config.settings import Settings, load_settings
 from embedq.gateway.app import create_app
+from embedq.gateway.http_protocol import CoalescingHttpToolsProtocol
 from embedq.tasks.tls import check_settings_tls
 
 
@@ -28,5 +30,6 @@ def serve(host: str, port: int, settings: Settings | None = None) -> None:
     # the collector's sight, a full collection walks only what requests allocate. With it in
     # sight, each full pass over ~100k objects stalled every request in flight 50-200 ms.
     gc.freeze()
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False,
-                server_header=False, timeout_graceful_shutdown=int(settings.gateway_timeout_s))
+    uvicorn.run(app, host=host, port=port, http=CoalescingHttpToolsProtocol, log_config=None,
+                access_log=False, server_header=False,
+                timeout_graceful_shutdown=int(settings.gateway_timeout_s))

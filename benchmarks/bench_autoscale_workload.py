@@ -42,6 +42,7 @@ class BusySampler(threading.Thread):
         self.over: list[str] = []  # which processes were busy when more than the cores were
         self.by_queue: Counter[str] = Counter()  # CPU seconds of each queue's workers
         self.cores_used: list[float] = []  # per sample
+        self.queue_used: list[Counter[str]] = []  # per sample: cores each queue's workers used
         self.stopping = threading.Event()
         self.started = time.monotonic()
 
@@ -67,9 +68,12 @@ class BusySampler(threading.Thread):
             now, seen = time.monotonic(), self._cpu()
             busy = {name: (used - before.get(pid, (used, ""))[0]) / (now - at)
                     for pid, (used, name) in seen.items()}
+            used: Counter[str] = Counter()
             for name, share in busy.items():
                 self.by_queue[name.split()[0]] += share * (now - at)
+                used[name.split()[0]] += share
             self.cores_used.append(sum(busy.values()))
+            self.queue_used.append(used)
             busy = {name: share for name, share in busy.items() if share >= 0.5}
             self.counts[len(busy)] += 1
             if len(busy) > cores:
@@ -87,9 +91,15 @@ class BusySampler(threading.Thread):
                 f"{max(self.counts, default=0)}, more than "
                 f"{cores} in {over} of {sum(self.counts.values())} samples"
                 + "".join(f"\n{line}" for line in self.over)
-                + "\n  worker cores in use, 5 s means: " + " ".join(
-                    f"{sum(self.cores_used[i:i + 10]) / len(self.cores_used[i:i + 10]):.1f}"
-                    for i in range(0, len(self.cores_used), 10)))
+                + "\n  worker cores in use, 5 s means: " + _means(self.cores_used)
+                + "".join(f"\n    {queue:12} " + _means([u[queue] for u in self.queue_used])
+                          for queue, _ in self.by_queue.most_common()))
+
+
+def _means(samples: list[float], per: int = 10) -> str:
+    """The means of every ``per`` half-second samples (5 s), one decimal each."""
+    return " ".join(f"{sum(samples[i:i + per]) / len(samples[i:i + per]):.1f}"
+                    for i in range(0, len(samples), per))
 
 
 def _decisions(log: list[tuple[float, str]], since: float) -> list[str]:

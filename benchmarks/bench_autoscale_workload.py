@@ -43,6 +43,7 @@ class BusySampler(threading.Thread):
         self.by_queue: Counter[str] = Counter()  # CPU seconds of each queue's workers
         self.cores_used: list[float] = []  # per sample
         self.queue_used: list[Counter[str]] = []  # per sample: cores each queue's workers used
+        self.trace: list[tuple[float, dict[str, float]]] = []  # per sample: each process's cores
         self.stopping = threading.Event()
         self.started = time.monotonic()
 
@@ -74,6 +75,8 @@ class BusySampler(threading.Thread):
                 used[name.split()[0]] += share
             self.cores_used.append(sum(busy.values()))
             self.queue_used.append(used)
+            self.trace.append((round(now - self.started, 2),
+                               {name: round(share, 3) for name, share in busy.items()}))
             busy = {name: share for name, share in busy.items() if share >= 0.5}
             self.counts[len(busy)] += 1
             if len(busy) > cores:
@@ -113,7 +116,8 @@ def _decisions(log: list[tuple[float, str]], since: float) -> list[str]:
     return found
 
 
-def run(extra: list[str], etl: int, clustering: int, burst_after_s: float, tag: str) -> str:
+def run(extra: list[str], etl: int, clustering: int, burst_after_s: float, tag: str,
+        trace: Path | None = None) -> str:
     log: list[tuple[float, str]] = []
     up, url = start(extra, log)
     client = EmbeddingClient(Settings(redis_url=url, timeout_s=600))
@@ -151,6 +155,10 @@ def run(extra: list[str], etl: int, clustering: int, burst_after_s: float, tag: 
     searcher.join(timeout=30)
     client.close()
     stop(up)
+    if trace is not None:
+        trace.write_text(json.dumps({"total_s": total, "done_s": finished,
+                                     "samples": sampler.trace,
+                                     "decisions": _decisions(log, since)}))
     latencies.sort()
     p50 = latencies[len(latencies) // 2] * 1e3
     p99 = latencies[int(0.99 * (len(latencies) - 1))] * 1e3
@@ -181,13 +189,15 @@ def main() -> None:
     parser.add_argument("--clustering", type=int, default=3000)
     parser.add_argument("--burst-after-s", type=float, default=5.0)
     parser.add_argument("--clustering-precision", default="auto")
+    parser.add_argument("--trace", type=Path, help="a folder for each stack's samples (JSON): "
+                        "every worker process's cores every half second, and the decisions")
     args = parser.parse_args()
     _config(args.clustering_precision)
     stamp = str(time.time())
-    print("fixed:     " + run([], args.etl, args.clustering, args.burst_after_s, "f" + stamp),
-          flush=True)
-    print("autoscale: " + run(["--autoscale"], args.etl, args.clustering, args.burst_after_s,
-                              "a" + stamp), flush=True)
+    for name, extra in (("fixed", []), ("autoscale", ["--autoscale"])):
+        trace = args.trace / f"{name}-{stamp}.json" if args.trace else None
+        print(f"{name + ':':10} " + run(extra, args.etl, args.clustering, args.burst_after_s,
+                                        name[0] + stamp, trace), flush=True)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,8 @@ class BusySampler(threading.Thread):
         self.by_queue: Counter[str] = Counter()  # CPU seconds of each queue's workers
         self.cores_used: list[float] = []  # per sample
         self.queue_used: list[Counter[str]] = []  # per sample: cores each queue's workers used
-        self.trace: list[tuple[float, dict[str, float]]] = []  # per sample: each process's cores
+        # per sample: each worker process's cores, and the host's idle cores ("idle")
+        self.trace: list[tuple[float, dict[str, float]]] = []
         self.stopping = threading.Event()
         self.started = time.monotonic()
 
@@ -64,6 +65,7 @@ class BusySampler(threading.Thread):
 
     def run(self) -> None:
         before, at = self._cpu(), time.monotonic()
+        idle_before = _idle_s()
         cores = os.cpu_count() or 1
         while not self.stopping.wait(0.5):
             now, seen = time.monotonic(), self._cpu()
@@ -75,8 +77,11 @@ class BusySampler(threading.Thread):
                 used[name.split()[0]] += share
             self.cores_used.append(sum(busy.values()))
             self.queue_used.append(used)
+            idle_now = _idle_s()
             self.trace.append((round(now - self.started, 2),
-                               {name: round(share, 3) for name, share in busy.items()}))
+                               {name: round(share, 3) for name, share in busy.items()}
+                               | {"idle": round((idle_now - idle_before) / (now - at), 3)}))
+            idle_before = idle_now
             busy = {name: share for name, share in busy.items() if share >= 0.5}
             self.counts[len(busy)] += 1
             if len(busy) > cores:
@@ -97,6 +102,12 @@ class BusySampler(threading.Thread):
                 + "\n  worker cores in use, 5 s means: " + _means(self.cores_used)
                 + "".join(f"\n    {queue:12} " + _means([u[queue] for u in self.queue_used])
                           for queue, _ in self.by_queue.most_common()))
+
+
+def _idle_s() -> float:
+    """Seconds the host's cores have idled since boot (what no process, worker or not, used)."""
+    times = psutil.cpu_times()
+    return times.idle + getattr(times, "iowait", 0.0)
 
 
 def _means(samples: list[float], per: int = 10) -> str:

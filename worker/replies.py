@@ -272,8 +272,21 @@ class Outbox:
             self._celery.pop(0)
 
     def _event(self, envelope: Envelope, kind: str, **fields: Any) -> None:
+        """The message's ``task-received`` and its outcome, preceded for an embedq producer's
+        message by its ``task-sent``: stamped with the producer's name and the time it was
+        pushed, as the producer would have sent it, but carried in this batch's one
+        ``PUBLISH`` instead of a ``PUBLISH`` per push (a broker command per lone request).
+        Flower orders a task's events by their states, so it shows the same three; what it
+        no longer shows is a message that is still waiting on its queue."""
         if not self.target.events:
             return
+        if envelope.reply_to is not None:
+            origin = envelope.headers.get("origin")
+            sent = {"timestamp": envelope.enqueued_at} if envelope.enqueued_at else {}
+            self._events.append(task_event(
+                "task-sent", envelope.task_id,
+                origin if isinstance(origin, str) else self.target.hostname,
+                name=EMBED_TASK, queue=self.target.queue, **sent))
         request = self._contexts.get(envelope.task_id)
         if request is None:  # an embedq producer's message: one request of its sender
             about = {"name": EMBED_TASK, "args": "(...)", "kwargs": "{}", "root_id":

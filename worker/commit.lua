@@ -6,7 +6,13 @@
 --       further arguments it has, then those arguments.
 --
 -- As in a transaction, a command the broker refuses (a reply key of the wrong type, say) does
--- not stop the others; the refusals are returned ("name: error"), the rest is done.
+-- not stop the others; the refusals are returned ("name: error"), the rest is done. A broker
+-- that refuses writes as such (out of memory, a failed disk, a read-only replica, too few
+-- replicas) refuses the first write, before anything is written: then the script fails as a
+-- whole, as EXEC does after such a refusal, and the caller retries. Going on would write the
+-- acknowledgements that are not refused (DEL and HDEL may use memory beyond the limit) without
+-- the replies that are: messages answered to nobody.
+local WHOLE = {OOM = true, MISCONF = true, READONLY = true, NOREPLICAS = true}
 local k, a, refused = 0, 1, {}
 while a <= #ARGV do
   local name, n = ARGV[a], tonumber(ARGV[a + 2])
@@ -19,6 +25,7 @@ while a <= #ARGV do
   a = a + 3 + n
   local answer = redis.pcall(name, unpack(args))
   if type(answer) == 'table' and answer.err then
+    if WHOLE[string.match(answer.err, '^%u+')] then return redis.error_reply(answer.err) end
     refused[#refused + 1] = name .. ': ' .. answer.err
   end
 end

@@ -144,7 +144,8 @@ def test_each_request_is_a_task_event_for_flower(client, celery_app):
     sent, received = events["task-sent"], events["task-received"]
     assert sent["timestamp"] <= received["timestamp"]
     assert sent["hostname"] != received["hostname"]  # the producer's name, not the worker's
-    assert sent["name"] == received["name"] and sent["queue"] == QUEUE
+    assert sent["name"] == received["name"]
+    assert sent["queue"] == QUEUE
 
 
 def test_embed_many_window_follows_the_live_consumers(client):

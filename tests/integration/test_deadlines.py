@@ -152,7 +152,11 @@ def test_what_cannot_be_served_in_time_is_refused_at_once_and_bulk_never_is(
     broker.set(backlog_key(QUEUE), 1000)
     with make_client(redis_server.url, hashing_config, cache_enabled=False) as client:
         client.submit(["the first: no reading yet, so it is sent"], timeout=2)
-        wait_until(lambda: broker.llen(QUEUE) == 1)
+        # The push is on the queue before the sender thread has read the pipeline's answers:
+        # wait for the reading it records, not for the queue (a busy machine ran in between).
+        load = client._connected().link(client.registry.route(None)).dispatcher.load
+        wait_until(lambda: load.reading(QUEUE) is not None)
+        assert broker.llen(QUEUE) == 1
         started = time.perf_counter()
         with pytest.raises(OverloadedError, match="overloaded") as caught:
             client.embed(["refused"], timeout=2)

@@ -44,11 +44,8 @@ from embedq.producer.load import LoadBook, live_rates
 from embedq.producer.outstanding import Outstanding, SentMessage
 from embedq.producer.read_through import ReadThrough
 from embedq.tasks.cache_codec import CachedVector
-from embedq.tasks.connections import database
-from embedq.tasks.events import event_message, task_event
 from embedq.tasks.loops import Loop
 from embedq.tasks.names import (
-    EMBED_TASK,
     backlog_key,
     bulk_queue,
     cancel_key,
@@ -103,7 +100,6 @@ class Dispatcher:
 
     def __post_init__(self) -> None:
         self._origin = f"{socket.gethostname()}:{os.getpid()}"
-        self._db = database(self.settings.broker)
         self._loop = Loop("broker", context={"side": "sender"})
         self._thread = threading.Thread(target=self._run, name="embedq-sender", daemon=True)
         self._thread.start()
@@ -305,11 +301,6 @@ class Dispatcher:
                     pipe.hset(cancel_key(message.queue), message.task_id, msgpack.packb(rows))
                     pipe.expire(cancel_key(message.queue), int(self.settings.timeout_s) + 60)
                 self._read_load(pipe, reads, added)
-                if self.settings.task_events and todo:
-                    channel, event = event_message(
-                        [task_event("task-sent", m.task_id, self._origin, name=EMBED_TASK,
-                                    queue=m.queue) for m in todo], self._origin, self._db)
-                    pipe.publish(channel, event)
                 answers = iter(pipe.execute()[pushes + 2 * len(cancels):])
         except BaseException:
             with self._wake:

@@ -24,9 +24,13 @@
 -- (cjson), exactly as the Python side reads them.
 --
 -- Every Redis command here is one the broker runs (INFO commandstats counts them), so a claim
--- costs a fixed few whatever its size: one LINDEX of the oldest message (expiry, LIFO and
--- emptiness in one look), five per list it takes from (see `take`), one HMGET of the
--- cancellation marks and one backlog write; a message a blocking wait moved costs one HINCRBY.
+-- costs a fixed few whatever its size: one EXISTS (which of the interactive list, the bulk
+-- list and the cancellation marks are there at all), one LINDEX of the oldest message if the
+-- interactive list is there (expiry, LIFO and emptiness in one look), five per list it takes
+-- from (see `take`), one HMGET of the cancellation marks if there are any and one backlog
+-- write; a message a blocking wait moved costs one HINCRBY. The claim after a blocking wait
+-- that took a lone request is thus four commands: the script, its HINCRBY, EXISTS and the
+-- backlog's SET.
 local budget, most, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local now, already, dead_mark = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local TEXTS, DEADLINE, ENQUEUED = ARGV[7], ARGV[8], ARGV[9]
@@ -101,8 +105,14 @@ for i = 1, #new do
   end
 end
 
+-- EXISTS counts a key once per mention: naming the lists and the marks 1, 2 and 4 times makes
+-- its answer a bit mask of which are there, in one command. An absent list needs no LINDEX,
+-- absent marks no HMGET (a lone request after a blocking wait finds all three absent).
+local present = redis.call('EXISTS', queue, bulk, bulk, cancels, cancels, cancels, cancels)
+local has_queue, has_bulk, has_cancels = present % 2 == 1, present % 4 >= 2, present >= 4
+
 -- Messages nobody waits for any more are cleared from the oldest end, uncomputed.
-local oldest = redis.call('LINDEX', queue, -1)
+local oldest = has_queue and redis.call('LINDEX', queue, -1)
 local oldest_h = oldest and headers(oldest)
 for _ = 1, clear_most do
   if not oldest or not expired(oldest_h) then break end
@@ -121,7 +131,7 @@ if lifo_after > 0 and oldest then
   if enqueued and now - enqueued > lifo_after then side = 'LEFT' end
 end
 
-local empty = {[queue] = not oldest, [bulk] = false}
+local empty = {[queue] = not oldest, [bulk] = not has_bulk}
 
 -- Take messages from one end of a list, up to the budget, in a fixed few commands however many:
 -- one LRANGE to look (after one LINDEX where the list was not looked at yet), one HMGET of their
@@ -191,7 +201,7 @@ take(queue, side, oldest and texts(oldest_h))
 from_bulk = 1
 take(bulk, 'RIGHT', nil)
 
-if #marked > 0 then
+if #marked > 0 and has_cancels then
   local ids = {}
   for i, row in ipairs(marked) do ids[i] = row[2] end
   local marks = redis.call('HMGET', cancels, unpack(ids))

@@ -18,7 +18,7 @@ registered once per connection, and takes every name it needs as an argument:
   found both lists empty blocks at once instead of claiming first, and passes what the wait
   moved to the next claim;
 * **ack**: the replies, the deliveries counter's removal and the message's removal from the
-  in-flight list are one ``MULTI`` (see `worker.replies`);
+  in-flight list are one atomic script call (see `worker.replies`);
 * **restore** (``restore.lua``): a dead consumer's in-flight messages go back to the head of
   the list they came from, and its liveness entry goes. Dead means its liveness entry expired,
   or (on the same host, at once) its process no longer exists. When its whole worker died, the

@@ -1,17 +1,18 @@
-"""What a batch writes back, in one ``MULTI`` round trip: replies, events, dead letters, acks.
+"""What a batch writes back, in one atomic script call: replies, events, dead letters, acks.
 
 A reply goes where its message asks: to the producer's reply list (embedq's producer; ``RPUSH``
 plus an ``EXPIRE``, so a producer that died leaves nothing behind for long), or, for a message
 from a plain Celery producer, into Celery's Redis result backend exactly as Celery would store it
 (``SET`` with the result expiry and ``PUBLISH`` for a waiting ``AsyncResult.get``). The same
-transaction removes each message from the consumer's in-flight list and forgets its delivery
-count, so a reply is written if and only if its message is acknowledged: a crash before the
-``EXEC`` redelivers the message, a crash after it never repeats the work.
+atomic step (`commit.lua`: what a ``MULTI`` of the same commands does, for one broker command
+less) removes each message from the consumer's in-flight list and forgets its delivery count,
+so a reply is written if and only if its message is acknowledged: a crash before the script
+runs redelivers the message, a crash after it never repeats the work.
 
 A message from a Celery producer (no ``embedq_reply`` header) is finished as Celery's worker
 finishes a task (`worker.celery_canvas`): result or failure stored through Celery's backend,
 chord part counted, callbacks, chain and errbacks sent. Those are Celery's own calls and run
-just before the ``MULTI`` that acknowledges the message: at least once, as Celery's
+just before the script call that acknowledges the message: at least once, as Celery's
 ``acks_late`` is (a crash in between redelivers the message; the cache makes the repeat cheap).
 """
 
@@ -19,15 +20,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from importlib.resources import files
+from typing import Any, cast
 
 import redis
 import structlog
 from celery.app.task import Context
 from kombu.exceptions import OperationalError
+from redis.commands.core import Script
 
 from embedq.config.errors import EmbeddingFailedError, EmbedqError
 from embedq.tasks.celery_results import result_value
+from embedq.tasks.connections import blob_list
 from embedq.tasks.events import event_message, task_event
 from embedq.tasks.names import (
     EMBED_TASK,
@@ -50,6 +54,26 @@ from embedq.worker.celery_canvas import (
 )
 
 log = structlog.get_logger(__name__)
+# The batch's writes run in one script (`commit.lua`): atomic as a MULTI/EXEC of them, for one
+# broker command instead of two. Bytes, so the script needs no client to be hashed; it is
+# loaded into a broker on first use (and again after a broker restart).
+_COMMIT = Script(cast(redis.Redis, None),
+                 files(__package__).joinpath("commit.lua").read_bytes())
+
+
+@dataclass
+class _Writes:
+    """Commands in `commit.lua`'s layout: per command its name, whether its first argument is
+    the next of the script's keys, how many further arguments, then those."""
+
+    keys: list[str] = field(default_factory=list)
+    args: list[Any] = field(default_factory=list)
+
+    def add(self, name: str, key: str | None, *args: Any) -> None:
+        """One command; ``key`` None: all of it is in ``args`` (a channel, a reply list)."""
+        if key is not None:
+            self.keys.append(key)
+        self.args += [name, "0" if key is None else "1", len(args), *args]
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +153,7 @@ class Outbox:
 
     def give_back(self, envelope: Envelope, *, bulk: bool, deliveries: int) -> None:
         """Return a claimed message uncomputed (its worker is stopping) to the head of the list
-        it came from, as `restore` does for a dead consumer's, in the same ``MULTI`` as the
+        it came from, as `restore` does for a dead consumer's, in the same atomic step as the
         batch's replies: it is on its queue or in flight at every instant, and it is never
         replied to here, so its caller gets exactly the one reply of whoever serves it next.
         This delivery is refunded (it did not end with a dead process: not a poison suspect)
@@ -179,7 +203,7 @@ class Outbox:
         self._event(envelope, "task-failed", runtime=runtime_s, exception=repr(error))
 
     def commit(self, client: redis.Redis) -> None:
-        """Celery's finishing steps, then everything else in one ``MULTI``/``EXEC`` round trip
+        """Celery's finishing steps, then everything else in one atomic script call
         (nothing if there is nothing). A broker error leaves what is not done for the retry."""
         self._run_celery()
         if self._forget and self.settles_all:  # the batch's last commit
@@ -187,28 +211,29 @@ class Outbox:
             self._forget.clear()
         if not (self._ops or self._events or self._replies or self._acked):
             return
-        with client.pipeline(transaction=True) as pipe:
-            for key, blobs in self._replies.items():
-                pipe.rpush(key, *blobs)
-                pipe.expire(key, self.target.reply_ttl_s)
-            for name, args in self._ops:
-                getattr(pipe, name)(*args)
-            if self._acked:
-                if self.settles_all:
-                    pipe.delete(self.target.inflight)
-                else:
-                    for raw in self._acked:
-                        pipe.lrem(self.target.inflight, 1, raw)  # type: ignore[arg-type]  # bytes
-                pipe.hdel(deliveries_key(self.target.queue),
-                          *dict.fromkeys(message_id(raw) for raw in self._acked))
-            if self._events:
-                channel, message = event_message(self._events, self.target.hostname,
-                                                 self.target.db)
-                pipe.publish(channel, message)
-            answers = pipe.execute(raise_on_error=False)
-        failed = [repr(answer) for answer in answers if isinstance(answer, Exception)]
-        if failed:  # e.g. a reply key of the wrong type: the rest of the batch still counts
-            log.warning("outbox_writes_refused", count=len(failed), first=failed[0])
+        writes = _Writes()
+        for key, blobs in self._replies.items():
+            # A reply list goes as an argument, not as one of the script's keys: the broker
+            # takes a script's keys as read and written, and a worker may only write replies.
+            writes.add("rpush", None, key, *blobs)
+            writes.add("expire", None, key, self.target.reply_ttl_s)
+        for name, (key, *args) in self._ops:
+            writes.add(name, key, *args)
+        if self._acked:
+            if self.settles_all:
+                writes.add("del", self.target.inflight)
+            else:
+                for raw in self._acked:
+                    writes.add("lrem", self.target.inflight, 1, raw)
+            writes.add("hdel", deliveries_key(self.target.queue),
+                       *dict.fromkeys(message_id(raw) for raw in self._acked))
+        if self._events:
+            channel, message = event_message(self._events, self.target.hostname,
+                                             self.target.db)
+            writes.add("publish", None, channel, message)
+        refused = blob_list(_COMMIT(keys=writes.keys, args=writes.args, client=client))
+        if refused:  # e.g. a reply key of the wrong type: the rest of the batch still counts
+            log.warning("outbox_writes_refused", count=len(refused), first=refused[0].decode())
         self._ops.clear()
         self._events.clear()
         self._replies.clear()
@@ -247,8 +272,21 @@ class Outbox:
             self._celery.pop(0)
 
     def _event(self, envelope: Envelope, kind: str, **fields: Any) -> None:
+        """The message's ``task-received`` and its outcome, preceded for an embedq producer's
+        message by its ``task-sent``: stamped with the producer's name and the time it was
+        pushed, as the producer would have sent it, but carried in this batch's one
+        ``PUBLISH`` instead of a ``PUBLISH`` per push (a broker command per lone request).
+        Flower orders a task's events by their states, so it shows the same three; what it
+        no longer shows is a message that is still waiting on its queue."""
         if not self.target.events:
             return
+        if envelope.reply_to is not None:
+            origin = envelope.headers.get("origin")
+            sent = {"timestamp": envelope.enqueued_at} if envelope.enqueued_at else {}
+            self._events.append(task_event(
+                "task-sent", envelope.task_id,
+                origin if isinstance(origin, str) else self.target.hostname,
+                name=EMBED_TASK, queue=self.target.queue, **sent))
         request = self._contexts.get(envelope.task_id)
         if request is None:  # an embedq producer's message: one request of its sender
             about = {"name": EMBED_TASK, "args": "(...)", "kwargs": "{}", "root_id":

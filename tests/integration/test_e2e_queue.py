@@ -138,6 +138,14 @@ def test_each_request_is_a_task_event_for_flower(client, celery_app):
     with task_events(celery_app) as seen:
         client.embed(["seen by flower"], "fast", timeout=60)
         wait_until(lambda: complete(seen), timeout=30)
+    # task-sent travels with the worker's batch events, stamped as the producer pushed it
+    events = next({e["type"]: e for e in got} for got in seen.values()
+                  if {"task-sent", "task-received"} <= {e["type"] for e in got})
+    sent, received = events["task-sent"], events["task-received"]
+    assert sent["timestamp"] <= received["timestamp"]
+    assert sent["hostname"] != received["hostname"]  # the producer's name, not the worker's
+    assert sent["name"] == received["name"]
+    assert sent["queue"] == QUEUE
 
 
 def test_embed_many_window_follows_the_live_consumers(client):

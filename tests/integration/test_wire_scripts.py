@@ -15,13 +15,22 @@ import pytest
 import redis
 from celery import Celery
 
+from embedq.config.errors import EmbedqError
 from embedq.tasks.dead_letters import list_dead
-from embedq.tasks.names import backlog_key, bulk_queue, deliveries_key, live_key, rate_key
+from embedq.tasks.names import (
+    backlog_key,
+    bulk_queue,
+    deliveries_key,
+    inflight_key,
+    live_key,
+    rate_key,
+)
 from embedq.tasks.schema import EmbedRequest
 from embedq.tasks.wire import DEAD_MARK, build_message, message_id, open_envelope
 from embedq.worker import claims as claims_module
 from embedq.worker.batching import BatchPolicy, PassPolicy
 from embedq.worker.claims import QueueClaims
+from embedq.worker.replies import Outbox, ReplyTarget
 
 QUEUE = "embed.hashing.fp32"
 POLICY = BatchPolicy(claim_texts=64, claim_messages=64, linger_s=0.0, max_deliveries=3,
@@ -248,6 +257,47 @@ def test_restore_script(broker):
 def test_restore_check_fails_on_a_broken_copy(broker, good, broken):
     assert good in claims_module.RESTORE_LUA
     assert not _restore(broker, claims_module.RESTORE_LUA.replace(good, broken))
+
+
+def _answered(broker: redis.Redis) -> Outbox:
+    """One message claimed and answered with an error, its batch's writes not yet committed."""
+    broker.lpush(QUEUE, _message())
+    claims = QueueClaims(broker, QUEUE, "committer")
+    [claimed] = claims.claim(POLICY)
+    outbox = Outbox(ReplyTarget(queue=QUEUE, inflight=claims.inflight, hostname="w@test", db=0,
+                                reply_ttl_s=60, events=True, celery=None), settles_all=True)
+    outbox.fail(open_envelope(claimed.raw), EmbedqError("answered"))
+    return outbox
+
+
+def _left(broker: redis.Redis) -> tuple[int, int, int]:
+    """Messages in flight, delivery counts, replies written."""
+    return (broker.llen(inflight_key(QUEUE, "committer")), broker.hlen(deliveries_key(QUEUE)),
+            broker.llen("embedq:v1:reply:t"))
+
+
+def test_the_commit_writes_replies_and_acknowledgements_together(broker):
+    outbox = _answered(broker)
+    assert _left(broker) == (1, 1, 0)
+    outbox.commit(broker)
+    assert _left(broker) == (0, 0, 1)
+
+
+def test_a_commit_refused_for_memory_writes_nothing(broker):
+    """Out of memory (noeviction) the reply's RPUSH is refused; the acknowledgements after it
+    would not be (DEL, HDEL): the script fails whole and the message stays in flight for the
+    retry, as a MULTI/EXEC of the same commands would."""
+    outbox = _answered(broker)
+    broker.config_set("maxmemory-policy", "noeviction")
+    broker.config_set("maxmemory", 1)
+    try:
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            outbox.commit(broker)
+        assert _left(broker) == (1, 1, 0)
+    finally:
+        broker.config_set("maxmemory", 0)
+    outbox.commit(broker)  # the consumer's retry, once the broker takes writes again
+    assert _left(broker) == (0, 0, 1)
 
 
 def test_header_names_live_in_the_wire_module_only():
